@@ -1,0 +1,397 @@
+/*
+ * personad dashboard: a list view (#/) and a detail view (#/cluster/NAME), fed by
+ * GET /api/clusters[/NAME] and refreshed on every /ws event (events carry only a
+ * name).  On close the socket is reopened after 5 s and everything is refetched,
+ * since events sent meanwhile are lost.
+ *
+ * Every string that comes from a persona is put into the page with textContent
+ * or createTextNode, never innerHTML.
+ */
+'use strict';
+(function () {
+  const RECONNECT_MS = 5000;
+  const FLASH_MS = 2000;
+  const PHASES = ['Ready', 'Discovering', 'Degraded', 'Unknown'];
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    loaded: false,      /* the list has been fetched once */
+    rows: new Map(),    /* name -> {tr, key}: rendered rows, key = JSON of the cluster */
+    detailName: null,   /* cluster shown in the detail view, or null for the list */
+    detail: null,       /* last object fetched for it */
+  };
+
+  /* --- small DOM helpers: text only ------------------------------------- */
+
+  function str(v) {
+    if (v === undefined || v === null) return '';
+    return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  }
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined) e.textContent = str(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function cell(tr, label, content, cls) {
+    const td = el('td', undefined, cls);
+    if (label) td.dataset.label = label;
+    if (content instanceof Node) td.appendChild(content);
+    else td.textContent = str(content) || '—';
+    tr.appendChild(td);
+    return td;
+  }
+
+  function phaseBadge(phase) {
+    const p = str(phase) || 'Unknown';
+    const known = PHASES.includes(p);
+    return el('span', p, 'badge phase-' + (known ? p.toLowerCase() : 'unknown'));
+  }
+
+  function boolBadge(v, yes, no) {
+    if (v === true) return el('span', yes, 'badge yes');
+    if (v === false) return el('span', no, 'badge no');
+    return el('span', 'unknown', 'badge');
+  }
+
+  function nodeCount(st) {
+    const nodes = Array.isArray(st.nodes) ? st.nodes : [];
+    const ready = nodes.filter((n) => n && n.ready === true).length;
+    return ready + '/' + nodes.length;
+  }
+
+  function clusterHash(name) {
+    return '#/cluster/' + encodeURIComponent(name);
+  }
+
+  /* "Jan 15, 2025, 9:30 AM" with "3 min ago" below it; the raw value as a tooltip. */
+  function when(ts) {
+    const d = new Date(str(ts));
+    if (!ts || isNaN(d)) return str(ts);
+    const s = Math.round((Date.now() - d) / 1000);
+    let ago = '';
+    if (s >= 0 && s < 60) ago = 'just now';
+    else if (s >= 60 && s < 3600) ago = Math.round(s / 60) + ' min ago';
+    else if (s >= 3600 && s < 172800) ago = Math.round(s / 3600) + ' h ago';
+    else if (s >= 172800) ago = Math.round(s / 86400) + ' days ago';
+    const span = el('span', d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }));
+    span.title = str(ts);
+    if (ago) span.appendChild(el('small', ago));
+    return span;
+  }
+
+  function facts(dl, items) {
+    const frag = document.createDocumentFragment();
+    for (const [label, value] of items) {
+      const div = el('div');
+      div.appendChild(el('dt', label));
+      const dd = el('dd');
+      if (value instanceof Node) dd.appendChild(value);
+      else dd.textContent = str(value) || '—';
+      div.appendChild(dd);
+      frag.appendChild(div);
+    }
+    dl.replaceChildren(frag);
+  }
+
+  function fill(table, items, columns, none) {
+    const tbody = table.tBodies[0];
+    const frag = document.createDocumentFragment();
+    for (const it of items) {
+      const tr = el('tr');
+      for (const col of columns) cell(tr, null, col(it || {}), col.cls);
+      frag.appendChild(tr);
+    }
+    if (items.length === 0) {
+      const tr = el('tr');
+      cell(tr, null, none, 'none').colSpan = columns.length;
+      frag.appendChild(tr);
+    }
+    tbody.replaceChildren(frag);
+  }
+
+  /* --- status line and errors ------------------------------------------- */
+
+  function setConn(st, text) {
+    const c = $('conn');
+    $('offline').hidden = st !== 'reconnecting';
+    c.dataset.state = st;
+    c.textContent = text;
+  }
+
+  function showError(msg) {
+    const e = $('error');
+    e.textContent = msg || '';
+    e.hidden = !msg;
+  }
+
+  /* --- REST ------------------------------------------------------------- */
+
+  async function getJSON(url) {
+    const r = await fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    if (r.status === 404) return null;
+    if (!r.ok) throw new Error('HTTP ' + r.status + ' for ' + url);
+    return r.json();
+  }
+
+  /* Run fn one at a time; calls made while it runs collapse into one more run. */
+  function serial(fn) {
+    let running = null;
+    let again = false;
+    return function () {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        try {
+          do {
+            again = false;
+            await fn();
+          } while (again);
+        } finally {
+          running = null;
+        }
+      })();
+      return running;
+    };
+  }
+
+  const refreshList = serial(async () => {
+    let body;
+    try {
+      body = await getJSON('/api/clusters');
+      if (!body || !Array.isArray(body.clusters)) throw new Error('bad /api/clusters response');
+    } catch (e) {
+      showError('Cannot load clusters from personad (' + e.message + '); showing the last data received.');
+      return;
+    }
+    showError('');
+    const list = body.clusters.filter((c) => c && typeof c.name === 'string');
+    list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    renderList(list);
+  });
+
+  const refreshDetail = serial(async () => {
+    const name = state.detailName;
+    if (name === null) return;
+    let c;
+    try {
+      c = await getJSON('/api/clusters/' + encodeURIComponent(name));
+    } catch (e) {
+      showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
+      return;
+    }
+    if (name !== state.detailName) return; /* navigated away meanwhile */
+    if (c === null) markGone();
+    else renderDetail(c);
+  });
+
+  function refreshAll() {
+    refreshList();
+    if (state.detailName !== null) refreshDetail();
+  }
+
+  /* --- list view -------------------------------------------------------- */
+
+  function listRow(c) {
+    const spec = c.spec || {};
+    const st = c.status || {};
+    const tr = el('tr');
+    tr.dataset.name = c.name;
+    const a = el('a', c.name);
+    a.href = clusterHash(c.name);
+    cell(tr, 'Name', a);
+    cell(tr, 'Environment', spec.environment || 'development');
+    cell(tr, 'Phase', phaseBadge(st.phase));
+    cell(tr, 'Nodes', nodeCount(st), 'num').title = 'ready / total';
+    cell(tr, 'Kubernetes', st.kubernetesVersion, 'num');
+    cell(tr, 'Description', spec.description);
+    tr.addEventListener('click', (ev) => {
+      if (!ev.target.closest('a')) location.hash = clusterHash(c.name);
+    });
+    return tr;
+  }
+
+  function flash(tr) {
+    tr.classList.add('flash');
+    setTimeout(() => tr.classList.remove('flash'), FLASH_MS);
+  }
+
+  function renderList(list) {
+    const tbody = $('clusters').tBodies[0];
+    const rows = new Map();
+    list.forEach((c, i) => {
+      const key = JSON.stringify(c);
+      const old = state.rows.get(c.name);
+      let tr = old && old.tr;
+      if (!old || old.key !== key) {
+        tr = listRow(c);
+        if (old) tbody.replaceChild(tr, old.tr);
+        if (state.loaded) flash(tr);
+      }
+      rows.set(c.name, { tr, key });
+      /* Move only rows that are out of place, so running highlights continue. */
+      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+    });
+    for (const [name, r] of state.rows) if (!rows.has(name)) r.tr.remove();
+    state.rows = rows;
+    state.loaded = true;
+    $('clusters').hidden = list.length === 0;
+    $('empty').hidden = list.length !== 0;
+    $('count').textContent = list.length ? '(' + list.length + ')' : '';
+  }
+
+  /* --- detail view ------------------------------------------------------ */
+
+  function renderDetail(c) {
+    state.detail = c;
+    const spec = c.spec || {};
+    const st = c.status || {};
+    const rs = st.resourceSummary || {};
+    $('gone').hidden = true;
+    $('detail').hidden = false;
+    $('detail').classList.remove('stale');
+    $('d-name').textContent = c.name;
+    $('d-desc').textContent = str(spec.description);
+    facts($('d-facts'), [
+      ['Environment', spec.environment || 'development'],
+      ['Phase', phaseBadge(st.phase)],
+      ['Nodes ready', nodeCount(st)],
+      ['Kubernetes', st.kubernetesVersion],
+      ['Platform', st.platform],
+      ['Applications', st.applicationCount],
+      ['Last discovery', when(st.lastDiscovery)],
+    ]);
+    facts($('d-res'), [
+      ['Total CPU', rs.totalCPU],
+      ['Total memory', rs.totalMemory],
+      ['Allocatable CPU', rs.allocatableCPU],
+      ['Allocatable memory', rs.allocatableMemory],
+      ['Running pods', rs.runningPods],
+    ]);
+    const nodes = Array.isArray(st.nodes) ? st.nodes : [];
+    const cap = (k) => (n) => (n.capacity || {})[k];
+    $('d-nodes-count').textContent = '(' + nodeCount(st) + ' ready)';
+    fill($('d-nodes'), nodes, [
+      (n) => n.name,
+      (n) => n.role,
+      (n) => boolBadge(n.ready, 'Ready', 'NotReady'),
+      (n) => n.kubeletVersion,
+      (n) => n.containerRuntime,
+      cap('cpu'),
+      cap('memory'),
+      cap('pods'),
+    ], 'No nodes reported.');
+    const addons = Array.isArray(st.addons) ? st.addons : [];
+    $('d-addons-count').textContent = '(' + addons.length + ')';
+    fill($('d-addons'), addons, [
+      (a) => a.name,
+      (a) => a.namespace,
+      (a) => boolBadge(a.healthy, 'Healthy', 'Unhealthy'),
+      (a) => a.version,
+    ], 'No addons reported.');
+  }
+
+  function markGone() {
+    const g = $('gone');
+    const name = state.detailName;
+    if (state.detail) {
+      g.textContent = 'This cluster was deleted: “' + name +
+        '” is no longer in the personas directory. The data below is the last known state.';
+      $('detail').classList.add('stale');
+    } else {
+      g.textContent = 'No cluster named “' + name + '”.';
+      $('detail').hidden = true;
+    }
+    g.hidden = false;
+  }
+
+  /* --- routing ---------------------------------------------------------- */
+
+  function route() {
+    const m = /^#\/cluster\/(.*)$/.exec(location.hash);
+    if (!m) {
+      state.detailName = null;
+      state.detail = null;
+      $('detail-view').hidden = true;
+      $('list-view').hidden = false;
+      $('crumb').textContent = '';
+      document.title = 'Clusters · personad';
+      return;
+    }
+    let name;
+    try {
+      name = decodeURIComponent(m[1]);
+    } catch (e) {
+      name = m[1];
+    }
+    if (name !== state.detailName) {
+      state.detailName = name;
+      state.detail = null;
+      $('gone').hidden = true;
+      $('detail').hidden = true; /* until its data arrives */
+      window.scrollTo(0, 0);
+    }
+    $('list-view').hidden = true;
+    $('detail-view').hidden = false;
+    $('crumb').textContent = '/ ' + name;
+    document.title = name + ' · personad';
+    refreshDetail();
+  }
+
+  /* --- live events ------------------------------------------------------ */
+
+  let retry = 0;
+
+  function onEvent(msg) {
+    const name = msg.data && typeof msg.data.name === 'string' ? msg.data.name : null;
+    refreshList();
+    if (state.detailName === null || name !== state.detailName) return;
+    if (msg.type === 'cluster.deleted') markGone();
+    else refreshDetail();
+  }
+
+  function reconnectLater() {
+    if (retry) return;
+    setConn('reconnecting', 'reconnecting…');
+    $('conn').title = 'connection lost; retrying every ' + RECONNECT_MS / 1000 + ' s';
+    retry = setTimeout(() => {
+      retry = 0;
+      connect();
+    }, RECONNECT_MS);
+  }
+
+  function connect() {
+    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      reconnectLater();
+      return;
+    }
+    ws.onopen = () => {
+      setConn('live', 'live');
+      $('conn').title = 'receiving events from ' + url;
+      refreshAll(); /* events may have been missed while disconnected */
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      if (msg && typeof msg.type === 'string') onEvent(msg);
+    };
+    ws.onclose = reconnectLater;
+  }
+
+  window.addEventListener('hashchange', route);
+  route();
+  refreshList();
+  connect();
+})();
