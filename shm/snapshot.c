@@ -1,0 +1,221 @@
+/*
+ * snapshot - see snapshot.h.
+ *
+ * WARNING: shared-memory code.  Memory-ordering argument (the same seqlock as
+ * ring.c, per half):
+ *
+ *  Writer, publishing generation g into half h = g & 1 (the half readers are
+ *  not directed to, since the current generation g-1 lives in the other one):
+ *    1. half[h].gen = 0 (relaxed); release fence
+ *    2. copy the blob; half[h].blob_bytes = len
+ *    3. half[h].gen = g (release)
+ *    4. hdr.gen = g (release)
+ *
+ *  Reader:
+ *    a. g = hdr.gen (acquire); h = g & 1
+ *    b. v1 = half[h].gen (acquire); v1 != g -> retry (the writer lapped us)
+ *    c. copy blob_bytes and the blob
+ *    d. acquire fence; v2 = half[h].gen (relaxed); v2 != g -> retry
+ *
+ *  The writer only touches half h again when publishing g + 2, and step 1 of
+ *  that publish is ordered before its copy, so a reader that still sees v2 == g
+ *  after its copy has a whole blob.
+ */
+#include "build_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snapshot.h"
+
+#define SNAPSHOT_READ_RETRIES 64
+
+size_t
+snapshot_bytes(uint64_t half_bytes)
+{
+    return sizeof(struct snap_header) + 2 * (size_t)half_bytes;
+}
+
+void
+snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes)
+{
+    s->hdr = mem;
+    s->halves = (uint8_t *)(s->hdr + 1);
+    memset(s->hdr, 0, sizeof(*s->hdr));
+    s->hdr->magic = SNAP_MAGIC;
+    s->hdr->version = SNAP_VERSION;
+    s->hdr->half_bytes = half_bytes;
+    atomic_store_explicit(&s->hdr->gen, 0, memory_order_release);
+}
+
+uint64_t
+snapshot_hash(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint8_t *
+snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size_t *blob_len)
+{
+    static const char head[] = "{\"clusters\":[";
+    char tail[48];
+    int tail_len = snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
+    if (tail_len < 0)
+        return NULL;
+    size_t names = 0, list = sizeof(head) - 1 + (size_t)tail_len;
+    for (uint32_t i = 0; i < count; i++) {
+        names += items[i].name_len;
+        list += items[i].obj_len + (i > 0);
+    }
+    size_t names_off = sizeof(struct snap_blob) + (size_t)count * sizeof(struct snap_entry);
+    size_t list_off = names_off + names;
+    size_t total = list_off + list;
+    if (total > UINT32_MAX)
+        return NULL;
+    uint8_t *blob = malloc(total);
+    if (blob == NULL)
+        return NULL;
+    struct snap_blob *b = (struct snap_blob *)blob;
+    struct snap_entry *e = (struct snap_entry *)(b + 1);
+    uint8_t *np = blob + names_off;
+    uint8_t *lp = blob + list_off;
+    memcpy(lp, head, sizeof(head) - 1);
+    lp += sizeof(head) - 1;
+    for (uint32_t i = 0; i < count; i++) {
+        if (i > 0)
+            *lp++ = ',';
+        e[i].name_off = (uint32_t)(np - blob);
+        e[i].name_len = items[i].name_len;
+        memcpy(np, items[i].name, items[i].name_len);
+        np += items[i].name_len;
+        e[i].obj_off = (uint32_t)(lp - blob);
+        e[i].obj_len = items[i].obj_len;
+        e[i].etag = snapshot_hash(items[i].obj, items[i].obj_len);
+        memcpy(lp, items[i].obj, items[i].obj_len);
+        lp += items[i].obj_len;
+    }
+    memcpy(lp, tail, (size_t)tail_len);
+    b->seq = seq;
+    b->count = count;
+    b->names_off = (uint32_t)names_off;
+    b->list_off = (uint32_t)list_off;
+    b->list_len = (uint32_t)list;
+    b->list_etag = snapshot_hash(blob + list_off, list);
+    *blob_len = total;
+    return blob;
+}
+
+enum snapshot_status
+snapshot_publish(struct snapshot *s, const void *blob, size_t len)
+{
+    if (len > s->hdr->half_bytes)
+        return SNAPSHOT_TOOBIG;
+    uint64_t g = atomic_load_explicit(&s->hdr->gen, memory_order_relaxed) + 1;
+    struct snap_half_meta *m = &s->hdr->half[g & 1];
+    atomic_store_explicit(&m->gen, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    memcpy(s->halves + (g & 1) * s->hdr->half_bytes, blob, len);
+    m->blob_bytes = len;
+    atomic_store_explicit(&m->gen, g, memory_order_release);
+    atomic_store_explicit(&s->hdr->gen, g, memory_order_release);
+    return SNAPSHOT_OK;
+}
+
+uint64_t
+snapshot_generation(const struct snapshot *s)
+{
+    return atomic_load_explicit(&s->hdr->gen, memory_order_acquire);
+}
+
+enum snapshot_status
+snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size_t *len,
+              uint64_t *gen)
+{
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    for (int attempt = 0; attempt < SNAPSHOT_READ_RETRIES; attempt++) {
+        uint64_t g = snapshot_generation(s);
+        if (g == known_gen) {
+            free(buf);
+            return SNAPSHOT_UNCHANGED;
+        }
+        const struct snap_half_meta *m = &s->hdr->half[g & 1];
+        if (atomic_load_explicit(&m->gen, memory_order_acquire) != g)
+            continue;
+        size_t n = m->blob_bytes;
+        if (n > s->hdr->half_bytes)
+            continue; /* torn length; the re-check would reject it anyway */
+        if (n > cap) {
+            free(buf);
+            buf = malloc(n ? n : 1);
+            if (buf == NULL)
+                return SNAPSHOT_NOMEM;
+            cap = n;
+        }
+        memcpy(buf, s->halves + (g & 1) * s->hdr->half_bytes, n);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&m->gen, memory_order_relaxed) != g)
+            continue;
+        *blob = buf;
+        *len = n;
+        *gen = g;
+        return SNAPSHOT_OK;
+    }
+    free(buf);
+    return SNAPSHOT_BUSY;
+}
+
+int
+snapshot_blob_valid(const uint8_t *blob, size_t len)
+{
+    if (len < sizeof(struct snap_blob))
+        return 0;
+    const struct snap_blob *b = (const struct snap_blob *)blob;
+    size_t index_end = sizeof(*b) + (size_t)b->count * sizeof(struct snap_entry);
+    if (index_end > len || b->names_off < index_end || b->list_off < b->names_off ||
+        (size_t)b->list_off + b->list_len > len)
+        return 0;
+    const struct snap_entry *e = (const struct snap_entry *)(b + 1);
+    for (uint32_t i = 0; i < b->count; i++) {
+        if ((size_t)e[i].name_off + e[i].name_len > b->list_off || e[i].name_off < b->names_off ||
+            e[i].obj_off < b->list_off ||
+            (size_t)e[i].obj_off + e[i].obj_len > (size_t)b->list_off + b->list_len)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+const struct snap_entry *
+snapshot_find(const uint8_t *blob, const char *name, size_t name_len)
+{
+    const struct snap_blob *b = (const struct snap_blob *)blob;
+    const struct snap_entry *e = (const struct snap_entry *)(b + 1);
+    size_t lo = 0, hi = b->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(blob + e[mid].name_off, e[mid].name_len, (const uint8_t *)name, name_len);
+        if (c == 0)
+            return &e[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}

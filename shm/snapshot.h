@@ -1,0 +1,72 @@
+/*
+ * snapshot - the persona state that the workers serve over REST, published by the
+ * master in shared memory (layout: snapshot_layout.h).
+ *
+ * One writer (master), many readers (workers), no locks: the writer fills the
+ * inactive half of a double buffer and then flips the generation; a reader copies
+ * the active half and re-checks its seqlock word, retrying if the writer lapped
+ * it.  A dead or stalled master never blocks a reader.  Blobs are immutable once
+ * published; readers keep private copies (one per generation) and hand out
+ * references to them.
+ */
+#ifndef PERSONAD_SNAPSHOT_H
+#define PERSONAD_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot_layout.h"
+
+struct snapshot {
+    struct snap_header *hdr; /* mapped shared memory, not owned */
+    uint8_t *halves;         /* hdr + 1 */
+};
+
+enum snapshot_status {
+    SNAPSHOT_OK = 0,
+    SNAPSHOT_UNCHANGED = 1,
+    SNAPSHOT_TOOBIG = -1, /* blob larger than a half: not published */
+    SNAPSHOT_BUSY = -2,   /* reader lapped too often in a row; try later */
+    SNAPSHOT_NOMEM = -3,
+};
+
+/* One cluster as given to snapshot_build: sorted by name before the call. */
+struct snap_item {
+    const char *name;
+    uint32_t name_len;
+    const char *obj; /* {"name":...,"spec":...,"status":...} */
+    uint32_t obj_len;
+};
+
+size_t snapshot_bytes(uint64_t half_bytes);
+void snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes);
+
+/* snapshot_hash - FNV-1a 64 of bytes (for ETags). */
+uint64_t snapshot_hash(const void *data, size_t len);
+
+/* snapshot_build - serialise items into a malloc'd blob (caller frees).
+ * Returns NULL on allocation failure or when a blob would exceed 4 GiB. */
+uint8_t *snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq,
+                        size_t *blob_len);
+
+/* snapshot_publish - copy a blob into the inactive half and make it current.
+ * Writer only.  SNAPSHOT_TOOBIG leaves the current snapshot in place. */
+enum snapshot_status snapshot_publish(struct snapshot *s, const void *blob, size_t len);
+
+/* snapshot_generation - the newest published generation (0 = none yet). */
+uint64_t snapshot_generation(const struct snapshot *s);
+
+/* snapshot_copy - if the published generation differs from known_gen, copy its
+ * blob into a malloc'd buffer (*blob, caller frees) and set *gen and *len.
+ * Returns SNAPSHOT_OK, SNAPSHOT_UNCHANGED, SNAPSHOT_BUSY or SNAPSHOT_NOMEM. */
+enum snapshot_status snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob,
+                                   size_t *len, uint64_t *gen);
+
+/* snapshot_blob_valid - check a private blob's header and index bounds (readers
+ * check once per copy, so lookups can trust offsets). */
+int snapshot_blob_valid(const uint8_t *blob, size_t len);
+
+/* snapshot_find - the entry for name in a valid blob, or NULL.  O(log n). */
+const struct snap_entry *snapshot_find(const uint8_t *blob, const char *name, size_t name_len);
+
+#endif

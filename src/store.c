@@ -1,0 +1,503 @@
+/*
+ * store - see store.h.
+ *
+ * Data: files[] sorted by file name, each with its last good persona (or none)
+ * and the stat signature it was read at; "published", the master's private copy
+ * of the last snapshot blob published.  The desired state is derived from
+ * files[] at commit time: walking files in name order, the first file to claim
+ * a cluster name wins ("lexicographically smallest file name wins").  Diffing
+ * desired against the published blob compares canonical bytes, so formatting
+ * and key order never produce events, and the blob is the only second copy.
+ *
+ * O(n log n) per commit with n files: fine for thousands of files; commits
+ * happen once per batch of file-system notifications, not per file.
+ */
+#include "build_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "persona.h"
+#include "store.h"
+
+struct file_sig {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+struct store_file {
+    char *filename;       /* owned */
+    struct file_sig sig;  /* as last read */
+    struct persona good;  /* last good content; name == NULL if never good */
+    int bad;              /* current content is bad (good is kept) */
+    int seen;             /* mark for store_rescan */
+    int conflict_warned;  /* lost a name to a smaller file name; warned */
+};
+
+struct store {
+    struct snapshot *snap; /* not owned */
+    struct ring *ring;     /* not owned */
+    struct store_file *files;
+    size_t nfiles, cap_files;
+    uint8_t *published;    /* owned: the blob last published, NULL before the first */
+    size_t published_len;
+    uint64_t events;
+};
+
+/* One cluster of the desired state, pointing into files[]. */
+struct claim {
+    const struct persona *p;
+    struct store_file *file;
+};
+
+struct store *
+store_new(struct snapshot *snap, struct ring *ring)
+{
+    struct store *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->snap = snap;
+    st->ring = ring;
+    return st;
+}
+
+void
+store_free(struct store *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->nfiles; i++) {
+        free(st->files[i].filename);
+        persona_free(&st->files[i].good);
+    }
+    free(st->files);
+    free(st->published);
+    free(st);
+}
+
+int
+store_is_candidate(const char *fn)
+{
+    size_t n = strlen(fn);
+    return n > 5 && fn[0] != '.' && strchr(fn, '/') == NULL && strcmp(fn + n - 5, ".json") == 0;
+}
+
+/* Binary search: index of filename, or where it would be inserted (*found = 0). */
+static size_t
+file_index(const struct store *st, const char *fn, int *found)
+{
+    size_t lo = 0, hi = st->nfiles;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->files[mid].filename, fn);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static void
+file_forget(struct store *st, size_t i)
+{
+    log_info("persona file %s removed", st->files[i].filename);
+    free(st->files[i].filename);
+    persona_free(&st->files[i].good);
+    memmove(&st->files[i], &st->files[i + 1], (st->nfiles - i - 1) * sizeof(st->files[0]));
+    st->nfiles--;
+}
+
+static struct store_file *
+file_insert(struct store *st, size_t at, const char *fn)
+{
+    if (st->nfiles == st->cap_files) {
+        size_t cap = st->cap_files ? st->cap_files * 2 : 64;
+        struct store_file *f = realloc(st->files, cap * sizeof(*f));
+        if (f == NULL)
+            return NULL;
+        st->files = f;
+        st->cap_files = cap;
+    }
+    char *copy = strdup(fn);
+    if (copy == NULL)
+        return NULL;
+    memmove(&st->files[at + 1], &st->files[at], (st->nfiles - at) * sizeof(st->files[0]));
+    st->nfiles++;
+    memset(&st->files[at], 0, sizeof(st->files[at]));
+    st->files[at].filename = copy;
+    return &st->files[at];
+}
+
+/* Read a whole regular file (at most PERSONA_FILE_MAX_BYTES + 1 bytes, so an
+ * oversized file is detected without reading it all). */
+static char *
+read_file(int fd, size_t *len, const char **err)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > PERSONA_FILE_MAX_BYTES) {
+                *len = n;
+                return buf; /* persona_parse reports it as too large */
+            }
+            cap *= 2;
+            char *b = realloc(buf, cap);
+            if (b == NULL) {
+                free(buf);
+                *err = "out of memory";
+                return NULL;
+            }
+            buf = b;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            *err = strerror(errno);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    *len = n;
+    return buf;
+}
+
+static int
+sig_equal(const struct file_sig *a, const struct file_sig *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+static void
+sig_of(const struct stat *sb, struct file_sig *sig)
+{
+    sig->dev = sb->st_dev;
+    sig->ino = sb->st_ino;
+    sig->size = sb->st_size;
+    sig->mtime = sb->st_mtim;
+}
+
+/* Parse an open file into entry f (new or existing). */
+static void
+file_load(struct store_file *f, int fd, const struct stat *sb)
+{
+    const char *err = NULL;
+    size_t len = 0;
+    char *data = NULL;
+    sig_of(sb, &f->sig);
+    if ((uintmax_t)sb->st_size > PERSONA_FILE_MAX_BYTES)
+        err = "file is larger than 1 MiB";
+    else
+        data = read_file(fd, &len, &err);
+    struct persona p;
+    if (err == NULL)
+        err = persona_parse(data, len, &p);
+    free(data);
+    f->conflict_warned = 0;
+    if (err != NULL) {
+        if (f->good.name != NULL)
+            log_warnx("persona file %s: %s; keeping cluster %s as it was", f->filename, err,
+                      f->good.name);
+        else
+            log_warnx("persona file %s: %s; skipped", f->filename, err);
+        f->bad = 1;
+        return;
+    }
+    if (f->bad)
+        log_info("persona file %s is valid again", f->filename);
+    f->bad = 0;
+    persona_free(&f->good);
+    f->good = p;
+}
+
+static void
+file_refresh(struct store *st, int dir_fd, const char *fn, int only_if_changed)
+{
+    int found;
+    size_t i = file_index(st, fn, &found);
+    int fd = openat(dir_fd, fn, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        if (fd < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+            log_warn("persona file %s: open", fn);
+        if (fd >= 0)
+            close(fd);
+        if (found)
+            file_forget(st, i);
+        return;
+    }
+    struct store_file *f = found ? &st->files[i] : NULL;
+    if (f != NULL)
+        f->seen = 1;
+    struct file_sig sig;
+    sig_of(&sb, &sig);
+    if (f != NULL && only_if_changed && sig_equal(&sig, &f->sig)) {
+        close(fd);
+        return;
+    }
+    if (f == NULL) {
+        f = file_insert(st, i, fn);
+        if (f == NULL) {
+            log_warnx("persona file %s: out of memory; skipped", fn);
+            close(fd);
+            return;
+        }
+        f->seen = 1;
+    }
+    file_load(f, fd, &sb);
+    close(fd);
+}
+
+void
+store_file_changed(struct store *st, int dir_fd, const char *fn)
+{
+    if (store_is_candidate(fn))
+        file_refresh(st, dir_fd, fn, 0);
+}
+
+int
+store_rescan(struct store *st, int dir_fd)
+{
+    int fd = dup(dir_fd);
+    if (fd < 0)
+        return -1;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    rewinddir(d);
+    for (size_t i = 0; i < st->nfiles; i++)
+        st->files[i].seen = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (store_is_candidate(de->d_name))
+            file_refresh(st, dir_fd, de->d_name, 1);
+        errno = 0;
+    }
+    int saved = errno;
+    closedir(d);
+    if (saved != 0) {
+        errno = saved;
+        return -1; /* a partial listing must not delete anything */
+    }
+    for (size_t i = st->nfiles; i-- > 0;)
+        if (!st->files[i].seen)
+            file_forget(st, i);
+    return 0;
+}
+
+static int
+claim_cmp(const void *a, const void *b)
+{
+    const struct claim *x = a, *y = b;
+    size_t n = x->p->name_len < y->p->name_len ? x->p->name_len : y->p->name_len;
+    int c = memcmp(x->p->name, y->p->name, n);
+    if (c == 0)
+        c = (x->p->name_len > y->p->name_len) - (x->p->name_len < y->p->name_len);
+    if (c == 0)
+        c = strcmp(x->file->filename, y->file->filename);
+    return c;
+}
+
+static int
+name_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/* The desired clusters, sorted by name, one per name; *n set.  NULL on ENOMEM. */
+static struct claim *
+desired_state(struct store *st, size_t *n)
+{
+    struct claim *c = malloc((st->nfiles ? st->nfiles : 1) * sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < st->nfiles; i++)
+        if (st->files[i].good.name != NULL)
+            c[k++] = (struct claim){&st->files[i].good, &st->files[i]};
+    qsort(c, k, sizeof(*c), claim_cmp);
+    size_t out = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (out > 0 && name_cmp(c[out - 1].p->name, c[out - 1].p->name_len, c[i].p->name,
+                                c[i].p->name_len) == 0) {
+            if (!c[i].file->conflict_warned) {
+                log_warnx("persona file %s: cluster %s is already defined by %s; ignored",
+                          c[i].file->filename, c[i].p->name, c[out - 1].file->filename);
+                c[i].file->conflict_warned = 1;
+            }
+            continue;
+        }
+        c[out++] = c[i];
+    }
+    *n = out;
+    return c;
+}
+
+enum diff_kind { DIFF_DELETED, DIFF_ADDED, DIFF_UPDATED };
+
+struct diff {
+    enum diff_kind kind;
+    const char *name; /* points into the old blob or into files[] */
+    size_t name_len;
+};
+
+/* Merge-walk published (old blob) against desired; fills d, returns the count. */
+static size_t
+diff_states(const uint8_t *old, const struct claim *want, size_t nwant, struct diff *d)
+{
+    const struct snap_blob *b = (const struct snap_blob *)old;
+    const struct snap_entry *e = old ? (const struct snap_entry *)(b + 1) : NULL;
+    size_t nold = old ? b->count : 0, i = 0, j = 0, k = 0;
+    while (i < nold || j < nwant) {
+        int c;
+        if (i == nold)
+            c = 1;
+        else if (j == nwant)
+            c = -1;
+        else
+            c = name_cmp((const char *)old + e[i].name_off, e[i].name_len, want[j].p->name,
+                         want[j].p->name_len);
+        if (c < 0) {
+            d[k++] = (struct diff){DIFF_DELETED, (const char *)old + e[i].name_off, e[i].name_len};
+            i++;
+        } else if (c > 0) {
+            d[k++] = (struct diff){DIFF_ADDED, want[j].p->name, want[j].p->name_len};
+            j++;
+        } else {
+            if (e[i].obj_len != want[j].p->obj_len ||
+                memcmp(old + e[i].obj_off, want[j].p->obj, e[i].obj_len) != 0)
+                d[k++] = (struct diff){DIFF_UPDATED, want[j].p->name, want[j].p->name_len};
+            i++;
+            j++;
+        }
+    }
+    return k;
+}
+
+static const char *const event_type_name[] = {
+    [DIFF_DELETED] = "cluster.deleted",
+    [DIFF_ADDED] = "cluster.added",
+    [DIFF_UPDATED] = "cluster.updated",
+};
+
+static const enum ring_event_type event_ring_type[] = {
+    [DIFF_DELETED] = RING_EVENT_DELETED,
+    [DIFF_ADDED] = RING_EVENT_ADDED,
+    [DIFF_UPDATED] = RING_EVENT_UPDATED,
+};
+
+static void
+append_events(struct store *st, const struct diff *d, size_t n)
+{
+    /* Deletions first, so a rename A -> B reads "deleted A, added B". */
+    static const enum diff_kind order[] = {DIFF_DELETED, DIFF_ADDED, DIFF_UPDATED};
+    for (size_t o = 0; o < 3; o++) {
+        for (size_t i = 0; i < n; i++) {
+            if (d[i].kind != order[o])
+                continue;
+            char name[PERSONA_NAME_MAX_BYTES + 1];
+            memcpy(name, d[i].name, d[i].name_len);
+            name[d[i].name_len] = '\0';
+            char *msg = persona_event_json(event_type_name[d[i].kind], name);
+            if (msg == NULL)
+                panic("out of memory serialising an event"); /* would leave a gap */
+            int64_t seq = ring_append(st->ring, event_ring_type[d[i].kind], msg,
+                                      (uint32_t)strlen(msg));
+            if (seq < 0)
+                panic("event for %s does not fit a ring slot", name);
+            log_debug("event %lld %s", (long long)seq, msg);
+            free(msg);
+            st->events++;
+        }
+    }
+}
+
+int
+store_commit(struct store *st, int baseline)
+{
+    size_t nwant;
+    struct claim *want = desired_state(st, &nwant);
+    struct diff *d = want ? malloc((nwant + (st->published ? ((struct snap_blob *)st->published)->count : 0) + 1) * sizeof(*d)) : NULL;
+    if (d == NULL) {
+        free(want);
+        log_error("out of memory computing the persona diff; will retry");
+        return -1;
+    }
+    size_t nd = diff_states(st->published, want, nwant, d);
+    if (nd == 0 && st->published != NULL) {
+        free(d);
+        free(want);
+        return 0;
+    }
+    uint64_t seq = ring_head(st->ring) + (baseline ? 0 : nd);
+    struct snap_item *items = malloc((nwant ? nwant : 1) * sizeof(*items));
+    size_t blob_len = 0;
+    uint8_t *blob = NULL;
+    if (items != NULL) {
+        for (size_t i = 0; i < nwant; i++)
+            items[i] = (struct snap_item){want[i].p->name, (uint32_t)want[i].p->name_len,
+                                          want[i].p->obj, (uint32_t)want[i].p->obj_len};
+        blob = snapshot_build(items, (uint32_t)nwant, seq, &blob_len);
+        free(items);
+    }
+    int rc = -1;
+    if (blob == NULL) {
+        log_error("out of memory building the snapshot; will retry");
+    } else if (snapshot_publish(st->snap, blob, blob_len) != SNAPSHOT_OK) {
+        log_error("snapshot of %zu bytes exceeds --snapshot-max (%llu bytes per copy); "
+                  "still serving the previous one, %zu change(s) held back",
+                  blob_len, (unsigned long long)st->snap->hdr->half_bytes, nd);
+    } else {
+        /* Published: now, and only now, the events may enter the ring. */
+        if (!baseline)
+            append_events(st, d, nd);
+        rc = baseline ? 0 : (int)nd;
+        free(st->published);
+        st->published = blob;
+        st->published_len = blob_len;
+        blob = NULL;
+    }
+    free(blob);
+    free(d);
+    free(want);
+    return rc;
+}
+
+void
+store_get_stats(const struct store *st, struct store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->events = st->events;
+    out->files = (uint32_t)st->nfiles;
+    out->clusters = st->published ? ((const struct snap_blob *)st->published)->count : 0;
+    for (size_t i = 0; i < st->nfiles; i++)
+        out->bad_files += st->files[i].bad != 0;
+}
