@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+// Integration: Node's `ws` (Debian node-ws) as the client library.
+// Several clients get byte-exact events in order; a client close is
+// answered (close event with code 1000, quickly); on SIGTERM the remaining
+// clients get 1001 and the daemon exits 0.
+'use strict';
+
+const { spawn } = require('child_process');
+const fs = require('fs');
+const http = require('http');
+const net = require('net');
+const os = require('os');
+const path = require('path');
+
+let WebSocket;
+try {
+  WebSocket = require('ws');
+} catch (e) {
+  console.log('SKIP: node ws module not found (NODE_PATH=' + process.env.NODE_PATH + ')');
+  process.exit(77);
+}
+
+const PERSONAD = process.env.PERSONAD ||
+  path.join(process.env.TOP_BUILDDIR || '.', 'src', 'personad');
+const N_CLIENTS = 6;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function healthz(port) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/healthz', timeout: 1000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', () => resolve(null));
+    req.on('timeout', () => { req.destroy(); resolve(null); });
+  });
+}
+
+function writePersona(dir, file, obj) {
+  const tmp = path.join(dir, '.tmp-' + file);
+  fs.writeFileSync(tmp, JSON.stringify(obj));
+  fs.renameSync(tmp, path.join(dir, file));
+}
+
+function ev(type, name) {
+  return JSON.stringify({ type: 'cluster.' + type, data: { name } });
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error('assertion failed: ' + msg);
+}
+
+// A client that queues messages and lets the test await them.
+function client(url) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const c = { ws, msgs: [], waiters: [], closed: null };
+    ws.on('message', (data, isBinary) => {
+      assert(!isBinary, 'server sent a binary frame');
+      c.msgs.push(data.toString('utf8'));
+      while (c.waiters.length) c.waiters.shift()();
+    });
+    ws.on('close', (code, reason) => {
+      c.closed = { code, reason: reason.toString(), at: Date.now() };
+      while (c.waiters.length) c.waiters.shift()();
+    });
+    ws.on('open', () => resolve(c));
+    ws.on('error', (e) => { if (ws.readyState !== WebSocket.OPEN) reject(e); });
+  });
+}
+
+async function nextMsg(c, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!c.msgs.length) {
+    if (c.closed) throw new Error('closed (' + c.closed.code + ') while waiting for a message');
+    const left = end - Date.now();
+    if (left <= 0) throw new Error('no message within ' + ms + ' ms');
+    await Promise.race([new Promise((r) => c.waiters.push(r)), sleep(left)]);
+  }
+  return c.msgs.shift();
+}
+
+async function waitClosed(c, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!c.closed) {
+    const left = end - Date.now();
+    if (left <= 0) throw new Error('not closed within ' + ms + ' ms');
+    await Promise.race([new Promise((r) => c.waiters.push(r)), sleep(left)]);
+  }
+  return c.closed;
+}
+
+async function main() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'personad-node-'));
+  const dir = path.join(tmp, 'personas');
+  fs.mkdirSync(dir);
+  writePersona(dir, 'seed.json', { name: 'seed', spec: { nodes: 1 }, status: { phase: 'Running' } });
+  const port = await freePort();
+  const errPath = path.join(tmp, 'stderr.log');
+  const errFd = fs.openSync(errPath, 'a');
+  const child = spawn(PERSONAD, ['-l', '127.0.0.1:' + port, '-d', dir, '-w', '2'],
+    { stdio: ['ignore', 'ignore', errFd], detached: true }); // own process group
+  let exited = null;
+  const exitPromise = new Promise((r) => child.on('exit', (code, sig) => {
+    exited = { code, sig };
+    r(exited);
+  }));
+  const clients = [];
+  let failed = false;
+  try {
+    let ready = false;
+    for (const end = Date.now() + 10000; Date.now() < end && !exited;) {
+      const h = await healthz(port);
+      if (h && h.status === 200) {
+        assert(JSON.parse(h.body).status === 'ok', 'healthz body ' + h.body);
+        ready = true;
+        break;
+      }
+      await sleep(50);
+    }
+    assert(ready, 'personad not ready; exited=' + JSON.stringify(exited));
+
+    const url = 'ws://127.0.0.1:' + port + '/ws';
+    for (let i = 0; i < N_CLIENTS; i++) clients.push(await client(url));
+
+    const k8s = (name, nodes) => ({
+      apiVersion: 'platform.example.com/v1alpha1', kind: 'ClusterPersona',
+      metadata: { name }, spec: { nodes }, status: { phase: 'Running' },
+    });
+    writePersona(dir, 'n1.json', k8s('node-one', 1));
+    let want = [ev('added', 'node-one')];
+    for (const c of clients) assert(await nextMsg(c) === want[0], 'added: ' + c.msgs);
+    writePersona(dir, 'n1.json', k8s('node-one', 2));
+    writePersona(dir, 'n2.json', k8s('with "quote"', 1));
+    fs.unlinkSync(path.join(dir, 'seed.json'));
+    want = [ev('updated', 'node-one'), ev('added', 'with "quote"'), ev('deleted', 'seed')];
+    assert(want[1] === '{"type":"cluster.added","data":{"name":"with \\"quote\\""}}', want[1]);
+    for (const [i, c] of clients.entries()) {
+      const got = [];
+      for (let k = 0; k < want.length; k++) got.push(await nextMsg(c));
+      assert(JSON.stringify(got) === JSON.stringify(want),
+        'client ' + i + ' got ' + JSON.stringify(got));
+    }
+
+    // clean client close: the server answers, the close event carries 1000
+    const t0 = Date.now();
+    clients[0].ws.close(1000, 'bye');
+    const cl = await waitClosed(clients[0], 3000);
+    assert(cl.code === 1000, 'client close answered with ' + cl.code);
+    assert(cl.at - t0 < 2000, 'close handshake took ' + (cl.at - t0) + ' ms');
+    assert(!clients[0].ws._socket || clients[0].ws._socket.destroyed,
+      'socket not shut after close');
+
+    // the others still receive
+    writePersona(dir, 'n3.json', k8s('after-close', 1));
+    for (const c of clients.slice(1)) {
+      assert(await nextMsg(c) === ev('added', 'after-close'), 'after close');
+    }
+
+    // SIGTERM: every remaining client gets 1001, the daemon exits 0 within 2 s
+    const t1 = Date.now();
+    process.kill(child.pid, 'SIGTERM');
+    for (const c of clients.slice(1)) {
+      const x = await waitClosed(c, 3000);
+      assert(x.code === 1001, 'SIGTERM close code ' + x.code);
+    }
+    const r = await Promise.race([exitPromise, sleep(2500).then(() => null)]);
+    assert(r !== null, 'daemon still running 2.5 s after SIGTERM');
+    assert(r.code === 0, 'exit status ' + JSON.stringify(r));
+    console.log('node ws: ' + N_CLIENTS + ' clients OK; SIGTERM exit after ' +
+      (Date.now() - t1) + ' ms');
+  } catch (e) {
+    failed = true;
+    console.log('FAIL: ' + (e && e.stack || e));
+    try { console.log('--- personad stderr ---\n' + fs.readFileSync(errPath, 'utf8').slice(-3000)); } catch (_) { /* none */ }
+  } finally {
+    for (const c of clients) { try { c.ws.terminate(); } catch (_) { /* gone */ } }
+    if (!exited) {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch (_) { /* gone */ }
+      await Promise.race([exitPromise, sleep(5000)]);
+    }
+    try { process.kill(-child.pid, 'SIGKILL'); } catch (_) { /* group gone */ }
+    fs.closeSync(errFd);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => { console.log('FAIL: ' + e); process.exit(1); });
