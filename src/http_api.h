@@ -1,0 +1,50 @@
+/*
+ * http_api - the HTTP router of a worker and the REST API.
+ *
+ *   GET /healthz                  200 {"status":"ok"}
+ *   GET /api/clusters             the snapshot's list JSON
+ *   GET /api/clusters/{name}      one cluster (name percent-decoded, exact match)
+ *   GET /ws                       WebSocket (ws_upgrade.c)
+ *   GET /, /app.js, ...           the embedded dashboard (http_static.c)
+ *
+ * REST bodies are bytes of the master's snapshot: the worker keeps one private
+ * copy per snapshot generation (refcounted, shared by in-flight responses) and
+ * never rebuilds JSON.  Every error is JSON {"error":"..."}.
+ */
+#ifndef PERSONAD_HTTP_API_H
+#define PERSONAD_HTTP_API_H
+
+#include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+/* http_api_handler - the MHD access handler; cls is the struct worker. */
+enum MHD_Result http_api_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **req_cls);
+
+/* http_api_keep_escaped - MHD unescape callback that leaves the URL as sent, so
+ * the router sees %00 and %2F (it decodes names itself, strictly). */
+size_t http_api_keep_escaped(void *cls, struct MHD_Connection *conn, char *s);
+
+#define HTTP_NAME_BAD_ESCAPE (-1)
+#define HTTP_NAME_TOO_LONG (-2)
+
+/* http_api_decode_name - strict percent-decoding of a path segment into out
+ * (out_size bytes).  Returns the decoded length, HTTP_NAME_BAD_ESCAPE for an
+ * invalid escape or %00, or HTTP_NAME_TOO_LONG. */
+long http_api_decode_name(const char *in, char *out, size_t out_size);
+
+/* http_api_release - drop the worker's snapshot copy (at exit). */
+void http_api_release(struct worker *w);
+
+/* A response with a static JSON body and the API's headers. */
+struct MHD_Response *http_json_response(const char *json);
+
+/* Queue {"error": msg} with status. */
+enum MHD_Result http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg);
+
+#endif

@@ -1,0 +1,335 @@
+/*
+ * master - see master.h.
+ *
+ * Start-up order matters: personas directory (exit 1 if missing), listening
+ * sockets (exit 1 if the port is taken, before touching anything a running
+ * instance owns), shared memory, the initial scan (the baseline: no events),
+ * then the workers, which inherit the sockets and the mappings.
+ *
+ * Each worker has its own pipe from the master: a byte is the doorbell ("new
+ * events"), EOF tells the worker the master is gone.  After fork a child closes
+ * every other worker's pipe ends, so the master's death is always seen.
+ */
+#include "build_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../shm/shm_map.h"
+#include "clock.h"
+#include "log.h"
+#include "master.h"
+#include "net.h"
+#include "persona_dir.h"
+#include "sig.h"
+#include "store.h"
+#include "worker.h"
+
+#define MASTER_STOP_GRACE_MS 1800
+#define RESPAWN_MIN_LIFETIME_MS 1000
+#define RESPAWN_MAX_DELAY_MS 5000
+
+struct worker_slot {
+    pid_t pid;            /* 0 when not running */
+    int doorbell_wr;      /* -1 when not running */
+    int64_t started_ms;
+    int64_t respawn_at;   /* 0: no respawn pending */
+    unsigned quick_fails; /* consecutive deaths before RESPAWN_MIN_LIFETIME_MS */
+    int retired;          /* exited WORKER_EXIT_NO_RESPAWN */
+};
+
+struct master {
+    const struct config *cfg;
+    int listen_fds[256];
+    int nlisten;
+    struct ring ring;
+    struct snapshot snap;
+    struct store *store;
+    struct persona_dir dir;
+    struct worker_slot *slots;
+    int stopping;
+};
+
+static void
+ring_doorbell(struct master *m)
+{
+    for (unsigned i = 0; i < m->cfg->workers; i++) {
+        if (m->slots[i].doorbell_wr < 0)
+            continue;
+        ssize_t r = write(m->slots[i].doorbell_wr, "", 1);
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EPIPE)
+            log_warn("write(doorbell of worker %u)", i);
+    }
+}
+
+static void
+commit_and_notify(struct master *m)
+{
+    if (store_commit(m->store, 0) > 0)
+        ring_doorbell(m);
+}
+
+static void
+spawn_worker(struct master *m, unsigned i)
+{
+    struct worker_slot *s = &m->slots[i];
+    int p[2];
+    if (pipe(p) != 0) {
+        log_warn("pipe for worker %u; retrying", i);
+        s->respawn_at = clock_now_ms() + RESPAWN_MAX_DELAY_MS;
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warn("fork for worker %u; retrying", i);
+        close(p[0]);
+        close(p[1]);
+        s->respawn_at = clock_now_ms() + RESPAWN_MAX_DELAY_MS;
+        return;
+    }
+    if (pid == 0) {
+        sig_reset_child();
+        close(p[1]);
+        for (unsigned k = 0; k < m->cfg->workers; k++)
+            if (m->slots[k].doorbell_wr >= 0)
+                close(m->slots[k].doorbell_wr);
+        persona_dir_close(&m->dir);
+        int lfd = m->listen_fds[i % (unsigned)m->nlisten];
+        for (int k = 0; k < m->nlisten; k++)
+            if (m->listen_fds[k] != lfd)
+                close(m->listen_fds[k]);
+        if (net_set_nonblock(p[0]) != 0 || net_set_cloexec(p[0]) != 0)
+            fatal("worker %u: fcntl(doorbell)", i);
+        worker_main(m->cfg, i, lfd, p[0], &m->ring, &m->snap);
+    }
+    close(p[0]);
+    if (net_set_nonblock(p[1]) != 0 || net_set_cloexec(p[1]) != 0)
+        log_warn("fcntl(doorbell of worker %u)", i);
+    s->pid = pid;
+    s->doorbell_wr = p[1];
+    s->started_ms = clock_now_ms();
+    s->respawn_at = 0;
+    log_debug("worker %u started, pid %ld", i, (long)pid);
+}
+
+static void
+reap_children(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        unsigned i;
+        for (i = 0; i < m->cfg->workers && m->slots[i].pid != pid; i++)
+            ;
+        if (i == m->cfg->workers)
+            continue;
+        struct worker_slot *s = &m->slots[i];
+        s->pid = 0;
+        close(s->doorbell_wr);
+        s->doorbell_wr = -1;
+        if (m->stopping)
+            continue;
+        int64_t now = clock_now_ms();
+        if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_NO_RESPAWN) {
+            log_error("worker %u (pid %ld) exited with status 2; not respawning", i, (long)pid);
+            s->retired = 1;
+            continue;
+        }
+        if (WIFSIGNALED(status))
+            log_error("worker %u (pid %ld) killed by signal %d; respawning", i, (long)pid,
+                      WTERMSIG(status));
+        else
+            log_error("worker %u (pid %ld) exited with status %d; respawning", i, (long)pid,
+                      WEXITSTATUS(status));
+        if (now - s->started_ms < RESPAWN_MIN_LIFETIME_MS) {
+            int64_t delay = 100LL << (s->quick_fails < 6 ? s->quick_fails : 6);
+            s->quick_fails++;
+            s->respawn_at = now + (delay > RESPAWN_MAX_DELAY_MS ? RESPAWN_MAX_DELAY_MS : delay);
+        } else {
+            s->quick_fails = 0;
+            s->respawn_at = now;
+        }
+    }
+}
+
+static int
+all_retired(const struct master *m)
+{
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (!m->slots[i].retired)
+            return 0;
+    return 1;
+}
+
+static int
+running_workers(const struct master *m)
+{
+    int n = 0;
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        n += m->slots[i].pid != 0;
+    return n;
+}
+
+/* Stop: TERM every worker (each closes its clients with 1001), wait, KILL the rest. */
+static void
+stop_workers(struct master *m)
+{
+    m->stopping = 1;
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (m->slots[i].pid != 0)
+            kill(m->slots[i].pid, SIGTERM);
+    int64_t deadline = clock_now_ms() + MASTER_STOP_GRACE_MS;
+    while (running_workers(m) > 0) {
+        int64_t left = deadline - clock_now_ms();
+        if (left <= 0) {
+            for (unsigned i = 0; i < m->cfg->workers; i++)
+                if (m->slots[i].pid != 0) {
+                    log_warnx("worker %u did not stop in time; killing it", i);
+                    kill(m->slots[i].pid, SIGKILL);
+                }
+            while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+                ;
+            break;
+        }
+        struct pollfd pfd = {.fd = sig_fd(), .events = POLLIN};
+        (void)poll(&pfd, 1, (int)(left < 50 ? left : 50));
+        sig_drain();
+        reap_children(m);
+    }
+}
+
+static void *
+map_or_die(const struct config *cfg, const char *kind, size_t bytes)
+{
+    char tag[300], name[400];
+    snprintf(tag, sizeof(tag), "%s-%u", cfg->listen_addr[0] ? cfg->listen_addr : "any",
+             (unsigned)cfg->listen_port);
+    shm_map_name(name, sizeof(name), tag, kind);
+    const char *call = "?";
+    void *mem = shm_map_create(name, bytes, &call);
+    if (mem == NULL)
+        fatal("shared memory %s (%zu bytes): %s", name, bytes, call);
+    return mem;
+}
+
+static int64_t
+next_wakeup(const struct master *m, int64_t next_rescan)
+{
+    int64_t next = next_rescan;
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (m->slots[i].respawn_at != 0 && m->slots[i].respawn_at < next)
+            next = m->slots[i].respawn_at;
+    return next;
+}
+
+int
+master_run(const struct config *cfg)
+{
+    static struct master m; /* static: the listen_fds array is large; one master per process */
+    memset(&m, 0, sizeof(m));
+    m.cfg = cfg;
+    char msg[512];
+    net_raise_nofile();
+    struct store *placeholder = NULL;
+    if (persona_dir_open(&m.dir, cfg->personas_dir, placeholder, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "personad: %s\n", msg);
+        return 1;
+    }
+    m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds,
+                           (int)cfg->workers, msg, sizeof(msg));
+    if (m.nlisten < 0) {
+        fprintf(stderr, "personad: %s\n", msg);
+        return 1;
+    }
+    ring_init(&m.ring, map_or_die(cfg, "ring", ring_bytes(cfg->ring_size)), cfg->ring_size);
+    snapshot_init(&m.snap,
+                  map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes)),
+                  cfg->snapshot_max_bytes);
+    m.store = store_new(&m.snap, &m.ring);
+    if (m.store == NULL)
+        fatalx("out of memory");
+    m.dir.st = m.store;
+    if (persona_dir_rescan(&m.dir) != 0)
+        return 1;
+    if (store_commit(m.store, 1) != 0)
+        fatalx("cannot publish the initial snapshot");
+    if (sig_setup() != 0)
+        fatal("signal set-up");
+    m.slots = calloc(cfg->workers, sizeof(*m.slots));
+    if (m.slots == NULL)
+        fatalx("out of memory");
+    for (unsigned i = 0; i < cfg->workers; i++)
+        m.slots[i].doorbell_wr = -1;
+    for (unsigned i = 0; i < cfg->workers; i++)
+        spawn_worker(&m, i);
+    struct store_stats ss;
+    store_get_stats(m.store, &ss);
+    log_info("personad %s listening on %s:%u (%u workers, %s), %u clusters from %s%s",
+             PACKAGE_VERSION, cfg->listen_addr[0] ? cfg->listen_addr : "*",
+             (unsigned)cfg->listen_port, cfg->workers,
+             m.nlisten > 1 ? "SO_REUSEPORT" : "shared socket", ss.clusters, cfg->personas_dir,
+             persona_dir_fd(&m.dir) >= 0 ? "" : " (no inotify: periodic rescans only)");
+
+    int64_t next_rescan = clock_now_ms() + cfg->rescan_interval_ms;
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = sig_fd(), .events = POLLIN},
+                                {.fd = persona_dir_fd(&m.dir), .events = POLLIN}};
+        int64_t timeout = next_wakeup(&m, next_rescan) - clock_now_ms();
+        if (timeout < 0)
+            timeout = 0;
+        int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)(timeout > 60000 ? 60000 : timeout));
+        if (n < 0 && errno != EINTR)
+            fatal("poll");
+        if (pfd[0].revents & POLLIN)
+            sig_drain();
+        if (sig_take(SIGTERM) || sig_take(SIGINT)) {
+            log_info("stopping");
+            break;
+        }
+        if (sig_take(SIGCHLD))
+            reap_children(&m);
+        if (all_retired(&m)) {
+            log_error("every worker exited with status 2; giving up");
+            stop_workers(&m);
+            return 1;
+        }
+        if (sig_take(SIGHUP)) {
+            log_info("SIGHUP: rescanning %s (options are read at start-up only)",
+                     cfg->personas_dir);
+            if (persona_dir_rescan(&m.dir) == 0)
+                commit_and_notify(&m);
+        }
+        if (sig_take(SIGUSR1))
+            log_info("SIGUSR1: logs go to stderr; nothing to reopen");
+        if (pfd[1].fd >= 0 && (pfd[1].revents & POLLIN)) {
+            if (persona_dir_on_notify(&m.dir))
+                (void)persona_dir_rescan(&m.dir);
+            commit_and_notify(&m);
+        }
+        int64_t now = clock_now_ms();
+        if (now >= next_rescan) {
+            if (persona_dir_rescan(&m.dir) == 0)
+                commit_and_notify(&m);
+            next_rescan = now + cfg->rescan_interval_ms;
+        }
+        for (unsigned i = 0; i < cfg->workers; i++)
+            if (m.slots[i].pid == 0 && !m.slots[i].retired && m.slots[i].respawn_at != 0 &&
+                m.slots[i].respawn_at <= now)
+                spawn_worker(&m, i);
+    }
+    stop_workers(&m);
+    persona_dir_close(&m.dir);
+    store_free(m.store);
+    free(m.slots);
+    for (int i = 0; i < m.nlisten; i++)
+        close(m.listen_fds[i]);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,14 @@
+/*
+ * master - the master process: scans and watches the personas directory,
+ * publishes the snapshot and events into shared memory, forks and respawns the
+ * workers, and handles signals (TERM/INT stop, HUP rescan, USR1 log reopen).
+ */
+#ifndef PERSONAD_MASTER_H
+#define PERSONAD_MASTER_H
+
+#include "config.h"
+
+/* master_run - run until stopped; returns the process exit status. */
+int master_run(const struct config *cfg);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * net - listening sockets and socket helpers.  OS helpers return 0 or -1 with errno
+ * (net_listen fills a message instead, for the start-up error).
+ */
+#ifndef PERSONAD_NET_H
+#define PERSONAD_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NET_BACKLOG 1024
+
+/* net_listen - bind addr:port ("" = all addresses, dual-stack when possible).
+ * With SO_REUSEPORT, up to want sockets (one per worker, so the kernel spreads
+ * connections); without it, one socket that all workers share.  Fails (-1, msg)
+ * if anything already listens on the port.  Returns the number of sockets. */
+int net_listen(const char *addr, uint16_t port, int *fds, int want, char *msg, size_t msg_size);
+
+int net_set_nonblock(int fd);
+int net_set_cloexec(int fd);
+
+/* net_peer_name - "ADDR:PORT" of a connected socket into buf ("?" on failure). */
+void net_peer_name(int fd, char *buf, size_t size);
+
+/* net_raise_nofile - raise RLIMIT_NOFILE's soft limit to the hard limit. */
+void net_raise_nofile(void);
+
+#endif

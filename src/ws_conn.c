@@ -1,0 +1,591 @@
+/*
+ * ws_conn - see ws_conn.h.
+ *
+ * States: OPEN -> CLOSING (our close frame queued, or the peer's close being
+ * answered) -> DEAD (on the worker's reap list; freed after the loop pass).
+ *
+ * Output order on the wire: the rest of a partially written event frame, then
+ * the control buffer, then further event frames.  Control frames are therefore
+ * only ever inserted at frame boundaries.  A flush builds one iovec array of
+ * those pieces and makes one writev; a connection that cannot take everything
+ * is "blocked" until EPOLLOUT, and its write deadline runs while it is.
+ *
+ * wslay parses input only.  Its own output (automatic pongs, its close frames)
+ * goes to a sink callback so its queue never grows; we build our own control
+ * frames and learn from wslay which close code it wanted (get_status_code_sent).
+ */
+#include "build_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <wslay/wslay.h>
+
+#include "log.h"
+#include "net.h"
+#include "ws_conn.h"
+
+#define WS_CTRL_BYTES 256
+#define WS_IOV_MAX 64
+#define WS_RECV_MAX_BYTES_PER_WAKEUP (64u * 1024u)
+
+enum ws_state { WS_OPEN, WS_CLOSING, WS_DEAD };
+
+struct ws_conn {
+    struct ev_source ev; /* first: epoll's data.ptr points here */
+    struct worker *w;
+    struct ws_conn *prev, *next; /* w->conns */
+    struct ws_conn *reap_next;
+    int fd;
+    enum ws_state state;
+    unsigned blocked : 1;     /* waiting for EPOLLOUT */
+    unsigned want_out : 1;    /* EPOLLOUT is in the epoll mask */
+    unsigned peer_closed : 1; /* we are answering the peer's close */
+    unsigned proto_error : 1; /* wslay accepted something RFC 6455 forbids */
+    unsigned wr_shut : 1;
+    unsigned rd_eof : 1;
+    unsigned sock_err : 1;
+    wslay_event_context_ptr wslay;
+    uint64_t next_seq;  /* next event to send */
+    uint32_t frame_off; /* bytes of that event's frame already sent */
+    uint32_t recv_budget;
+    uint8_t *extra;     /* bytes received with the handshake, owned */
+    uint32_t extra_len, extra_off;
+    struct deadline_node ping_dl, pong_dl, write_dl; /* pong_dl doubles as linger */
+    uint16_t ctrl_len, ctrl_off;
+    uint8_t ctrl[WS_CTRL_BYTES];
+};
+
+#define CONN_OF(node, field) ((struct ws_conn *)((char *)(node)-offsetof(struct ws_conn, field)))
+
+static void conn_flush(struct ws_conn *c);
+
+static void
+conn_epoll_mask(struct ws_conn *c, int want_out)
+{
+    if (c->want_out == (unsigned)want_out || c->state == WS_DEAD)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = &c->ev};
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        panic("epoll_ctl(MOD) on a live connection failed");
+    c->want_out = (unsigned)want_out;
+}
+
+/* conn_kill - drop c now (no more I/O); freed by ws_reap.  The one exit point. */
+static void
+conn_kill(struct ws_conn *c)
+{
+    if (c->state == WS_DEAD)
+        return;
+    struct worker *w = c->w;
+    c->state = WS_DEAD;
+    deadline_disarm(&c->ping_dl);
+    deadline_disarm(&c->pong_dl);
+    deadline_disarm(&c->write_dl);
+    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+        log_warn("epoll_ctl(DEL)");
+    c->reap_next = w->reap;
+    w->reap = c;
+    w->stats.conns_closed++;
+}
+
+static int
+ctrl_add(struct ws_conn *c, const uint8_t *bytes, size_t len)
+{
+    if (c->ctrl_off == c->ctrl_len)
+        c->ctrl_off = c->ctrl_len = 0;
+    if (c->ctrl_len + len > WS_CTRL_BYTES && c->ctrl_off > 0) {
+        memmove(c->ctrl, c->ctrl + c->ctrl_off, (size_t)(c->ctrl_len - c->ctrl_off));
+        c->ctrl_len = (uint16_t)(c->ctrl_len - c->ctrl_off);
+        c->ctrl_off = 0;
+    }
+    if (c->ctrl_len + len > WS_CTRL_BYTES)
+        return -1;
+    memcpy(c->ctrl + c->ctrl_len, bytes, len);
+    c->ctrl_len = (uint16_t)(c->ctrl_len + len);
+    return 0;
+}
+
+static const char *
+close_reason_text(uint16_t code)
+{
+    switch (code) {
+    case WS_CLOSE_GOING_AWAY:
+        return "going away";
+    case WS_CLOSE_PROTOCOL_ERROR:
+        return "protocol error";
+    case WS_CLOSE_INVALID_DATA:
+        return "invalid payload data";
+    case WS_CLOSE_TOO_BIG:
+        return "message too big";
+    case WS_CLOSE_TRY_AGAIN:
+        return "try again later";
+    default:
+        return "";
+    }
+}
+
+static void
+log_close(struct ws_conn *c, int info, const char *what, uint16_t code, const char *reason)
+{
+    char peer[64];
+    net_peer_name(c->fd, peer, sizeof(peer));
+    if (info)
+        log_info("ws %s: %s (close %u %s)", peer, what, (unsigned)code, reason);
+    else
+        log_debug("ws %s: %s (close %u %s)", peer, what, (unsigned)code, reason);
+}
+
+void
+ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
+{
+    if (c->state != WS_OPEN)
+        return;
+    if (reason == NULL || reason[0] == '\0')
+        reason = close_reason_text(code);
+    int routine = code == WS_CLOSE_NORMAL || (code == WS_CLOSE_GOING_AWAY && c->w->stopping);
+    log_close(c, !routine, "closing", code, reason);
+    uint8_t frame[WS_CONTROL_PAYLOAD_MAX + 2];
+    size_t n = ws_frame_close(frame, code, reason);
+    c->state = WS_CLOSING;
+    /* A close frame must get out even if a pong is stuck in the buffer. */
+    if (ctrl_add(c, frame, n) != 0) {
+        c->ctrl_off = c->ctrl_len = 0;
+        (void)ctrl_add(c, frame, n);
+    }
+    deadline_disarm(&c->ping_dl);
+    deadline_arm_force(&c->w->linger_list, &c->pong_dl, c->w->now_ms);
+    conn_flush(c);
+}
+
+/* Answer the peer's close: echo its code (an empty close if it sent none). */
+static void
+conn_answer_close(struct ws_conn *c, uint16_t code)
+{
+    uint8_t frame[4];
+    size_t n = code == WS_CLOSE_NO_STATUS ? ws_frame_control(frame, WS_OP_CLOSE, NULL, 0)
+                                          : ws_frame_close(frame, code, NULL);
+    log_close(c, 0, "closed by peer", code, "");
+    c->state = WS_CLOSING;
+    c->peer_closed = 1;
+    if (ctrl_add(c, frame, n) != 0) {
+        c->ctrl_off = c->ctrl_len = 0;
+        (void)ctrl_add(c, frame, n);
+    }
+    deadline_disarm(&c->ping_dl);
+    deadline_arm_force(&c->w->linger_list, &c->pong_dl, c->w->now_ms);
+    conn_flush(c);
+}
+
+static int
+conn_has_output(const struct ws_conn *c)
+{
+    return c->frame_off > 0 || c->ctrl_off < c->ctrl_len ||
+           (c->state == WS_OPEN && c->next_seq < c->w->window.next_seq);
+}
+
+/* After everything queued is written: finish a close, or clear the deadline. */
+static void
+conn_drained(struct ws_conn *c)
+{
+    deadline_disarm(&c->write_dl);
+    conn_epoll_mask(c, 0);
+    if (c->state == WS_CLOSING && !c->wr_shut) {
+        (void)shutdown(c->fd, SHUT_WR);
+        c->wr_shut = 1;
+        if (c->peer_closed)
+            conn_kill(c); /* both closes exchanged */
+    }
+}
+
+static void
+conn_flush(struct ws_conn *c)
+{
+    if (c->state == WS_DEAD || c->blocked)
+        return;
+    struct worker *w = c->w;
+    struct iovec iov[WS_IOV_MAX];
+    uint8_t is_frame[WS_IOV_MAX];
+    int n = 0;
+    size_t total = 0;
+    uint64_t seq = c->next_seq;
+    if (c->frame_off > 0) {
+        struct ws_frame *f = ws_window_get(&w->window, seq);
+        if (f == NULL)
+            panic("partially sent frame %llu left the window", (unsigned long long)seq);
+        iov[n] = (struct iovec){f->bytes + c->frame_off, f->len - c->frame_off};
+        is_frame[n++] = 1;
+        total += f->len - c->frame_off;
+        seq++;
+    }
+    if (c->ctrl_off < c->ctrl_len) {
+        iov[n] = (struct iovec){c->ctrl + c->ctrl_off, (size_t)(c->ctrl_len - c->ctrl_off)};
+        is_frame[n++] = 0;
+        total += c->ctrl_len - c->ctrl_off;
+    }
+    if (c->state == WS_OPEN) {
+        while (n < WS_IOV_MAX && total < WS_SEND_MAX_BYTES_PER_WAKEUP &&
+               seq < w->window.next_seq) {
+            struct ws_frame *f = ws_window_get(&w->window, seq);
+            if (f == NULL)
+                panic("frame %llu missing from the window", (unsigned long long)seq);
+            iov[n] = (struct iovec){f->bytes, f->len};
+            is_frame[n++] = 1;
+            total += f->len;
+            seq++;
+        }
+    }
+    if (n == 0) {
+        conn_drained(c);
+        return;
+    }
+    ssize_t r;
+    do {
+        r = writev(c->fd, iov, n);
+    } while (r < 0 && errno == EINTR);
+    w->stats.writev_calls++;
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->blocked = 1;
+            conn_epoll_mask(c, 1);
+            if (!deadline_armed(&c->write_dl))
+                deadline_arm_force(&w->write_list, &c->write_dl, w->now_ms);
+            return;
+        }
+        log_close(c, 1, "write failed", 1006, strerror(errno));
+        conn_kill(c);
+        return;
+    }
+    size_t left = (size_t)r;
+    for (int i = 0; i < n && left > 0; i++) {
+        size_t take = left < iov[i].iov_len ? left : iov[i].iov_len;
+        left -= take;
+        if (is_frame[i]) {
+            struct ws_frame *f = ws_window_get(&w->window, c->next_seq);
+            c->frame_off += (uint32_t)take;
+            if (c->frame_off == f->len) {
+                c->next_seq++;
+                c->frame_off = 0;
+            }
+        } else {
+            c->ctrl_off = (uint16_t)(c->ctrl_off + take);
+            if (c->ctrl_off == c->ctrl_len)
+                c->ctrl_off = c->ctrl_len = 0;
+        }
+    }
+    if (!conn_has_output(c)) {
+        conn_drained(c);
+        return;
+    }
+    /* More to send: the socket is full, or this wake-up's budget is spent.
+     * Either way EPOLLOUT brings us back; the deadline measures progress. */
+    c->blocked = 1;
+    conn_epoll_mask(c, 1);
+    if ((size_t)r < total)
+        deadline_arm(&w->write_list, &c->write_dl, w->now_ms);
+}
+
+/* --- wslay callbacks ------------------------------------------------------- */
+
+static ssize_t
+recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    struct ws_conn *c = user;
+    if (c->extra_off < c->extra_len) {
+        size_t n = c->extra_len - c->extra_off;
+        if (n > len)
+            n = len;
+        memcpy(buf, c->extra + c->extra_off, n);
+        c->extra_off += (uint32_t)n;
+        if (c->extra_off == c->extra_len) {
+            free(c->extra);
+            c->extra = NULL;
+            c->extra_len = c->extra_off = 0;
+        }
+        return (ssize_t)n;
+    }
+    if (c->recv_budget == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK); /* level-triggered: we'll be back */
+        return -1;
+    }
+    if (len > c->recv_budget)
+        len = c->recv_budget;
+    ssize_t r;
+    do {
+        r = read(c->fd, buf, len);
+    } while (r < 0 && errno == EINTR);
+    if (r > 0) {
+        c->recv_budget -= (uint32_t)r;
+        return r;
+    }
+    if (r == 0)
+        c->rd_eof = 1;
+    else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    } else
+        c->sock_err = 1;
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+/* wslay's own output is discarded: see the file comment. */
+static ssize_t
+sink_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
+{
+    (void)ctx, (void)data, (void)flags, (void)user;
+    return (ssize_t)len;
+}
+
+static void
+frame_start_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
+               void *user)
+{
+    (void)ctx, (void)arg;
+    struct ws_conn *c = user;
+    if (c->state == WS_OPEN)
+        deadline_arm(&c->w->pong_list, &c->pong_dl, c->w->now_ms);
+}
+
+static void
+msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
+{
+    (void)ctx;
+    struct ws_conn *c = user;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
+        c->proto_error = 1; /* RFC 6455 5.5.1: a close body is empty or >= 2 bytes */
+    } else if (arg->opcode == WSLAY_PING && c->state == WS_OPEN) {
+        uint8_t frame[WS_CONTROL_PAYLOAD_MAX + 2];
+        size_t n = ws_frame_control(frame, WS_OP_PONG, arg->msg, arg->msg_length);
+        if (n > 0)
+            (void)ctrl_add(c, frame, n); /* no room: answering only the latest ping is allowed */
+    }
+    /* Data messages are read and ignored: the API is notification-only. */
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = recv_cb,
+    .send_callback = sink_cb,
+    .on_frame_recv_start_callback = frame_start_cb,
+    .on_msg_recv_callback = msg_cb,
+};
+
+/* --- input ------------------------------------------------------------------ */
+
+static void
+conn_read(struct ws_conn *c)
+{
+    c->recv_budget = WS_RECV_MAX_BYTES_PER_WAKEUP;
+    int rc = wslay_event_recv(c->wslay);
+    if (c->rd_eof || c->sock_err) {
+        if (c->state == WS_OPEN)
+            log_close(c, 0, c->rd_eof ? "peer went away" : "read failed", 1006, "");
+        conn_kill(c);
+        return;
+    }
+    if (c->state == WS_DEAD)
+        return;
+    if (rc != 0) {
+        ws_conn_close(c, WS_CLOSE_PROTOCOL_ERROR, NULL); /* frame-level violation */
+        return;
+    }
+    (void)wslay_event_send(c->wslay); /* drain wslay's queue into the sink */
+    if (c->proto_error) {
+        ws_conn_close(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
+    } else if (wslay_event_get_close_received(c->wslay)) {
+        if (c->state == WS_OPEN)
+            conn_answer_close(c, wslay_event_get_status_code_received(c->wslay));
+        else
+            conn_kill(c); /* the answer to our close: done */
+    } else if (wslay_event_get_close_sent(c->wslay)) {
+        uint16_t code = wslay_event_get_status_code_sent(c->wslay);
+        ws_conn_close(c, code == 0 || code == WS_CLOSE_NO_STATUS ? WS_CLOSE_PROTOCOL_ERROR : code,
+                      NULL);
+    } else {
+        conn_flush(c); /* a pong may be waiting */
+    }
+}
+
+void
+ws_conn_on_event(struct ws_conn *c, uint32_t events)
+{
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        conn_read(c);
+    if ((events & EPOLLOUT) && c->state != WS_DEAD) {
+        c->blocked = 0;
+        conn_flush(c);
+    }
+}
+
+/* --- lifecycle -------------------------------------------------------------- */
+
+struct ws_conn *
+ws_conn_new(struct worker *w, int fd, const void *extra, size_t extra_len)
+{
+    struct ws_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL || (extra_len > 0 && (c->extra = malloc(extra_len)) == NULL)) {
+        free(c);
+        close(fd);
+        log_warnx("out of memory accepting a WebSocket connection");
+        return NULL;
+    }
+    c->ev.kind = EV_CONN;
+    c->w = w;
+    c->fd = fd;
+    c->state = WS_OPEN;
+    if (extra_len > 0) {
+        memcpy(c->extra, extra, extra_len);
+        c->extra_len = (uint32_t)extra_len;
+    }
+    if (wslay_event_context_server_init(&c->wslay, &ws_callbacks, c) != 0) {
+        free(c->extra);
+        free(c);
+        close(fd);
+        log_warnx("out of memory creating a WebSocket context");
+        return NULL;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->wslay, w->cfg->max_message_bytes);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ev};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_warn("epoll_ctl(ADD) for a WebSocket connection");
+        wslay_event_context_free(c->wslay);
+        free(c->extra);
+        free(c);
+        close(fd);
+        return NULL;
+    }
+    /* Every event published after the upgrade, and none before. */
+    c->next_seq = ring_head(w->ring) + 1;
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    w->stats.conns_opened++;
+    deadline_arm_force(&w->ping_list, &c->ping_dl, w->now_ms);
+    deadline_arm_force(&w->pong_list, &c->pong_dl, w->now_ms);
+    if (c->extra_len > 0)
+        conn_read(c);
+    return c;
+}
+
+void
+ws_reap(struct worker *w)
+{
+    while (w->reap != NULL) {
+        struct ws_conn *c = w->reap;
+        w->reap = c->reap_next;
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            w->conns = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        w->nconns--;
+        close(c->fd);
+        wslay_event_context_free(c->wslay);
+        free(c->extra);
+        free(c);
+    }
+}
+
+/* --- worker-wide passes --------------------------------------------------------- */
+
+void
+ws_fanout(struct worker *w)
+{
+    for (struct ws_conn *c = w->conns; c != NULL; c = c->next) {
+        if (c->state != WS_OPEN)
+            continue;
+        if (c->next_seq < w->window.first_seq ||
+            ws_window_pending(&w->window, c->next_seq, c->frame_off) > WS_QUEUE_MAX_BYTES) {
+            w->stats.conns_lapped++;
+            ws_conn_close(c, WS_CLOSE_TRY_AGAIN, "client too slow; reconnect and refetch");
+            continue;
+        }
+        conn_flush(c);
+    }
+}
+
+void
+ws_lapped(struct worker *w, uint64_t first_kept)
+{
+    for (struct ws_conn *c = w->conns; c != NULL; c = c->next) {
+        if (c->state == WS_DEAD || c->next_seq >= first_kept)
+            continue;
+        if (c->frame_off > 0) {
+            log_close(c, 1, "lapped mid-frame, dropped", WS_CLOSE_TRY_AGAIN, "");
+            w->stats.conns_lapped++;
+            conn_kill(c);
+            continue;
+        }
+        c->next_seq = first_kept; /* nothing more is sent: it is closing */
+        if (c->state == WS_OPEN) {
+            w->stats.conns_lapped++;
+            ws_conn_close(c, WS_CLOSE_TRY_AGAIN, "client too slow; reconnect and refetch");
+        }
+    }
+}
+
+uint64_t
+ws_min_cursor(const struct worker *w, uint64_t fallback)
+{
+    uint64_t min = fallback;
+    for (const struct ws_conn *c = w->conns; c != NULL; c = c->next)
+        if (c->state != WS_DEAD && c->next_seq < min && (c->state == WS_OPEN || c->frame_off > 0))
+            min = c->next_seq;
+    return min;
+}
+
+void
+ws_drop_all(struct worker *w)
+{
+    for (struct ws_conn *c = w->conns; c != NULL; c = c->next)
+        conn_kill(c);
+    ws_reap(w);
+}
+
+void
+ws_close_all(struct worker *w, uint16_t code, const char *reason)
+{
+    for (struct ws_conn *c = w->conns; c != NULL; c = c->next)
+        ws_conn_close(c, code, reason);
+}
+
+void
+ws_expire(struct worker *w)
+{
+    struct deadline_node *n;
+    int64_t now = w->now_ms;
+    while ((n = deadline_pop_expired(&w->ping_list, now)) != NULL) {
+        struct ws_conn *c = CONN_OF(n, ping_dl);
+        static const uint8_t ping[2] = {0x80 | WS_OP_PING, 0};
+        (void)ctrl_add(c, ping, sizeof(ping)); /* full: a ping is already on its way */
+        deadline_arm_force(&w->ping_list, &c->ping_dl, now);
+        conn_flush(c);
+    }
+    while ((n = deadline_pop_expired(&w->pong_list, now)) != NULL) {
+        struct ws_conn *c = CONN_OF(n, pong_dl);
+        ws_conn_close(c, WS_CLOSE_GOING_AWAY, "pong timeout");
+    }
+    while ((n = deadline_pop_expired(&w->write_list, now)) != NULL) {
+        struct ws_conn *c = CONN_OF(n, write_dl);
+        log_close(c, 1, "write deadline exceeded, dropped", WS_CLOSE_TRY_AGAIN, "");
+        if (c->frame_off == 0 && c->ctrl_off == c->ctrl_len) {
+            /* At a frame boundary a close frame is well-formed: try once, no waiting. */
+            uint8_t frame[WS_CONTROL_PAYLOAD_MAX + 2];
+            size_t len = ws_frame_close(frame, WS_CLOSE_TRY_AGAIN, "write deadline exceeded");
+            ssize_t r = write(c->fd, frame, len);
+            (void)r;
+        }
+        conn_kill(c);
+    }
+    while ((n = deadline_pop_expired(&w->linger_list, now)) != NULL)
+        conn_kill(CONN_OF(n, pong_dl));
+}

@@ -1,0 +1,25 @@
+/*
+ * ws_upgrade - the RFC 6455 opening handshake on /ws and the hand-off of the
+ * socket from libmicrohttpd to ws_conn.
+ *
+ * Called by the HTTP router (http_api.c) for every request to /ws.
+ */
+#ifndef PERSONAD_WS_UPGRADE_H
+#define PERSONAD_WS_UPGRADE_H
+
+#include <microhttpd.h>
+#include <stddef.h>
+
+#include "worker.h"
+
+/* ws_upgrade_accept_key - Sec-WebSocket-Accept for a client key (28 chars + NUL). */
+void ws_upgrade_accept_key(const char *key, char out[29]);
+
+/* ws_upgrade_key_valid - 1 if key is base64 of exactly 16 bytes. */
+int ws_upgrade_key_valid(const char *key);
+
+/* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503. */
+enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn,
+                                  const char *method);
+
+#endif
