@@ -130,7 +130,7 @@
   /* --- REST ------------------------------------------------------------- */
 
   async function getJSON(url) {
-    const r = await fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    const r = await fetch(url, { cache: 'no-cache', headers: { Accept: 'application/json' } });
     if (r.status === 404) return null;
     if (!r.ok) throw new Error('HTTP ' + r.status + ' for ' + url);
     return r.json();
