@@ -272,8 +272,20 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
                  const char *version, const char *upload_data, size_t *upload_data_size,
                  void **req_cls)
 {
-    (void)version, (void)upload_data, (void)upload_data_size, (void)req_cls;
+    (void)version, (void)upload_data;
     struct worker *w = cls;
+    /* Answer once the whole request is in: MHD closes a connection whose
+     * response was queued at the first call (an "early" response), which
+     * would defeat keep-alive.  A request body is read and ignored. */
+    static int request_seen;
+    if (*req_cls == NULL) {
+        *req_cls = &request_seen;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (strcmp(url, "/ws") == 0)
         return ws_upgrade_handle(w, conn, method);
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
