@@ -1,0 +1,868 @@
+/*
+ * check_store - unit tests for src/store.c against a real temporary personas
+ * directory, with the ring and the snapshot in heap memory (one test uses an
+ * anonymous MAP_SHARED mapping to race a reader process against commits).
+ *
+ * Covered: the baseline commit (no events, snapshot seq 0); added, updated and
+ * deleted events with their exact ring payloads and order; rewrites that change
+ * only formatting or key order; a renamed name field; a file that turns bad;
+ * two files claiming one name; store_rescan; the snapshot's seq and generation
+ * right after each commit, and that it is published before the events; and a
+ * snapshot too large for its half (nothing appended, the old one stays).
+ */
+/* MAP_ANONYMOUS is not in POSIX 2008; glibc wants _DEFAULT_SOURCE for it. */
+#define _DEFAULT_SOURCE 1
+#include "build_config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "persona.h"
+#include "ring.h"
+#include "snapshot.h"
+#include "store.h"
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+
+#define FX_RING_SLOTS 256u
+#define FX_HALF_BYTES (256u * 1024u)
+
+/* Per-tcase base directory, made and removed by the (unchecked) fixture in the
+ * runner's process, so a failing test leaves nothing behind. */
+static char base_dir[256];
+
+static void
+rm_tree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (d != NULL) {
+            struct dirent *de;
+            while ((de = readdir(d)) != NULL) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                    continue;
+                char sub[1024];
+                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+                rm_tree(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void
+base_setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(base_dir, sizeof(base_dir), "%s/check_store.XXXXXX",
+             tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+    if (mkdtemp(base_dir) == NULL) {
+        perror("mkdtemp");
+        exit(EXIT_FAILURE);
+    }
+}
+
+static void
+base_teardown(void)
+{
+    rm_tree(base_dir);
+}
+
+struct fx {
+    char dir[512];
+    int dir_fd;
+    void *ring_mem, *snap_mem;
+    struct ring ring;
+    struct snapshot snap;
+    struct store *st;
+    uint64_t cursor; /* next ring seq to check */
+    uint64_t gen;    /* snapshot generation after the last commit checked */
+};
+
+static void
+fx_open(struct fx *f, uint64_t half_bytes)
+{
+    static int serial;
+    memset(f, 0, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "%s/d%d-%ld", base_dir, serial++, (long)getpid());
+    ck_assert_int_eq(mkdir(f->dir, 0700), 0);
+    f->dir_fd = open(f->dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(f->dir_fd, 0);
+    f->ring_mem = malloc(ring_bytes(FX_RING_SLOTS));
+    f->snap_mem = malloc(snapshot_bytes(half_bytes));
+    ck_assert_ptr_nonnull(f->ring_mem);
+    ck_assert_ptr_nonnull(f->snap_mem);
+    ring_init(&f->ring, f->ring_mem, FX_RING_SLOTS);
+    snapshot_init(&f->snap, f->snap_mem, half_bytes);
+    f->st = store_new(&f->snap, &f->ring);
+    ck_assert_ptr_nonnull(f->st);
+    f->cursor = 1;
+}
+
+static void
+fx_close(struct fx *f)
+{
+    store_free(f->st);
+    close(f->dir_fd);
+    free(f->ring_mem);
+    free(f->snap_mem);
+}
+
+/* Write name atomically (temp file, then rename), as editors and tests do. */
+static void
+put(struct fx *f, const char *name, const char *content)
+{
+    char tmp[600], dst[600];
+    snprintf(tmp, sizeof(tmp), "%s/.tmp-put", f->dir);
+    snprintf(dst, sizeof(dst), "%s/%s", f->dir, name);
+    FILE *fp = fopen(tmp, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(content, 1, strlen(content), fp), strlen(content));
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_int_eq(rename(tmp, dst), 0);
+}
+
+static void
+del(struct fx *f, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/%s", f->dir, name);
+    ck_assert_int_eq(unlink(p), 0);
+}
+
+/* put + store_file_changed */
+static void
+put_changed(struct fx *f, const char *name, const char *content)
+{
+    put(f, name, content);
+    store_file_changed(f->st, f->dir_fd, name);
+}
+
+static void
+del_changed(struct fx *f, const char *name)
+{
+    del(f, name);
+    store_file_changed(f->st, f->dir_fd, name);
+}
+
+/* An API-shape persona; its canonical object is obj_of(name, v). */
+static const char *
+persona_json(const char *name, int v)
+{
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 512, "{\"name\": \"%s\", \"spec\": {\"v\": %d, \"region\": \"eu\"}}\n", name, v);
+    return b;
+}
+
+static const char *
+obj_of(const char *name, int v)
+{
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 512, "{\"name\":\"%s\",\"spec\":{\"region\":\"eu\",\"v\":%d},\"status\":{}}",
+             name, v);
+    return b;
+}
+
+/* The current snapshot blob (a private copy; caller frees). */
+static uint8_t *
+snap_blob(struct fx *f, uint64_t *gen)
+{
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    uint64_t g = 0;
+    ck_assert_int_eq(snapshot_copy(&f->snap, UINT64_MAX, &blob, &len, &g), SNAPSHOT_OK);
+    ck_assert_int_eq(snapshot_blob_valid(blob, len), 1);
+    if (gen != NULL)
+        *gen = g;
+    return blob;
+}
+
+static const struct snap_blob *
+hdr_of(const uint8_t *blob)
+{
+    return (const struct snap_blob *)(const void *)blob;
+}
+
+/* The published object of name, or NULL (malloc'd). */
+static char *
+snap_obj(struct fx *f, const char *name)
+{
+    uint8_t *blob = snap_blob(f, NULL);
+    const struct snap_entry *e = snapshot_find(blob, name, strlen(name));
+    char *obj = NULL;
+    if (e != NULL) {
+        obj = malloc(e->obj_len + 1);
+        ck_assert_ptr_nonnull(obj);
+        memcpy(obj, blob + e->obj_off, e->obj_len);
+        obj[e->obj_len] = '\0';
+    }
+    free(blob);
+    return obj;
+}
+
+static void
+expect_obj(struct fx *f, const char *name, const char *want)
+{
+    char *obj = snap_obj(f, name);
+    if (want == NULL) {
+        ck_assert_msg(obj == NULL, "cluster %s is still published: %s", name, obj);
+    } else {
+        ck_assert_msg(obj != NULL, "cluster %s is not published", name);
+        ck_assert_msg(strcmp(obj, want) == 0, "cluster %s:\n got  %s\n want %s", name, obj, want);
+    }
+    free(obj);
+}
+
+static uint32_t
+snap_count(struct fx *f)
+{
+    uint8_t *blob = snap_blob(f, NULL);
+    uint32_t n = hdr_of(blob)->count;
+    free(blob);
+    return n;
+}
+
+/* Require exactly these new events ("added:NAME", "updated:NAME", "deleted:NAME",
+ * NULL-terminated) in ring order since the last call, with exact payloads. */
+static void
+expect_events(struct fx *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    const char *spec;
+    static uint8_t buf[RING_PAYLOAD_MAX + 1];
+    while ((spec = va_arg(ap, const char *)) != NULL) {
+        const char *colon = strchr(spec, ':');
+        ck_assert_ptr_nonnull(colon);
+        size_t kind_len = (size_t)(colon - spec);
+        uint32_t want_type = strncmp(spec, "added", kind_len) == 0     ? RING_EVENT_ADDED
+                             : strncmp(spec, "updated", kind_len) == 0 ? RING_EVENT_UPDATED
+                                                                       : RING_EVENT_DELETED;
+        char want[600];
+        snprintf(want, sizeof(want), "{\"type\":\"cluster.%.*s\",\"data\":{\"name\":\"%s\"}}",
+                 (int)kind_len, spec, colon + 1);
+        uint32_t len = 0, type = 0;
+        enum ring_status rs = ring_read(&f->ring, f->cursor, buf, &len, &type);
+        ck_assert_msg(rs == RING_OK, "event %llu (want %s): ring_read = %d",
+                      (unsigned long long)f->cursor, want, (int)rs);
+        buf[len] = '\0';
+        ck_assert_msg(strcmp((char *)buf, want) == 0, "event %llu:\n got  %s\n want %s",
+                      (unsigned long long)f->cursor, (char *)buf, want);
+        ck_assert_uint_eq(type, want_type);
+        f->cursor++;
+    }
+    va_end(ap);
+    ck_assert_msg(ring_head(&f->ring) == f->cursor - 1, "%llu unexpected extra event(s)",
+                  (unsigned long long)(ring_head(&f->ring) - (f->cursor - 1)));
+}
+
+/* store_commit, then check its return value, that a changing commit published
+ * exactly one new generation whose seq is the seq of the last event appended,
+ * and that a commit with no events published nothing new. */
+static void
+commit(struct fx *f, int baseline, int want_rc)
+{
+    uint64_t head_before = ring_head(&f->ring);
+    int rc = store_commit(f->st, baseline);
+    ck_assert_int_eq(rc, want_rc);
+    uint64_t head = ring_head(&f->ring);
+    if (rc < 0) {
+        ck_assert_uint_eq(head, head_before);
+        ck_assert_uint_eq(snapshot_generation(&f->snap), f->gen);
+        return;
+    }
+    ck_assert_uint_eq(head, head_before + (uint64_t)rc);
+    uint64_t gen = 0;
+    uint8_t *blob = snap_blob(f, &gen);
+    if (rc > 0 || baseline)
+        ck_assert_uint_eq(gen, f->gen + 1);
+    ck_assert_msg(hdr_of(blob)->seq == head, "snapshot seq %llu, ring head %llu",
+                  (unsigned long long)hdr_of(blob)->seq, (unsigned long long)head);
+    f->gen = gen;
+    free(blob);
+}
+
+static void
+baseline(struct fx *f)
+{
+    ck_assert_int_eq(store_rescan(f->st, f->dir_fd), 0);
+    commit(f, 1, 0);
+    expect_events(f, NULL);
+}
+
+/* --- tests ----------------------------------------------------------------------- */
+
+START_TEST(test_is_candidate)
+{
+    static const struct {
+        const char *name;
+        int want;
+    } cases[] = {
+        {"a.json", 1},       {"prod-cluster.json", 1}, {"x.y.json", 1},   {".a.json", 0},
+        {".json", 0},        {"json", 0},              {"a.JSON", 0},     {"a.Json", 0},
+        {"a.json~", 0},      {"a.json.tmp", 0},        {"a.jso", 0},      {"a/b.json", 0},
+        {".tmp-put", 0},     {"", 0},                  {"a.yaml", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(store_is_candidate(cases[i].name) == cases[i].want, "'%s': want %d",
+                      cases[i].name, cases[i].want);
+}
+END_TEST
+
+START_TEST(test_baseline_empty)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    ck_assert_uint_eq(snapshot_generation(&f.snap), 0);
+    baseline(&f);
+    ck_assert_uint_eq(f.gen, 1);
+    uint8_t *blob = snap_blob(&f, NULL);
+    const struct snap_blob *b = hdr_of(blob);
+    ck_assert_uint_eq(b->seq, 0);
+    ck_assert_uint_eq(b->count, 0);
+    static const char want[] = "{\"clusters\":[],\"seq\":0}";
+    ck_assert_uint_eq(b->list_len, sizeof(want) - 1);
+    ck_assert(memcmp(blob + b->list_off, want, b->list_len) == 0);
+    free(blob);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_baseline_emits_nothing)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "b.json", persona_json("beta", 1));
+    put(&f, "notes.txt", persona_json("text", 1));
+    put(&f, ".hidden.json", persona_json("hidden", 1));
+    put(&f, "upper.JSON", persona_json("upper", 1));
+    baseline(&f);
+    ck_assert_uint_eq(ring_head(&f.ring), 0);
+    uint8_t *blob = snap_blob(&f, NULL);
+    ck_assert_uint_eq(hdr_of(blob)->seq, 0);
+    ck_assert_uint_eq(hdr_of(blob)->count, 2);
+    char want[512];
+    snprintf(want, sizeof(want), "{\"clusters\":[%s,%s],\"seq\":0}", obj_of("alpha", 1),
+             obj_of("beta", 1));
+    ck_assert_uint_eq(hdr_of(blob)->list_len, strlen(want));
+    ck_assert(memcmp(blob + hdr_of(blob)->list_off, want, strlen(want)) == 0);
+    free(blob);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+    expect_obj(&f, "hidden", NULL);
+    expect_obj(&f, "text", NULL);
+    expect_obj(&f, "upper", NULL);
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.events, 0);
+    ck_assert_uint_eq(ss.clusters, 2);
+    ck_assert_uint_eq(ss.files, 2);
+    ck_assert_uint_eq(ss.bad_files, 0);
+    /* A second commit with nothing changed appends nothing. */
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_add_update_delete)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "b.json", persona_json("beta", 1));
+    baseline(&f);
+
+    put_changed(&f, "c.json", persona_json("gamma", 1));
+    commit(&f, 0, 1);
+    expect_events(&f, "added:gamma", NULL);
+    expect_obj(&f, "gamma", obj_of("gamma", 1));
+
+    put_changed(&f, "a.json", persona_json("alpha", 2));
+    commit(&f, 0, 1);
+    expect_events(&f, "updated:alpha", NULL);
+    expect_obj(&f, "alpha", obj_of("alpha", 2));
+
+    del_changed(&f, "b.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:beta", NULL);
+    expect_obj(&f, "beta", NULL);
+    ck_assert_uint_eq(snap_count(&f), 2);
+
+    /* Re-adding a deleted name is an addition again. */
+    put_changed(&f, "b.json", persona_json("beta", 5));
+    commit(&f, 0, 1);
+    expect_events(&f, "added:beta", NULL);
+    expect_obj(&f, "beta", obj_of("beta", 5));
+
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.events, 4);
+    ck_assert_uint_eq(ss.clusters, 3);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_batch_order)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "b.json", persona_json("beta", 1));
+    put(&f, "g.json", persona_json("gamma", 1));
+    baseline(&f);
+    /* Several changes in one commit: deletions, then additions, then updates,
+     * each by name. */
+    put_changed(&f, "b.json", persona_json("beta", 2));
+    put_changed(&f, "z.json", persona_json("zzz", 1));
+    del_changed(&f, "g.json");
+    put_changed(&f, "a.json", persona_json("alpha", 2));
+    put_changed(&f, "y.json", persona_json("aaa", 1));
+    commit(&f, 0, 5);
+    expect_events(&f, "deleted:gamma", "added:aaa", "added:zzz", "updated:alpha", "updated:beta",
+                  NULL);
+    ck_assert_uint_eq(snap_count(&f), 4);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_rewrite_without_change)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    /* Identical bytes. */
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    /* Reordered keys, other formatting, Kubernetes shape, same content. */
+    put_changed(&f, "a.json",
+                "{\r\n  \"spec\" : { \"region\" : \"eu\" ,\n \"v\" : 1.0 },\n"
+                "  \"metadata\": {\"name\": \"alpha\", \"uid\": \"u-1\"},\n"
+                "  \"kind\": \"ClusterPersona\", \"apiVersion\": \"v1\"\n}\n\n");
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    /* Same again through a rescan. */
+    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_name_field_renamed)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "m.json", persona_json("middle", 1));
+    baseline(&f);
+    /* The new name sorts before the old one: the deletion still comes first. */
+    put_changed(&f, "m.json", persona_json("aardvark", 1));
+    commit(&f, 0, 2);
+    expect_events(&f, "deleted:middle", "added:aardvark", NULL);
+    expect_obj(&f, "middle", NULL);
+    expect_obj(&f, "aardvark", obj_of("aardvark", 1));
+    put_changed(&f, "m.json", persona_json("zebra", 3));
+    commit(&f, 0, 2);
+    expect_events(&f, "deleted:aardvark", "added:zebra", NULL);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_file_turns_bad)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "b.json", persona_json("beta", 1));
+    baseline(&f);
+
+    static const char *const bad[] = {
+        "{\"name\": \"alpha\", \"spec\": {",       /* partial write */
+        "",                                        /* truncated */
+        "[1,2,3]",                                 /* not an object */
+        "{\"spec\":{}}",                           /* no name */
+        "{\"name\":\"alpha\",\"spec\":\"x\"}",     /* spec not an object */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        put_changed(&f, "a.json", bad[i]);
+        commit(&f, 0, 0);
+        expect_events(&f, NULL);
+        expect_obj(&f, "alpha", obj_of("alpha", 1));
+        struct store_stats ss;
+        store_get_stats(f.st, &ss);
+        ck_assert_uint_eq(ss.bad_files, 1);
+        ck_assert_uint_eq(ss.clusters, 2);
+    }
+    /* Fixed with the old content: nothing happened. */
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    /* Bad again, then fixed with new content: one update. */
+    put_changed(&f, "a.json", "{oops");
+    commit(&f, 0, 0);
+    put_changed(&f, "a.json", persona_json("alpha", 2));
+    commit(&f, 0, 1);
+    expect_events(&f, "updated:alpha", NULL);
+    /* Bad, then removed: deleted. */
+    put_changed(&f, "a.json", "{oops");
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    del_changed(&f, "a.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:alpha", NULL);
+
+    /* A file that was never good publishes nothing, also via rescan. */
+    put_changed(&f, "c.json", "not json at all");
+    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    ck_assert_uint_eq(snap_count(&f), 1);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_oversized_file)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    size_t n = PERSONA_FILE_MAX_BYTES + 100;
+    char *big = malloc(n + 1);
+    ck_assert_ptr_nonnull(big);
+    int k = snprintf(big, n, "{\"name\":\"alpha\",\"spec\":{\"pad\":\"");
+    memset(big + k, 'x', n - (size_t)k - 3);
+    memcpy(big + n - 3, "\"}}", 4);
+    put_changed(&f, "a.json", big);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+    /* A second oversized file is skipped as well. */
+    put_changed(&f, "b.json", big);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    free(big);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_two_files_one_name)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("dup", 1));
+    put(&f, "b.json", persona_json("dup", 2));
+    baseline(&f);
+    ck_assert_uint_eq(snap_count(&f), 1);
+    expect_obj(&f, "dup", obj_of("dup", 1)); /* smallest file name wins */
+
+    /* The loser changes: nothing visible. */
+    put_changed(&f, "b.json", persona_json("dup", 3));
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    expect_obj(&f, "dup", obj_of("dup", 1));
+
+    /* The winner goes away: the other file takes over with different content. */
+    del_changed(&f, "a.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "updated:dup", NULL);
+    expect_obj(&f, "dup", obj_of("dup", 3));
+
+    /* A smaller file name with identical content wins silently. */
+    put_changed(&f, "a.json", persona_json("dup", 3));
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+
+    /* An even smaller one with other content wins with an update... */
+    put_changed(&f, "0.json", persona_json("dup", 9));
+    commit(&f, 0, 1);
+    expect_events(&f, "updated:dup", NULL);
+    expect_obj(&f, "dup", obj_of("dup", 9));
+    /* ... and when it goes, a.json is back. */
+    del_changed(&f, "0.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "updated:dup", NULL);
+    expect_obj(&f, "dup", obj_of("dup", 3));
+
+    /* The winner leaves and the remaining claimant has the same content: no event. */
+    del_changed(&f, "a.json");
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    expect_obj(&f, "dup", obj_of("dup", 3));
+
+    /* The last claimant goes: deleted. */
+    del_changed(&f, "b.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:dup", NULL);
+    ck_assert_uint_eq(snap_count(&f), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_winner_turns_bad_loser_does_not_take_over)
+{
+    /* A cluster whose winning file turns bad keeps its last good state. */
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("dup", 1));
+    put(&f, "b.json", persona_json("dup", 2));
+    baseline(&f);
+    put_changed(&f, "a.json", "{broken");
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    expect_obj(&f, "dup", obj_of("dup", 1));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_rescan)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "b.json", persona_json("beta", 1));
+    baseline(&f);
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.files, 2);
+
+    /* Changes made behind the store's back (no store_file_changed). */
+    put(&f, "a.json", persona_json("alpha", 12345)); /* different size, too */
+    del(&f, "b.json");
+    put(&f, "c.json", persona_json("gamma", 1));
+    put(&f, ".d.json", persona_json("hidden", 1));
+    char sub[600];
+    snprintf(sub, sizeof(sub), "%s/dir.json", f.dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    commit(&f, 0, 3);
+    expect_events(&f, "deleted:beta", "added:gamma", "updated:alpha", NULL);
+    expect_obj(&f, "alpha", obj_of("alpha", 12345));
+    expect_obj(&f, "hidden", NULL);
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.files, 2);
+
+    /* Nothing changed: nothing happens. */
+    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+
+    /* Everything removed. */
+    del(&f, "a.json");
+    del(&f, "c.json");
+    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    commit(&f, 0, 2);
+    expect_events(&f, "deleted:alpha", "deleted:gamma", NULL);
+    ck_assert_uint_eq(snap_count(&f), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_file_changed_for_missing_or_non_regular)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    /* A notification for a file that never existed changes nothing. */
+    store_file_changed(f.st, f.dir_fd, "nope.json");
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    /* Replaced by a directory: gone. */
+    del(&f, "a.json");
+    char sub[600];
+    snprintf(sub, sizeof(sub), "%s/a.json", f.dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    store_file_changed(f.st, f.dir_fd, "a.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:alpha", NULL);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_event_payload_escaping)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    baseline(&f);
+    put_changed(&f, "q.json", "{\"name\":\"we\\\"ird\\\\name\"}");
+    put_changed(&f, "u.json", "{\"metadata\":{\"name\":\"caf\\u00e9-\xe9\x9b\x86\"}}");
+    commit(&f, 0, 2);
+    /* Additions go by name (memcmp order): "caf..." before "we...". */
+    expect_events(&f, "added:caf\xc3\xa9-\xe9\x9b\x86", "added:we\\\"ird\\\\name", NULL);
+    expect_obj(&f, "we\"ird\\name", "{\"name\":\"we\\\"ird\\\\name\",\"spec\":{},\"status\":{}}");
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_snapshot_too_big)
+{
+    struct fx f;
+    fx_open(&f, 160); /* room for a few tiny clusters only */
+    put(&f, "a.json", "{\"name\":\"a\"}");
+    baseline(&f);
+    ck_assert_uint_eq(f.gen, 1);
+
+    char big[600];
+    snprintf(big, sizeof(big), "{\"name\":\"big\",\"spec\":{\"pad\":\"%0400d\"}}", 0);
+    put_changed(&f, "b.json", big);
+    del_changed(&f, "a.json");
+    commit(&f, 0, -1);
+    expect_events(&f, NULL);
+    ck_assert_uint_eq(snapshot_generation(&f.snap), 1);
+    expect_obj(&f, "a", "{\"name\":\"a\",\"spec\":{},\"status\":{}}");
+    expect_obj(&f, "big", NULL);
+    /* Retrying does not help, and still appends nothing. */
+    commit(&f, 0, -1);
+    expect_events(&f, NULL);
+
+    /* With room again, the held-back changes go out: the master could do this
+     * by mapping a larger snapshot (here: re-pointing the same struct). */
+    void *larger = malloc(snapshot_bytes(FX_HALF_BYTES));
+    ck_assert_ptr_nonnull(larger);
+    snapshot_init(&f.snap, larger, FX_HALF_BYTES);
+    free(f.snap_mem);
+    f.snap_mem = larger;
+    f.gen = 0;
+    commit(&f, 0, 2);
+    expect_events(&f, "deleted:a", "added:big", NULL);
+    expect_obj(&f, "a", NULL);
+    ck_assert_uint_eq(snap_count(&f), 1);
+    fx_close(&f);
+}
+END_TEST
+
+/* A reader process checks, over and over, that whenever the ring shows event H,
+ * the published snapshot already includes it (snapshot seq >= H): the snapshot
+ * is published before the events. */
+struct order_shared {
+    _Atomic uint32_t done;
+    _Atomic uint32_t ready;
+};
+
+START_TEST(test_snapshot_published_before_events)
+{
+    const uint32_t slots = 1024;
+    size_t ring_sz = ring_bytes(slots);
+    size_t bytes = 4096 + ring_sz + snapshot_bytes(FX_HALF_BYTES);
+    uint8_t *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(map, MAP_FAILED);
+    struct order_shared *sh = (struct order_shared *)(void *)map;
+
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    ring_init(&f.ring, map + 4096, slots);
+    snapshot_init(&f.snap, map + 4096 + ring_sz, FX_HALF_BYTES);
+    baseline(&f);
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(30);
+        uint64_t checks = 0;
+        atomic_store(&sh->ready, 1);
+        while (!atomic_load_explicit(&sh->done, memory_order_acquire)) {
+            uint64_t h = ring_head(&f.ring);
+            uint8_t *blob = NULL;
+            size_t len;
+            uint64_t gen;
+            enum snapshot_status st = snapshot_copy(&f.snap, UINT64_MAX, &blob, &len, &gen);
+            if (st == SNAPSHOT_BUSY)
+                continue;
+            if (st != SNAPSHOT_OK || !snapshot_blob_valid(blob, len))
+                _exit(10);
+            uint64_t seq = hdr_of(blob)->seq;
+            free(blob);
+            if (seq < h) {
+                fprintf(stderr, "reader: ring head %llu but snapshot seq %llu\n",
+                        (unsigned long long)h, (unsigned long long)seq);
+                _exit(11);
+            }
+            checks++;
+        }
+        _exit(checks > 0 ? 0 : 12);
+    }
+    while (!atomic_load(&sh->ready))
+        ;
+    for (int i = 1; i <= 400; i++) {
+        put_changed(&f, "a.json", persona_json("alpha", i));
+        int rc = store_commit(f.st, 0);
+        ck_assert_int_eq(rc, 1);
+    }
+    atomic_store_explicit(&sh->done, 1, memory_order_release);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "reader failed: status 0x%x (see stderr)", (unsigned)status);
+    ck_assert_uint_eq(ring_head(&f.ring), 400);
+    fx_close(&f); /* frees the unused heap ring and snapshot from fx_open */
+    munmap(map, bytes);
+}
+END_TEST
+
+static Suite *
+store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, test_is_candidate);
+    tcase_add_test(tc, test_baseline_empty);
+    tcase_add_test(tc, test_baseline_emits_nothing);
+    tcase_add_test(tc, test_add_update_delete);
+    tcase_add_test(tc, test_batch_order);
+    tcase_add_test(tc, test_rewrite_without_change);
+    tcase_add_test(tc, test_name_field_renamed);
+    tcase_add_test(tc, test_file_turns_bad);
+    tcase_add_test(tc, test_oversized_file);
+    tcase_add_test(tc, test_two_files_one_name);
+    tcase_add_test(tc, test_winner_turns_bad_loser_does_not_take_over);
+    tcase_add_test(tc, test_rescan);
+    tcase_add_test(tc, test_file_changed_for_missing_or_non_regular);
+    tcase_add_test(tc, test_event_payload_escaping);
+    tcase_add_test(tc, test_snapshot_too_big);
+    tcase_add_test(tc, test_snapshot_published_before_events);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(store_suite());
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
