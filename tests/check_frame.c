@@ -1,0 +1,145 @@
+/*
+ * check_frame - server frame building and the worker's frame window.
+ */
+#include "build_config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws_frame.h"
+
+START_TEST(header_lengths)
+{
+    uint8_t h[10];
+    ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 0), 2);
+    ck_assert_uint_eq(h[0], 0x81);
+    ck_assert_uint_eq(h[1], 0);
+    ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 125), 2);
+    ck_assert_uint_eq(h[1], 125);
+    ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 126), 4);
+    ck_assert_uint_eq(h[1], 126);
+    ck_assert_uint_eq(h[2], 0);
+    ck_assert_uint_eq(h[3], 126);
+    ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 65535), 4);
+    ck_assert_uint_eq(h[2], 0xff);
+    ck_assert_uint_eq(h[3], 0xff);
+    ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 65536), 10);
+    ck_assert_uint_eq(h[1], 127);
+    static const uint8_t want[8] = {0, 0, 0, 0, 0, 1, 0, 0};
+    ck_assert_mem_eq(h + 2, want, 8);
+}
+END_TEST
+
+START_TEST(control_frames)
+{
+    uint8_t f[130];
+    ck_assert_uint_eq(ws_frame_control(f, WS_OP_PING, NULL, 0), 2);
+    ck_assert_uint_eq(f[0], 0x89);
+    ck_assert_uint_eq(f[1], 0);
+    ck_assert_uint_eq(ws_frame_control(f, WS_OP_PONG, "abc", 3), 5);
+    ck_assert_mem_eq(f, "\x8a\x03" "abc", 5);
+    char big[126];
+    memset(big, 'x', sizeof(big));
+    ck_assert_uint_eq(ws_frame_control(f, WS_OP_PONG, big, 126), 0);
+    ck_assert_uint_eq(ws_frame_control(f, WS_OP_PONG, big, 125), 127);
+}
+END_TEST
+
+START_TEST(close_frames)
+{
+    uint8_t f[130];
+    size_t n = ws_frame_close(f, 1001, "bye");
+    ck_assert_uint_eq(n, 7);
+    ck_assert_mem_eq(f, "\x88\x05\x03\xe9" "bye", 7);
+    char longr[300];
+    memset(longr, 'r', sizeof(longr) - 1);
+    longr[sizeof(longr) - 1] = '\0';
+    n = ws_frame_close(f, 1013, longr);
+    ck_assert_uint_eq(n, 127); /* reason truncated so the payload stays <= 125 */
+    ck_assert_uint_eq(f[1], 125);
+    ck_assert_uint_eq(f[2], 0x03);
+    ck_assert_uint_eq(f[3], 0xf5);
+}
+END_TEST
+
+START_TEST(window_push_get)
+{
+    struct ws_window w;
+    ck_assert_int_eq(ws_window_init(&w, 4, 10), 0);
+    ck_assert_ptr_null(ws_window_get(&w, 10));
+    ck_assert_int_eq(ws_window_push(&w, 10, "hello", 5), 0);
+    struct ws_frame *f = ws_window_get(&w, 10);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(f->len, 7);
+    ck_assert_mem_eq(f->bytes, "\x81\x05hello", 7);
+    ck_assert_uint_eq(f->seq, 10);
+    ck_assert_uint_eq(w.next_seq, 11);
+    ck_assert_uint_eq(ws_window_pending(&w, 10, 0), 7);
+    ck_assert_uint_eq(ws_window_pending(&w, 10, 3), 4);
+    ck_assert_int_eq(ws_window_push(&w, 11, "ab", 2), 0);
+    ck_assert_uint_eq(ws_window_pending(&w, 10, 0), 11);
+    ck_assert_uint_eq(ws_window_pending(&w, 11, 0), 4);
+    ws_window_free(&w);
+}
+END_TEST
+
+START_TEST(window_capacity_drops_oldest)
+{
+    struct ws_window w;
+    ck_assert_int_eq(ws_window_init(&w, 3, 1), 0);
+    for (uint64_t s = 1; s <= 5; s++)
+        ck_assert_int_eq(ws_window_push(&w, s, "x", 1), 0);
+    ck_assert_uint_eq(w.first_seq, 3);
+    ck_assert_ptr_null(ws_window_get(&w, 2));
+    ck_assert_ptr_nonnull(ws_window_get(&w, 3));
+    ck_assert_ptr_nonnull(ws_window_get(&w, 5));
+    ck_assert_ptr_null(ws_window_get(&w, 6));
+    ws_window_release(&w, 5);
+    ck_assert_uint_eq(w.first_seq, 5);
+    ck_assert_ptr_null(ws_window_get(&w, 4));
+    ws_window_release(&w, 100); /* never past next_seq */
+    ck_assert_uint_eq(w.first_seq, 6);
+    ws_window_reset(&w, 50);
+    ck_assert_uint_eq(w.first_seq, 50);
+    ck_assert_uint_eq(w.next_seq, 50);
+    ck_assert_int_eq(ws_window_push(&w, 50, "y", 1), 0);
+    ck_assert_ptr_nonnull(ws_window_get(&w, 50));
+    ws_window_free(&w);
+}
+END_TEST
+
+START_TEST(window_large_frame)
+{
+    struct ws_window w;
+    ck_assert_int_eq(ws_window_init(&w, 2, 1), 0);
+    char *big = malloc(70000);
+    memset(big, 'z', 70000);
+    ck_assert_int_eq(ws_window_push(&w, 1, big, 70000), 0);
+    struct ws_frame *f = ws_window_get(&w, 1);
+    ck_assert_uint_eq(f->len, 70010);
+    ck_assert_uint_eq(f->bytes[1], 127);
+    ck_assert_uint_eq(f->bytes[10], 'z');
+    free(big);
+    ws_window_free(&w);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("ws_frame");
+    TCase *tc = tcase_create("frames");
+    tcase_add_test(tc, header_lengths);
+    tcase_add_test(tc, control_frames);
+    tcase_add_test(tc, close_frames);
+    tcase_add_test(tc, window_push_get);
+    tcase_add_test(tc, window_capacity_drops_oldest);
+    tcase_add_test(tc, window_large_frame);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
