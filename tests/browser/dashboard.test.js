@@ -140,6 +140,7 @@ function seed() {
         fs.copyFileSync(path.join(FIXTURES, f), path.join(dir, 'fixture-' + f));
     }
     let examples = [];
+    let nexamples = 0;
     try {
         examples = fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.json') && !f.startsWith('.'));
     } catch (e) { /* none yet */ }
@@ -154,8 +155,11 @@ function seed() {
         if (typeof n !== 'string' || names.has(n))
             continue;
         names.add(n);
+        nexamples++;
         fs.copyFileSync(path.join(EXAMPLES, f), path.join(dir, 'example-' + f));
     }
+    console.log('# seeded ' + Object.keys(fixtures).length + ' fixtures and ' + nexamples +
+        ' examples from ' + EXAMPLES);
     return { fixtures, names: [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) };
 }
 
@@ -448,7 +452,7 @@ async function main() {
     const prod = await page.eval(cellsOf('prod-eu'));
     assert(J(prod) === J(['prod-eu', 'production', 'Ready', '2/3', 'v1.29.4',
         'Customer-facing workloads, eu-west-1']), 'a row has name, environment, phase, nodes, version, description', prod);
-    const badges = await page.eval(`${J(['prod-eu', 'staging', 'dev-k3s'])}.map((n) =>
+    const badges = await page.eval(`${J(['prod-eu', 'staging', 'laptop-k3s'])}.map((n) =>
         ${ROWS}.find((r) => r.cells[0].textContent === n).querySelector('.badge').className)`);
     assert(J(badges) === J(['badge phase-ready', 'badge phase-degraded', 'badge phase-discovering']),
         'phase badges are coloured by phase', badges);
