@@ -22,7 +22,8 @@ const net = require('net');
 const http = require('http');
 const { spawn } = require('child_process');
 
-const CHROMIUM = '/usr/bin/chromium';
+/* Debian's chromium; PERSONAD_TEST_CHROMIUM only exists to exercise the skip path. */
+const CHROMIUM = process.env.PERSONAD_TEST_CHROMIUM || '/usr/bin/chromium';
 const DEADLINE_MS = 55000;
 const LIVE_MS = 1000; /* a file change must show within this */
 const HOSTILE = '<img src=x onerror=alert(1)>';
@@ -32,7 +33,15 @@ if (!fs.existsSync(CHROMIUM)) {
     console.log('SKIP: ' + CHROMIUM + ' not found (Debian: apt-get install chromium)');
     process.exit(77);
 }
-const WebSocket = require('ws');
+let WebSocket;
+try {
+    WebSocket = require('ws');
+} catch (e) {
+    /* Not a skip: the harness sets NODE_PATH to Debian's node-ws. */
+    console.log('not ok - require(\'ws\') failed (Debian: node-ws; NODE_PATH=' +
+        process.env.NODE_PATH + '): ' + e.message);
+    process.exit(1);
+}
 
 const PERSONAD = process.env.PERSONAD;
 const TOP_SRCDIR = process.env.TOP_SRCDIR || path.resolve(__dirname, '../..');
