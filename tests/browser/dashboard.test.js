@@ -60,14 +60,18 @@ let thePage = null; /* for a screenshot on failure */
 
 /* --- clean-up, always --------------------------------------------------- */
 
+/* Both run in their own process group, so this also gets chromium's helpers
+ * and personad's workers. */
+function killGroup(p) {
+    try {
+        process.kill(-p.pid, 'SIGKILL');
+    } catch (e) { /* already gone */ }
+}
+
 function killAll() {
     for (const k of Object.keys(procs)) {
-        const p = procs[k];
-        if (p && p.exitCode === null && p.signalCode === null) {
-            try {
-                process.kill(p.pid, 'SIGKILL');
-            } catch (e) { /* already gone */ }
-        }
+        if (procs[k])
+            killGroup(procs[k]);
         procs[k] = null;
     }
     try {
@@ -203,7 +207,7 @@ async function startPersonad(port) {
     if (!PERSONAD)
         throw new Error('PERSONAD is not set');
     const p = spawn(PERSONAD, ['-l', '127.0.0.1:' + port, '-d', dir, '-w', '2'],
-        { stdio: ['ignore', 'ignore', 'pipe'] });
+        { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     procs.personad = p;
     p.stderr.setEncoding('utf8');
     p.stderr.on('data', (d) => (daemonLog += d));
@@ -230,7 +234,7 @@ async function stopPersonad() {
     p.kill('SIGTERM');
     if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]))
         return;
-    p.kill('SIGKILL');
+    killGroup(p);
     await exited;
     throw new Error('personad did not exit within 5 s of SIGTERM');
 }
@@ -241,7 +245,7 @@ function startChromium() {
         '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync',
         '--remote-debugging-port=0', '--user-data-dir=' + profile, 'about:blank',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     procs.chromium = p;
     return new Promise((resolve, reject) => {
         let err = '';
@@ -619,13 +623,27 @@ async function main() {
     assert(page.errors.length === 0, 'no uncaught JavaScript errors', page.errors);
 
     step = 'closing';
-    const chromium = procs.chromium;
-    const gone = new Promise((r) => chromium.once('exit', r));
     await cdp.send('Browser.close').catch(() => {});
     cdp.close();
-    await Promise.race([gone, sleep(5000)]);
+    await stopChromium();
     await stopPersonad();
     console.log('1..' + passed);
+}
+
+/* Wait for chromium (and its helpers) to be gone, so its profile can be removed. */
+async function stopChromium() {
+    const p = procs.chromium;
+    if (!p)
+        return;
+    if (p.exitCode === null && p.signalCode === null) {
+        const gone = new Promise((r) => p.once('exit', r));
+        if (!(await Promise.race([gone.then(() => true), sleep(3000).then(() => false)])))
+            killGroup(p);
+        await Promise.race([gone, sleep(2000)]);
+    }
+    killGroup(p); /* helpers that outlived the browser process */
+    procs.chromium = null;
+    await sleep(100);
 }
 
 main().then(() => process.exit(0), async (e) => {
@@ -633,5 +651,8 @@ main().then(() => process.exit(0), async (e) => {
     dumpDaemonLog();
     if (thePage)
         await Promise.race([thePage.screenshot('dashboard-failure.png').catch(() => {}), sleep(3000)]);
+    if (procs.chromium)
+        killGroup(procs.chromium);
+    await stopChromium().catch(() => {});
     process.exit(1);
 });
