@@ -1,0 +1,579 @@
+/*
+ * check_config - unit tests for src/config.c: the defaults; every option's
+ * valid and invalid values (listen forms, ports, counts, durations with
+ * fractions); the config file ("key = value", comments, unknown keys); the
+ * command line winning over the file.
+ *
+ * config_parse() keeps getopt state in globals, so each table row is its own
+ * loop test (one forked process, one config_parse call).  Its messages go to
+ * stderr; a few tests capture them to check that they name the culprit.
+ */
+#include "build_config.h"
+
+#include <check.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#ifndef PERSONAD_DEFAULT_PERSONAS_DIR
+#define PERSONAD_DEFAULT_PERSONAS_DIR "/var/lib/personad/personas"
+#endif
+
+#define MAX_ARGS 8
+
+/* config_parse on "personad" followed by the NULL-terminated args. */
+static int
+parse_args(struct config *cfg, const char *const *args)
+{
+    static char storage[MAX_ARGS + 1][CONFIG_PATH_MAX + 64];
+    static char *argv[MAX_ARGS + 2];
+    int argc = 0;
+    strcpy(storage[0], "personad");
+    argv[argc++] = storage[0];
+    for (int i = 0; args[i] != NULL; i++) {
+        ck_assert_int_lt(i, MAX_ARGS);
+        snprintf(storage[argc], sizeof(storage[argc]), "%s", args[i]);
+        argv[argc] = storage[argc];
+        argc++;
+    }
+    argv[argc] = NULL;
+    memset(cfg, 0xa5, sizeof(*cfg));
+    return config_parse(cfg, argc, argv);
+}
+
+static int
+parse(struct config *cfg, ...)
+{
+    const char *args[MAX_ARGS + 1];
+    int n = 0;
+    va_list ap;
+    va_start(ap, cfg);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, MAX_ARGS);
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    return parse_args(cfg, args);
+}
+
+/* A config file in $TMPDIR with the given contents; the path is static. */
+static const char *
+write_config(const char *contents)
+{
+    static char path[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof(path), "%s/check_config.XXXXXX",
+             tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    size_t n = strlen(contents);
+    ck_assert_int_eq(write(fd, contents, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+/* Redirect stderr to a temp file while fn runs; returns what was written. */
+static char captured[8192];
+
+static int
+parse_capturing(struct config *cfg, const char *const *args)
+{
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    ck_assert_ptr_nonnull(tmp);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(tmp), STDERR_FILENO), 0);
+    int rc = parse_args(cfg, args);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(captured, 1, sizeof(captured) - 1, tmp);
+    captured[n] = '\0';
+    fclose(tmp);
+    fputs(captured, stderr); /* keep it visible in the test log */
+    return rc;
+}
+
+/* --- defaults -------------------------------------------------------------------- */
+
+START_TEST(test_defaults)
+{
+    struct config cfg;
+    ck_assert_int_eq(parse(&cfg, NULL), 0);
+    ck_assert_str_eq(cfg.listen_addr, "");
+    ck_assert_uint_eq(cfg.listen_port, 8080);
+    ck_assert_str_eq(cfg.personas_dir, PERSONAD_DEFAULT_PERSONAS_DIR);
+    ck_assert_str_eq(cfg.config_file, "");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned want_workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (unsigned)ncpu;
+    ck_assert_uint_eq(cfg.workers, want_workers);
+    ck_assert_uint_eq(cfg.ring_size, 4096);
+    ck_assert_int_eq(cfg.ping_period_ms, 54000);
+    ck_assert_int_eq(cfg.pong_wait_ms, 60000);
+    ck_assert_int_eq(cfg.write_deadline_ms, 10000);
+    ck_assert_int_eq(cfg.rescan_interval_ms, 30000);
+    ck_assert_uint_eq(cfg.max_message_bytes, 512);
+    ck_assert_uint_eq(cfg.max_connections, 20000);
+    ck_assert_uint_eq(cfg.snapshot_max_bytes, 32u << 20);
+    ck_assert_int_eq(cfg.verbose, 0);
+}
+END_TEST
+
+START_TEST(test_help)
+{
+    struct config cfg;
+    ck_assert_int_eq(parse(&cfg, "--help", NULL), 1);
+}
+END_TEST
+
+START_TEST(test_version)
+{
+    struct config cfg;
+    ck_assert_int_eq(parse(&cfg, "-V", NULL), 1);
+}
+END_TEST
+
+/* --- valid values ---------------------------------------------------------------- */
+
+enum field {
+    F_LISTEN, /* want_str = address, want = port */
+    F_DIR,
+    F_WORKERS,
+    F_RING,
+    F_PING,
+    F_PONG,
+    F_WRITE,
+    F_RESCAN,
+    F_MAXMSG,
+    F_MAXCONN,
+    F_SNAPMAX,
+    F_VERBOSE,
+};
+
+struct good_opt {
+    const char *args[3];
+    enum field field;
+    int64_t want;
+    const char *want_str;
+};
+
+static const struct good_opt good_opts[] = {
+    {{"-l", "8080"}, F_LISTEN, 8080, ""},
+    {{"--listen=9000"}, F_LISTEN, 9000, ""},
+    {{"-l", "127.0.0.1:8080"}, F_LISTEN, 8080, "127.0.0.1"},
+    {{"--listen", "0.0.0.0:1"}, F_LISTEN, 1, "0.0.0.0"},
+    {{"-l", "[::1]:8080"}, F_LISTEN, 8080, "::1"},
+    {{"--listen=[::]:65535"}, F_LISTEN, 65535, "::"},
+    {{"-l", "[2001:db8::7]:443"}, F_LISTEN, 443, "2001:db8::7"},
+    {{"-l65535"}, F_LISTEN, 65535, ""},
+    {{"-d", "/srv/personas"}, F_DIR, 0, "/srv/personas"},
+    {{"--personas-dir=relative/dir"}, F_DIR, 0, "relative/dir"},
+    {{"-w", "1"}, F_WORKERS, 1, NULL},
+    {{"-w3"}, F_WORKERS, 3, NULL},
+    {{"--workers=256"}, F_WORKERS, 256, NULL},
+    {{"--ring-size=16"}, F_RING, 16, NULL},
+    {{"--ring-size", "1000"}, F_RING, 1000, NULL},
+    {{"--ring-size=1048576"}, F_RING, 1048576, NULL},
+    {{"--ping-period=0.2"}, F_PING, 200, NULL},
+    {{"--ping-period=54"}, F_PING, 54000, NULL},
+    {{"--ping-period", "1.25"}, F_PING, 1250, NULL},
+    {{"--ping-period=86400"}, F_PING, 86400000, NULL},
+    {{"--pong-wait=0.5"}, F_PONG, 500, NULL},
+    {{"--pong-wait=.75"}, F_PONG, 750, NULL},
+    {{"--pong-wait=0.001"}, F_PONG, 1, NULL},
+    {{"--write-deadline=0.05"}, F_WRITE, 50, NULL},
+    {{"--write-deadline=10"}, F_WRITE, 10000, NULL},
+    {{"--rescan-interval=2.5"}, F_RESCAN, 2500, NULL},
+    {{"--rescan-interval=0.1"}, F_RESCAN, 100, NULL},
+    {{"--max-message=1"}, F_MAXMSG, 1, NULL},
+    {{"--max-message", "65536"}, F_MAXMSG, 65536, NULL},
+    {{"--max-message=16777216"}, F_MAXMSG, 16777216, NULL},
+    {{"--max-connections=1"}, F_MAXCONN, 1, NULL},
+    {{"--max-connections=1000000"}, F_MAXCONN, 1000000, NULL},
+    {{"--snapshot-max=4096"}, F_SNAPMAX, 4096, NULL},
+    {{"--snapshot-max=17179869184"}, F_SNAPMAX, 17179869184LL, NULL},
+    {{"-v"}, F_VERBOSE, 1, NULL},
+    {{"--verbose"}, F_VERBOSE, 1, NULL},
+};
+
+static int64_t
+field_value(const struct config *cfg, enum field f)
+{
+    switch (f) {
+    case F_LISTEN:
+        return cfg->listen_port;
+    case F_DIR:
+        return 0;
+    case F_WORKERS:
+        return cfg->workers;
+    case F_RING:
+        return cfg->ring_size;
+    case F_PING:
+        return cfg->ping_period_ms;
+    case F_PONG:
+        return cfg->pong_wait_ms;
+    case F_WRITE:
+        return cfg->write_deadline_ms;
+    case F_RESCAN:
+        return cfg->rescan_interval_ms;
+    case F_MAXMSG:
+        return cfg->max_message_bytes;
+    case F_MAXCONN:
+        return cfg->max_connections;
+    case F_SNAPMAX:
+        return (int64_t)cfg->snapshot_max_bytes;
+    case F_VERBOSE:
+        return cfg->verbose;
+    }
+    return -1;
+}
+
+START_TEST(test_good_option)
+{
+    const struct good_opt *c = &good_opts[_i];
+    struct config cfg;
+    const char *args[4] = {c->args[0], c->args[1], c->args[2], NULL};
+    int rc = parse_args(&cfg, args);
+    ck_assert_msg(rc == 0, "%s %s: config_parse = %d", c->args[0], c->args[1] ? c->args[1] : "",
+                  rc);
+    ck_assert_msg(field_value(&cfg, c->field) == c->want, "%s %s: got %lld, want %lld",
+                  c->args[0], c->args[1] ? c->args[1] : "",
+                  (long long)field_value(&cfg, c->field), (long long)c->want);
+    if (c->field == F_LISTEN)
+        ck_assert_str_eq(cfg.listen_addr, c->want_str);
+    if (c->field == F_DIR)
+        ck_assert_str_eq(cfg.personas_dir, c->want_str);
+    /* Other settings keep their defaults. */
+    if (c->field != F_WORKERS)
+        ck_assert_uint_ge(cfg.workers, 1);
+    if (c->field != F_RING)
+        ck_assert_uint_eq(cfg.ring_size, 4096);
+    if (c->field != F_PING)
+        ck_assert_int_eq(cfg.ping_period_ms, 54000);
+}
+END_TEST
+
+/* --- invalid values -------------------------------------------------------------- */
+
+struct bad_opt {
+    const char *args[3];
+};
+
+static const struct bad_opt bad_opts[] = {
+    /* listen */
+    {{"-l", "0"}},
+    {{"-l", "65536"}},
+    {{"-l", "99999"}},
+    {{"-l", "-1"}},
+    {{"-l", "http"}},
+    {{"-l", ""}},
+    {{"-l", "8080x"}},
+    {{"-l", " 8080"}},
+    {{"-l", "127.0.0.1:"}},
+    {{"-l", "127.0.0.1:0"}},
+    {{"-l", "127.0.0.1:65536"}},
+    {{"-l", "1.2.3.4:80:80"}},
+    {{"-l", "::1"}},        /* bare IPv6 needs brackets */
+    {{"-l", "::1:8080"}},
+    {{"-l", "fe80::1:80"}},
+    {{"-l", "[::1]"}},
+    {{"-l", "[::1]8080"}},
+    {{"-l", "[::1]:"}},
+    {{"-l", "[::1]:0"}},
+    {{"-l", "[::1]:70000"}},
+    {{"-l", "[::1:8080"}},
+    {{"-l", "[]:8080"}},
+    {{"--listen"}}, /* missing value */
+    /* personas dir */
+    {{"-d", ""}},
+    /* workers */
+    {{"-w", "0"}},
+    {{"-w", "257"}},
+    {{"-w", "-1"}},
+    {{"-w", "two"}},
+    {{"-w", ""}},
+    {{"-w", "1.5"}},
+    {{"-w", "2x"}},
+    {{"-w", "18446744073709551617"}},
+    /* ring size */
+    {{"--ring-size=15"}},
+    {{"--ring-size=0"}},
+    {{"--ring-size=1048577"}},
+    {{"--ring-size=-16"}},
+    /* durations */
+    {{"--ping-period=0"}},
+    {{"--ping-period=-1"}},
+    {{"--ping-period=abc"}},
+    {{"--ping-period="}},
+    {{"--ping-period=nan"}},
+    {{"--ping-period=inf"}},
+    {{"--ping-period=86401"}},
+    {{"--ping-period=1s"}},
+    {{"--ping-period=0.2.3"}},
+    {{"--ping-period= 1"}},
+    {{"--pong-wait=0"}},
+    {{"--pong-wait=-0.5"}},
+    {{"--write-deadline=0"}},
+    {{"--write-deadline=ten"}},
+    {{"--rescan-interval=0"}},
+    {{"--rescan-interval=x"}},
+    /* sizes and counts */
+    {{"--max-message=0"}},
+    {{"--max-message=16777217"}},
+    {{"--max-message=-5"}},
+    {{"--max-connections=0"}},
+    {{"--max-connections=1000001"}},
+    {{"--snapshot-max=4095"}},
+    {{"--snapshot-max=17179869185"}},
+    /* syntax */
+    {{"--bogus"}},
+    {{"-x"}},
+    {{"--verbose=1"}}, /* takes no value on the command line */
+    {{"-w", "2", "stray"}},
+    {{"-c"}},
+    {{"--config="}},
+};
+
+START_TEST(test_bad_option)
+{
+    const struct bad_opt *c = &bad_opts[_i];
+    struct config cfg;
+    const char *args[4] = {c->args[0], c->args[1], c->args[2], NULL};
+    int rc = parse_args(&cfg, args);
+    ck_assert_msg(rc == -1, "'%s' '%s' '%s' accepted (rc %d)", c->args[0],
+                  c->args[1] ? c->args[1] : "", c->args[2] ? c->args[2] : "", rc);
+}
+END_TEST
+
+START_TEST(test_bad_value_message_names_option)
+{
+    struct config cfg;
+    static const char *const args[] = {"--workers=0", NULL};
+    ck_assert_int_eq(parse_capturing(&cfg, args), -1);
+    ck_assert_msg(strstr(captured, "--workers") != NULL && strstr(captured, "'0'") != NULL,
+                  "message does not name the option and value: %s", captured);
+}
+END_TEST
+
+/* --- config file ----------------------------------------------------------------- */
+
+static const char full_file[] = "# personad test configuration\n"
+                                "\n"
+                                "listen = 127.0.0.1:7000\n"
+                                "   personas-dir=/x/y z\n"
+                                "workers = 3   \n"
+                                "\tring-size\t=\t64\n"
+                                "ping-period = 0.25\r\n"
+                                "pong-wait = 0.5\n"
+                                "  # indented comment\n"
+                                "write-deadline = 1.5\n"
+                                "max-message = 1024\n"
+                                "rescan-interval = 2\n"
+                                "max-connections = 10\n"
+                                "snapshot-max = 8192\n"
+                                "verbose = yes\n";
+
+START_TEST(test_file_all_keys)
+{
+    const char *path = write_config(full_file);
+    struct config cfg;
+    int rc = parse(&cfg, "-c", path, NULL);
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", path);
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(cfg.config_file, saved);
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1");
+    ck_assert_uint_eq(cfg.listen_port, 7000);
+    ck_assert_str_eq(cfg.personas_dir, "/x/y z");
+    ck_assert_uint_eq(cfg.workers, 3);
+    ck_assert_uint_eq(cfg.ring_size, 64);
+    ck_assert_int_eq(cfg.ping_period_ms, 250);
+    ck_assert_int_eq(cfg.pong_wait_ms, 500);
+    ck_assert_int_eq(cfg.write_deadline_ms, 1500);
+    ck_assert_uint_eq(cfg.max_message_bytes, 1024);
+    ck_assert_int_eq(cfg.rescan_interval_ms, 2000);
+    ck_assert_uint_eq(cfg.max_connections, 10);
+    ck_assert_uint_eq(cfg.snapshot_max_bytes, 8192);
+    ck_assert_int_eq(cfg.verbose, 1);
+}
+END_TEST
+
+START_TEST(test_file_long_option_form)
+{
+    const char *path = write_config("workers = 5\nlisten = [::1]:7001\n");
+    struct config cfg;
+    char opt[600];
+    snprintf(opt, sizeof(opt), "--config=%s", path);
+    int rc = parse(&cfg, opt, NULL);
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(cfg.workers, 5);
+    ck_assert_str_eq(cfg.listen_addr, "::1");
+    ck_assert_uint_eq(cfg.listen_port, 7001);
+}
+END_TEST
+
+/* Command line over file, whichever comes first on the command line. */
+struct override_case {
+    const char *args[4]; /* "FILE" is replaced by the config file's path */
+};
+
+static const struct override_case override_cases[] = {
+    {{"-w", "2", "-c", "FILE"}},
+    {{"-c", "FILE", "-w", "2"}},
+    {{"--workers=2", "--config", "FILE"}},
+};
+
+START_TEST(test_command_line_overrides_file)
+{
+    const char *path = write_config("workers = 5\n"
+                                    "ping-period = 3\n"
+                                    "listen = 127.0.0.1:7002\n"
+                                    "pong-wait = 9\n");
+    const char *args[5];
+    for (int i = 0; i < 4; i++)
+        args[i] = override_cases[_i].args[i] != NULL && strcmp(override_cases[_i].args[i], "FILE") == 0
+                      ? path
+                      : override_cases[_i].args[i];
+    args[4] = NULL;
+    struct config cfg;
+    int rc = parse_args(&cfg, args);
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(cfg.workers, 2);       /* command line */
+    ck_assert_int_eq(cfg.ping_period_ms, 3000); /* file */
+    ck_assert_int_eq(cfg.pong_wait_ms, 9000);   /* file */
+    ck_assert_uint_eq(cfg.listen_port, 7002);   /* file */
+}
+END_TEST
+
+START_TEST(test_command_line_overrides_file_listen_and_durations)
+{
+    const char *path = write_config("listen = 127.0.0.1:7003\nping-period = 3\nverbose = yes\n");
+    struct config cfg;
+    int rc = parse(&cfg, "-c", path, "-l", "[::1]:7004", "--ping-period=0.2", NULL);
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(cfg.listen_addr, "::1");
+    ck_assert_uint_eq(cfg.listen_port, 7004);
+    ck_assert_int_eq(cfg.ping_period_ms, 200);
+    ck_assert_int_eq(cfg.verbose, 1);
+}
+END_TEST
+
+static const char *const bad_files[] = {
+    "workers = 3\nbogus = 1\n",             /* unknown key */
+    "Workers = 3\n",                        /* keys are case-sensitive long names */
+    "w = 3\n",                              /* short names are not keys */
+    "config = /etc/other.conf\n",           /* no nesting */
+    "help = 1\n",
+    "version = 1\n",
+    "workers 3\n",                          /* no '=' */
+    "workers = 0\n",                        /* bad value */
+    "workers =\n",                          /* empty value */
+    "listen = ::1\n",                       /* bare IPv6 */
+    "listen = 127.0.0.1:0\n",
+    "ping-period = 0\n",
+    "ping-period = -2\n",
+    "pong-wait = soon\n",
+    "ring-size = 8\n",
+    "max-message = 0\n",
+    "verbose = maybe\n",
+    "personas-dir =\n",
+};
+
+START_TEST(test_bad_file)
+{
+    const char *path = write_config(bad_files[_i]);
+    struct config cfg;
+    int rc = parse(&cfg, "-c", path, NULL);
+    unlink(path);
+    ck_assert_msg(rc == -1, "config file accepted (rc %d):\n%s", rc, bad_files[_i]);
+}
+END_TEST
+
+START_TEST(test_unknown_key_message)
+{
+    const char *path = write_config("# comment\nworkers = 2\nbogus-key = 1\n");
+    struct config cfg;
+    const char *args[] = {"-c", path, NULL};
+    int rc = parse_capturing(&cfg, args);
+    unlink(path);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_msg(strstr(captured, "bogus-key") != NULL && strstr(captured, ":3:") != NULL,
+                  "message does not name the key and line: %s", captured);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+    struct config cfg;
+    ck_assert_int_eq(parse(&cfg, "-c", "/nonexistent/personad-check.conf", NULL), -1);
+}
+END_TEST
+
+START_TEST(test_file_verbose_off_and_empty_file)
+{
+    const char *path = write_config("verbose = no\n");
+    struct config cfg;
+    int rc = parse(&cfg, "-c", path, NULL);
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(cfg.verbose, 0);
+
+    path = write_config("");
+    rc = parse(&cfg, "-c", path, NULL);
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(cfg.listen_port, 8080);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("options");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_help);
+    tcase_add_test(tc, test_version);
+    tcase_add_loop_test(tc, test_good_option, 0, (int)(sizeof(good_opts) / sizeof(good_opts[0])));
+    tcase_add_loop_test(tc, test_bad_option, 0, (int)(sizeof(bad_opts) / sizeof(bad_opts[0])));
+    tcase_add_test(tc, test_bad_value_message_names_option);
+    suite_add_tcase(s, tc);
+    TCase *tf = tcase_create("file");
+    tcase_set_timeout(tf, 10);
+    tcase_add_test(tf, test_file_all_keys);
+    tcase_add_test(tf, test_file_long_option_form);
+    tcase_add_loop_test(tf, test_command_line_overrides_file, 0,
+                        (int)(sizeof(override_cases) / sizeof(override_cases[0])));
+    tcase_add_test(tf, test_command_line_overrides_file_listen_and_durations);
+    tcase_add_loop_test(tf, test_bad_file, 0, (int)(sizeof(bad_files) / sizeof(bad_files[0])));
+    tcase_add_test(tf, test_unknown_key_message);
+    tcase_add_test(tf, test_missing_file);
+    tcase_add_test(tf, test_file_verbose_off_and_empty_file);
+    suite_add_tcase(s, tf);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
