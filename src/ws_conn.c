@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -33,6 +35,11 @@
 #define WS_CTRL_BYTES 256
 #define WS_IOV_MAX 64
 #define WS_RECV_MAX_BYTES_PER_WAKEUP (64u * 1024u)
+/* Kernel send buffer per connection (Linux doubles it).  Fixed rather than
+ * autotuned: a client that stops reading then pushes back on us within a
+ * bounded number of bytes, so its write deadline and queue cap can act, and
+ * its kernel memory stays bounded too.  Events are small; this is plenty. */
+#define WS_SNDBUF_BYTES (64 * 1024)
 
 enum ws_state { WS_OPEN, WS_CLOSING, WS_DEAD };
 
@@ -451,6 +458,16 @@ ws_conn_new(struct worker *w, int fd, const void *extra, size_t extra_len)
         return NULL;
     }
     wslay_event_config_set_max_recv_msg_length(c->wslay, w->cfg->max_message_bytes);
+    int one = 1, sndbuf = WS_SNDBUF_BYTES;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
+        log_warn("setsockopt(SO_SNDBUF)");
+#if HAVE_DECL_TCP_NODELAY
+    /* Latency: frames go out at once; batching is our job (one writev). */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 && errno != EOPNOTSUPP)
+        log_warn("setsockopt(TCP_NODELAY)");
+#else
+    (void)one;
+#endif
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ev};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         log_warn("epoll_ctl(ADD) for a WebSocket connection");
