@@ -245,9 +245,9 @@ START_TEST(test_good_option)
     int rc = parse_args(&cfg, args);
     ck_assert_msg(rc == 0, "%s %s: config_parse = %d", c->args[0], c->args[1] ? c->args[1] : "",
                   rc);
-    ck_assert_msg(field_value(&cfg, c->field) == c->want, "%s %s: got %lld, want %lld",
-                  c->args[0], c->args[1] ? c->args[1] : "",
-                  (long long)field_value(&cfg, c->field), (long long)c->want);
+    ck_assert_msg(field_value(&cfg, c->field) == c->want, "%s %s: got %lld, want %lld", c->args[0],
+                  c->args[1] ? c->args[1] : "", (long long)field_value(&cfg, c->field),
+                  (long long)c->want);
     if (c->field == F_LISTEN)
         ck_assert_str_eq(cfg.listen_addr, c->want_str);
     if (c->field == F_DIR)
@@ -282,7 +282,7 @@ static const struct bad_opt bad_opts[] = {
     {{"-l", "127.0.0.1:0"}},
     {{"-l", "127.0.0.1:65536"}},
     {{"-l", "1.2.3.4:80:80"}},
-    {{"-l", "::1"}},        /* bare IPv6 needs brackets */
+    {{"-l", "::1"}}, /* bare IPv6 needs brackets */
     {{"-l", "::1:8080"}},
     {{"-l", "fe80::1:80"}},
     {{"-l", "[::1]"}},
@@ -442,15 +442,16 @@ START_TEST(test_command_line_overrides_file)
                                     "pong-wait = 9\n");
     const char *args[5];
     for (int i = 0; i < 4; i++)
-        args[i] = override_cases[_i].args[i] != NULL && strcmp(override_cases[_i].args[i], "FILE") == 0
-                      ? path
-                      : override_cases[_i].args[i];
+        args[i] =
+            override_cases[_i].args[i] != NULL && strcmp(override_cases[_i].args[i], "FILE") == 0
+                ? path
+                : override_cases[_i].args[i];
     args[4] = NULL;
     struct config cfg;
     int rc = parse_args(&cfg, args);
     unlink(path);
     ck_assert_int_eq(rc, 0);
-    ck_assert_uint_eq(cfg.workers, 2);       /* command line */
+    ck_assert_uint_eq(cfg.workers, 2);          /* command line */
     ck_assert_int_eq(cfg.ping_period_ms, 3000); /* file */
     ck_assert_int_eq(cfg.pong_wait_ms, 9000);   /* file */
     ck_assert_uint_eq(cfg.listen_port, 7002);   /* file */
@@ -472,16 +473,16 @@ START_TEST(test_command_line_overrides_file_listen_and_durations)
 END_TEST
 
 static const char *const bad_files[] = {
-    "workers = 3\nbogus = 1\n",             /* unknown key */
-    "Workers = 3\n",                        /* keys are case-sensitive long names */
-    "w = 3\n",                              /* short names are not keys */
-    "config = /etc/other.conf\n",           /* no nesting */
+    "workers = 3\nbogus = 1\n",   /* unknown key */
+    "Workers = 3\n",              /* keys are case-sensitive long names */
+    "w = 3\n",                    /* short names are not keys */
+    "config = /etc/other.conf\n", /* no nesting */
     "help = 1\n",
     "version = 1\n",
-    "workers 3\n",                          /* no '=' */
-    "workers = 0\n",                        /* bad value */
-    "workers =\n",                          /* empty value */
-    "listen = ::1\n",                       /* bare IPv6 */
+    "workers 3\n",    /* no '=' */
+    "workers = 0\n",  /* bad value */
+    "workers =\n",    /* empty value */
+    "listen = ::1\n", /* bare IPv6 */
     "listen = 127.0.0.1:0\n",
     "ping-period = 0\n",
     "ping-period = -2\n",

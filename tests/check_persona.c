@@ -174,7 +174,8 @@ START_TEST(test_content_change_changes_obj)
     static const char a[] = "{\"name\":\"x\",\"spec\":{\"n\":1,\"list\":[1,2]}}";
     static const char b[] = "{\"name\":\"x\",\"spec\":{\"n\":2,\"list\":[1,2]}}";
     static const char c[] = "{\"name\":\"x\",\"spec\":{\"n\":1,\"list\":[2,1]}}";
-    static const char d[] = "{\"name\":\"x\",\"spec\":{\"n\":1,\"list\":[1,2]},\"status\":{\"p\":1}}";
+    static const char d[] =
+        "{\"name\":\"x\",\"spec\":{\"n\":1,\"list\":[1,2]},\"status\":{\"p\":1}}";
     struct persona pa, pb, pc, pd;
     ck_assert_ptr_null(parse_exact(a, sizeof(a) - 1, &pa));
     ck_assert_ptr_null(parse_exact(b, sizeof(b) - 1, &pb));
@@ -374,11 +375,11 @@ static const struct utf8_case utf8_cases[] = {
     {"\xf4\x90\x80\x80", 0},     /* U+110000 */
     {"\xf8\x88\x80\x80\x80", 0}, /* 5-byte form */
     {"\xff", 0},
-    {"\x80", 0},                 /* lone continuation */
-    {"a\xc3", 0},                /* truncated */
-    {"\xe9\x9b", 0},             /* truncated */
-    {"\xf0\x9f\x9a", 0},         /* truncated */
-    {"\xc3\x28", 0},             /* bad continuation */
+    {"\x80", 0},         /* lone continuation */
+    {"a\xc3", 0},        /* truncated */
+    {"\xe9\x9b", 0},     /* truncated */
+    {"\xf0\x9f\x9a", 0}, /* truncated */
+    {"\xc3\x28", 0},     /* bad continuation */
     {"\xe2\x28\xa1", 0},
 };
 
@@ -386,7 +387,8 @@ START_TEST(test_utf8)
 {
     for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
         const char *s = utf8_cases[i].bytes;
-        ck_assert_msg(persona_utf8_valid((const unsigned char *)s, strlen(s)) == utf8_cases[i].valid,
+        ck_assert_msg(persona_utf8_valid((const unsigned char *)s, strlen(s)) ==
+                          utf8_cases[i].valid,
                       "case %zu: want %d", i, utf8_cases[i].valid);
     }
     /* len is honoured: a valid prefix of an invalid string. */
@@ -410,7 +412,8 @@ static const struct event_case event_cases[] = {
     {"cluster.deleted", "x", "{\"type\":\"cluster.deleted\",\"data\":{\"name\":\"x\"}}"},
     {"cluster.added", "we\"ird\\name/x",
      "{\"type\":\"cluster.added\",\"data\":{\"name\":\"we\\\"ird\\\\name/x\"}}"},
-    {"cluster.updated", "\"\\\"", "{\"type\":\"cluster.updated\",\"data\":{\"name\":\"\\\"\\\\\\\"\"}}"},
+    {"cluster.updated", "\"\\\"",
+     "{\"type\":\"cluster.updated\",\"data\":{\"name\":\"\\\"\\\\\\\"\"}}"},
     /* Non-ASCII stays raw UTF-8 (valid JSON, what clients compare against). */
     {"cluster.deleted", UNICODE_NAME,
      "{\"type\":\"cluster.deleted\",\"data\":{\"name\":\"" UNICODE_NAME "\"}}"},

@@ -148,8 +148,7 @@ START_TEST(test_wraparound)
     uint8_t want[256];
     for (uint64_t s = 1; s <= slots * 57 + 3; s++) {
         uint32_t len = payload_for(s, want);
-        ck_assert_int_eq(ring_append(&r, (enum ring_event_type)(1 + s % 3), want, len),
-                         (int64_t)s);
+        ck_assert_int_eq(ring_append(&r, (enum ring_event_type)(1 + s % 3), want, len), (int64_t)s);
         /* Every event still in the ring reads back intact after each append. */
         uint64_t oldest = s > slots ? s - slots + 1 : 1;
         for (uint64_t q = oldest; q <= s; q++) {
@@ -279,7 +278,7 @@ END_TEST
 #define XP_EVENTS 200000u
 
 struct xp_shared {
-    _Atomic uint32_t done; /* producer finished appending */
+    _Atomic uint32_t done;  /* producer finished appending */
     _Atomic uint32_t ready; /* consumer started */
 };
 
@@ -420,7 +419,7 @@ START_TEST(test_two_processes)
     size_t bytes = ring_bytes(XP_SLOTS) + 4096;
     uint8_t *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(map, MAP_FAILED);
-    struct xp_shared *sh = (struct xp_shared *)map;
+    struct xp_shared *sh = (struct xp_shared *)(void *)map;
     void *ring_mem = map + 4096;
     struct ring w;
     ring_init(&w, ring_mem, XP_SLOTS);

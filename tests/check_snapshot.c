@@ -146,8 +146,8 @@ END_TEST
 START_TEST(test_find_prefixes)
 {
     /* memcmp order: shorter prefix first; bytes >= 0x80 after ASCII. */
-    static const char *const names[] = {"a",   "ab",  "abc", "abd",   "b",
-                                        "ba",  "bab", "c",   "caf\xc3\xa9", "caf\xc3\xa9s"};
+    static const char *const names[] = {"a",  "ab",  "abc", "abd",         "b",
+                                        "ba", "bab", "c",   "caf\xc3\xa9", "caf\xc3\xa9s"};
     struct itemset set;
     itemset_make(&set, names, 10);
     size_t len;
@@ -259,7 +259,8 @@ START_TEST(test_publish_copy)
     ck_assert_uint_eq(len, 12345);
 
     size_t l1, l2, l3;
-    uint8_t *b1 = blob_of("one", 1, &l1), *b2 = blob_of("two", 2, &l2), *b3 = blob_of("three", 3, &l3);
+    uint8_t *b1 = blob_of("one", 1, &l1), *b2 = blob_of("two", 2, &l2),
+            *b3 = blob_of("three", 3, &l3);
     ck_assert_int_eq(snapshot_publish(&s, b1, l1), SNAPSHOT_OK);
     ck_assert_uint_eq(snapshot_generation(&s), 1);
     expect_current(&s, 1, b1, l1);
@@ -345,19 +346,16 @@ START_TEST(test_blob_valid_rejects)
         {"count beyond the blob", offsetof(struct snap_blob, count), 0, 1, 0x7fffffffu},
         {"count one too many (index overlaps names)", offsetof(struct snap_blob, count), 1, 0, 0},
         {"names_off inside the index", offsetof(struct snap_blob, names_off), -1, 0, 0},
-        {"list_off before names_off", offsetof(struct snap_blob, list_off), 0, 1,
-         b->names_off - 1},
+        {"list_off before names_off", offsetof(struct snap_blob, list_off), 0, 1, b->names_off - 1},
         {"list past the end", offsetof(struct snap_blob, list_len), 1, 0, 0},
         {"list_off past the end", offsetof(struct snap_blob, list_off), 0, 1, 0xfffffff0u},
         {"list_len huge", offsetof(struct snap_blob, list_len), 0, 1, 0xffffffffu},
         {"entry name before names", e0 + offsetof(struct snap_entry, name_off), 0, 1, 0},
-        {"entry name into the list", e2 + offsetof(struct snap_entry, name_len), 0, 1,
-         b->list_off},
+        {"entry name into the list", e2 + offsetof(struct snap_entry, name_len), 0, 1, b->list_off},
         {"entry name_off huge", e2 + offsetof(struct snap_entry, name_off), 0, 1, 0xffffffffu},
         {"entry obj before the list", e0 + offsetof(struct snap_entry, obj_off), 0, 1,
          b->list_off - 1},
-        {"entry obj past the list", e2 + offsetof(struct snap_entry, obj_len), 0, 1,
-         b->list_len},
+        {"entry obj past the list", e2 + offsetof(struct snap_entry, obj_len), 0, 1, b->list_len},
         {"entry obj_off huge", e2 + offsetof(struct snap_entry, obj_off), 0, 1, 0xfffffff0u},
         {"entry obj_len huge", e0 + offsetof(struct snap_entry, obj_len), 0, 1, 0xffffffffu},
     };
@@ -369,8 +367,7 @@ START_TEST(test_blob_valid_rejects)
         memcpy(&v, bad + cases[i].field_off, 4);
         v = cases[i].set ? cases[i].value : (uint32_t)((int64_t)v + cases[i].delta);
         memcpy(bad + cases[i].field_off, &v, 4);
-        ck_assert_msg(snapshot_blob_valid(bad, len) == 0, "accepted a blob with %s",
-                      cases[i].what);
+        ck_assert_msg(snapshot_blob_valid(bad, len) == 0, "accepted a blob with %s", cases[i].what);
     }
     /* Truncated blobs. */
     ck_assert_int_eq(snapshot_blob_valid(blob, len - 1), 0);

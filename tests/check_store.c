@@ -183,8 +183,8 @@ obj_of(const char *name, int v)
     static char buf[8][512];
     static int k;
     char *b = buf[k++ % 8];
-    snprintf(b, 512, "{\"name\":\"%s\",\"spec\":{\"region\":\"eu\",\"v\":%d},\"status\":{}}",
-             name, v);
+    snprintf(b, 512, "{\"name\":\"%s\",\"spec\":{\"region\":\"eu\",\"v\":%d},\"status\":{}}", name,
+             v);
     return b;
 }
 
@@ -323,10 +323,14 @@ START_TEST(test_is_candidate)
         const char *name;
         int want;
     } cases[] = {
-        {"a.json", 1},       {"prod-cluster.json", 1}, {"x.y.json", 1},   {".a.json", 0},
-        {".json", 0},        {"json", 0},              {"a.JSON", 0},     {"a.Json", 0},
-        {"a.json~", 0},      {"a.json.tmp", 0},        {"a.jso", 0},      {"a/b.json", 0},
-        {".tmp-put", 0},     {"", 0},                  {"a.yaml", 0},
+        {"a.json", 1},   {"prod-cluster.json", 1},
+        {"x.y.json", 1}, {".a.json", 0},
+        {".json", 0},    {"json", 0},
+        {"a.JSON", 0},   {"a.Json", 0},
+        {"a.json~", 0},  {"a.json.tmp", 0},
+        {"a.jso", 0},    {"a/b.json", 0},
+        {".tmp-put", 0}, {"", 0},
+        {"a.yaml", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         ck_assert_msg(store_is_candidate(cases[i].name) == cases[i].want, "'%s': want %d",
@@ -506,11 +510,11 @@ START_TEST(test_file_turns_bad)
     baseline(&f);
 
     static const char *const bad[] = {
-        "{\"name\": \"alpha\", \"spec\": {",       /* partial write */
-        "",                                        /* truncated */
-        "[1,2,3]",                                 /* not an object */
-        "{\"spec\":{}}",                           /* no name */
-        "{\"name\":\"alpha\",\"spec\":\"x\"}",     /* spec not an object */
+        "{\"name\": \"alpha\", \"spec\": {",   /* partial write */
+        "",                                    /* truncated */
+        "[1,2,3]",                             /* not an object */
+        "{\"spec\":{}}",                       /* no name */
+        "{\"name\":\"alpha\",\"spec\":\"x\"}", /* spec not an object */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         put_changed(&f, "a.json", bad[i]);
