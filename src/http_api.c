@@ -20,6 +20,20 @@
 #define CLUSTERS_PATH "/api/clusters"
 #define ETAG_LEN 19 /* quoted 16 hex digits */
 
+/* Set as a request's context at the first handler call; only its address is
+ * used.  A /ws request replaces it with a malloc'd struct ws_handshake. */
+static char request_marker;
+
+void
+http_api_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                   enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)conn, (void)toe;
+    if (*req_cls != NULL && *req_cls != &request_marker)
+        free(*req_cls);
+    *req_cls = NULL;
+}
+
 /* A worker's private copy of one snapshot generation. */
 struct snap_ref {
     unsigned refs; /* the worker's own reference + responses in flight */
@@ -277,9 +291,8 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
     /* Answer once the whole request is in: MHD closes a connection whose
      * response was queued at the first call (an "early" response), which
      * would defeat keep-alive.  A request body is read and ignored. */
-    static int request_seen;
     if (*req_cls == NULL) {
-        *req_cls = &request_seen;
+        *req_cls = &request_marker;
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
@@ -287,7 +300,7 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
         return MHD_YES;
     }
     if (strcmp(url, "/ws") == 0)
-        return ws_upgrade_handle(w, conn, method);
+        return ws_upgrade_handle(w, conn, method, req_cls);
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     int is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     const struct http_static_asset *asset = NULL;

@@ -26,6 +26,11 @@ enum MHD_Result http_api_handler(void *cls, struct MHD_Connection *conn, const c
                                  const char *upload_data, size_t *upload_data_size,
                                  void **req_cls);
 
+/* http_api_completed - MHD's request-completed callback: frees the request
+ * context a /ws handshake allocated. */
+void http_api_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                        enum MHD_RequestTerminationCode toe);
+
 /* http_api_keep_escaped - MHD unescape callback that leaves the URL as sent, so
  * the router sees %00 and %2F (it decodes names itself, strictly). */
 size_t http_api_keep_escaped(void *cls, struct MHD_Connection *conn, char *s);

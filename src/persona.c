@@ -117,6 +117,28 @@ take_object(cJSON *obj, const char *key, const char **err, const char *msg)
     return v;
 }
 
+/* 1 if a JSON string in data escapes a NUL (\u0000).  cJSON decodes it into a
+ * C string, which would silently cut the value short there (two names "a\u0000x"
+ * and "a\u0000y" would both become "a"), so such files are rejected.  Only
+ * string contents are looked at, and an escaped backslash is skipped. */
+static int
+has_nul_escape(const char *data, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string) {
+            in_string = data[i] == '"';
+        } else if (data[i] == '"') {
+            in_string = 0;
+        } else if (data[i] == '\\' && i + 1 < len) {
+            if (data[i + 1] == 'u' && i + 5 < len && memcmp(data + i + 2, "0000", 4) == 0)
+                return 1;
+            i++; /* the escaped character, e.g. the second backslash of \\ */
+        }
+    }
+    return 0;
+}
+
 const char *
 persona_parse(const char *data, size_t len, struct persona *out)
 {
@@ -125,6 +147,8 @@ persona_parse(const char *data, size_t len, struct persona *out)
         return "file is larger than 1 MiB";
     if (!persona_utf8_valid((const unsigned char *)data, len))
         return "file is not valid UTF-8";
+    if (has_nul_escape(data, len))
+        return "a string contains \\u0000 (NUL), which is not supported";
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
     if (root == NULL)

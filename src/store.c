@@ -32,6 +32,7 @@ struct file_sig {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    struct timespec ctime; /* catches same-size in-place rewrites within one mtime tick */
 };
 
 struct store_file {
@@ -189,7 +190,8 @@ static int
 sig_equal(const struct file_sig *a, const struct file_sig *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 static void
@@ -199,6 +201,7 @@ sig_of(const struct stat *sb, struct file_sig *sig)
     sig->ino = sb->st_ino;
     sig->size = sb->st_size;
     sig->mtime = sb->st_mtim;
+    sig->ctime = sb->st_ctim;
 }
 
 /* Parse an open file into entry f (new or existing). */

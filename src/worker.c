@@ -68,7 +68,8 @@ worker_start_mhd(struct worker *w)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(w->cfg->max_connections + 1024),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WORKER_MHD_IDLE_TIMEOUT_S,
-        MHD_OPTION_UNESCAPE_CALLBACK, http_api_keep_escaped, NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, http_api_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        http_api_completed, NULL, MHD_OPTION_END);
     if (w->mhd == NULL)
         fatalx("worker %u: MHD_start_daemon failed", w->index);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);

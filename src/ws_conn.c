@@ -433,7 +433,7 @@ ws_conn_on_event(struct ws_conn *c, uint32_t events)
 /* --- lifecycle -------------------------------------------------------------- */
 
 struct ws_conn *
-ws_conn_new(struct worker *w, int fd, const void *extra, size_t extra_len)
+ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, size_t extra_len)
 {
     struct ws_conn *c = calloc(1, sizeof(*c));
     if (c == NULL || (extra_len > 0 && (c->extra = malloc(extra_len)) == NULL)) {
@@ -477,8 +477,7 @@ ws_conn_new(struct worker *w, int fd, const void *extra, size_t extra_len)
         close(fd);
         return NULL;
     }
-    /* Every event published after the upgrade, and none before. */
-    c->next_seq = ring_head(w->ring) + 1;
+    c->next_seq = start_seq;
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;

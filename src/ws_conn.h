@@ -31,9 +31,11 @@
 /* How long a closing connection waits for the peer's close before the socket goes. */
 #define WS_CLOSE_LINGER_MS 1000
 
-/* ws_conn_new - adopt an upgraded socket (non-blocking); extra holds bytes the
- * client sent after its handshake (copied).  Returns NULL (fd closed) on failure. */
-struct ws_conn *ws_conn_new(struct worker *w, int fd, const void *extra, size_t extra_len);
+/* ws_conn_new - adopt an upgraded socket (non-blocking), streaming events from
+ * start_seq on; extra holds bytes the client sent after its handshake (copied).
+ * Returns NULL (fd closed) on failure. */
+struct ws_conn *ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra,
+                            size_t extra_len);
 
 /* ws_conn_on_event - epoll reported events for c. */
 void ws_conn_on_event(struct ws_conn *c, uint32_t events);

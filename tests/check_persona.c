@@ -217,7 +217,7 @@ static const struct bad_case bad_cases[] = {
     {"bad/name-del.json", "cluster name contains control characters"},
     /* "trunc\u0000ated": a NUL is a control character too; accepting it would
      * silently turn the name into "trunc". */
-    {"bad/name-nul.json", "cluster name contains control characters"},
+    {"bad/name-nul.json", "a string contains \\u0000 (NUL), which is not supported"},
     {"bad/invalid-utf8.json", "file is not valid UTF-8"},
     {"bad/invalid-utf8-overlong.json", "file is not valid UTF-8"},
     {"bad/spec-not-object.json", "spec is not an object"},
