@@ -626,6 +626,16 @@ async function main() {
     assert(overflow <= 0, 'the list fits a 390 px wide screen without scrolling sideways', overflow);
     await page.screenshot('dashboard-list-phone.png');
 
+    /* A shared link opens the detail view straight away. */
+    step = 'deep link';
+    await page.send('Page.navigate', { url: 'about:blank' });
+    await page.waitFor('about:blank', `location.href === 'about:blank'`, 5000);
+    await page.send('Page.navigate', { url: base + '#/cluster/' + encodeURIComponent('prod-eu') });
+    await page.waitFor('prod-eu\'s detail view from a fresh load', detailOf('prod-eu') +
+        ` && document.querySelectorAll('#d-nodes tbody tr').length === 3`, 10000);
+    ok('a #/cluster/NAME link opens the detail view on a fresh load');
+    await page.screenshot('dashboard-detail-phone.png');
+
     assert(page.dialogs.length === 0, 'no JavaScript dialog opened', page.dialogs);
     assert(page.errors.length === 0, 'no uncaught JavaScript errors', page.errors);
 
