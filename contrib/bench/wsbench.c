@@ -61,11 +61,11 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define RBUF_BYTES (256 * 1024)  /* shared read buffer */
+#define RBUF_BYTES (256 * 1024)     /* shared read buffer */
 #define CARRY_MAX_BYTES (64 * 1024) /* largest partial frame/handshake kept per client */
-#define MAX_ATTEMPTS 3            /* connect attempts per client */
-#define EV_TIMER UINT64_MAX       /* epoll tag of the injection timerfd */
-#define EV_PUB (UINT64_MAX - 1)   /* epoll tag of the publisher connection */
+#define MAX_ATTEMPTS 3              /* connect attempts per client */
+#define EV_TIMER UINT64_MAX         /* epoll tag of the injection timerfd */
+#define EV_PUB (UINT64_MAX - 1)     /* epoll tag of the publisher connection */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NAME_PREFIX "b-"
 
@@ -85,21 +85,21 @@ enum conn_state {
 
 struct conn {
     int fd;
-    uint8_t state;           /* enum conn_state */
-    uint8_t attempts;        /* connect attempts so far */
-    uint8_t msg_opcode;      /* opcode of a fragmented message being reassembled, 0 none */
-    uint8_t want_out;        /* EPOLLOUT registered */
-    uint8_t counted;         /* open when the injection started: owes every event */
-    char accept[32];         /* expected Sec-WebSocket-Accept, NUL-terminated */
-    unsigned char *in;       /* owned: bytes of an incomplete frame or handshake */
+    uint8_t state;      /* enum conn_state */
+    uint8_t attempts;   /* connect attempts so far */
+    uint8_t msg_opcode; /* opcode of a fragmented message being reassembled, 0 none */
+    uint8_t want_out;   /* EPOLLOUT registered */
+    uint8_t counted;    /* open when the injection started: owes every event */
+    char accept[32];    /* expected Sec-WebSocket-Accept, NUL-terminated */
+    unsigned char *in;  /* owned: bytes of an incomplete frame or handshake */
     size_t in_len;
-    unsigned char *out;      /* owned: bytes not yet written */
+    unsigned char *out; /* owned: bytes not yet written */
     size_t out_len;
-    unsigned char *msg;      /* owned: fragmented message being reassembled */
+    unsigned char *msg; /* owned: fragmented message being reassembled */
     size_t msg_len;
-    uint64_t *seen;          /* owned: bitmap of received event indices, events bits */
-    int64_t max_idx;         /* highest index received, -1 if none */
-    uint32_t received;       /* distinct events received */
+    uint64_t *seen;    /* owned: bitmap of received event indices, events bits */
+    int64_t max_idx;   /* highest index received, -1 if none */
+    uint32_t received; /* distinct events received */
 };
 
 struct srv_sample {
@@ -113,7 +113,7 @@ struct publisher {
     int fd;
     unsigned char *out; /* owned: request bytes not yet written */
     size_t out_len, out_cap;
-    char in[16384];     /* response bytes not yet parsed */
+    char in[16384]; /* response bytes not yet parsed */
     size_t in_len;
     uint64_t responses, errors;
     int last_status;
@@ -121,7 +121,7 @@ struct publisher {
 
 struct opts {
     unsigned clients, events, rate, inflight, source_addrs;
-    double connect_timeout_s, settle_s, drain_s, idle_s;
+    double connect_timeout_s, settle_s, drain_s, drain_max_s, idle_s;
     const char *url, *inject;
     pid_t server_pid;
     int json, quiet;
@@ -133,7 +133,7 @@ struct bench {
     struct sockaddr_storage dst;
     socklen_t dst_len;
     char host_hdr[300], path[256];
-    char *req_head;      /* owned: upgrade request up to the key */
+    char *req_head; /* owned: upgrade request up to the key */
     struct conn *conns;
     unsigned next_start; /* next never-started client */
     unsigned *retry;     /* stack of clients to retry */
@@ -272,9 +272,8 @@ srv_sample(pid_t pid, struct srv_sample *s)
             continue;
         buf[n] = '\0';
         char *rp = strrchr(buf, ')'); /* the command name may contain spaces */
-        if (rp == NULL ||
-            sscanf(rp + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ppid,
-                   &utime, &stime) != 3)
+        if (rp == NULL || sscanf(rp + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                                 &ppid, &utime, &stime) != 3)
             continue;
         if (p != pid && ppid != pid)
             continue;
@@ -394,8 +393,7 @@ conn_flush(struct bench *b, struct conn *c)
     }
     int want = c->out_len > 0;
     if (want != c->want_out) {
-        ep_set(b, c->fd, EPOLLIN | (want ? EPOLLOUT : 0), (uint64_t)(c - b->conns),
-               EPOLL_CTL_MOD);
+        ep_set(b, c->fd, EPOLLIN | (want ? EPOLLOUT : 0), (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
         c->want_out = (uint8_t)want;
     }
 }
@@ -486,8 +484,8 @@ conn_connected(struct bench *b, struct conn *c)
         return;
     }
     make_key(b, key, c->accept);
-    int n = snprintf(req, sizeof req, "%s%s\r\nSec-WebSocket-Version: 13\r\n\r\n", b->req_head,
-                     key);
+    int n =
+        snprintf(req, sizeof req, "%s%s\r\nSec-WebSocket-Version: 13\r\n\r\n", b->req_head, key);
     if (n < 0 || (size_t)n >= sizeof req)
         die("upgrade request too long");
     c->state = CONN_HANDSHAKE;
@@ -537,8 +535,7 @@ handshake(struct conn *c, unsigned char *buf, size_t len)
 }
 
 static void
-on_event_message(struct bench *b, struct conn *c, const unsigned char *p, size_t len,
-                 uint64_t now)
+on_event_message(struct bench *b, struct conn *c, const unsigned char *p, size_t len, uint64_t now)
 {
     static const char key[] = "\"name\":\"" NAME_PREFIX;
     const unsigned char *k = memmem(p, len, key, sizeof key - 1);
@@ -968,8 +965,8 @@ raise_nofile(unsigned need)
     }
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
-        die("RLIMIT_NOFILE is %lu, %u clients need %u", (unsigned long)rl.rlim_cur,
-            need - 64, need);
+        die("RLIMIT_NOFILE is %lu, %u clients need %u", (unsigned long)rl.rlim_cur, need - 64,
+            need);
 }
 
 static void
@@ -1038,6 +1035,8 @@ usage(FILE *f)
             "      --settle=S           wait after the last handshake (default 1)\n"
             "      --drain=S            stop waiting for deliveries S seconds after the\n"
             "                           last new one (default 3)\n"
+            "      --drain-max=S        stop waiting for deliveries S seconds after the\n"
+            "                           last injection in any case (default 30)\n"
             "      --idle=S             with -e 0, hold the clients S seconds (default 2)\n"
             "  -j, --json               print one JSON object instead of text\n"
             "  -q, --quiet              no progress messages on stderr\n"
@@ -1071,7 +1070,7 @@ parse_uint(const char *s, const char *what)
 static void
 parse_opts(struct opts *o, int argc, char **argv)
 {
-    enum { O_INFLIGHT = 256, O_CTIMEOUT, O_SETTLE, O_DRAIN, O_IDLE };
+    enum { O_INFLIGHT = 256, O_CTIMEOUT, O_SETTLE, O_DRAIN, O_DRAIN_MAX, O_IDLE };
     static const struct option lo[] = {
         {"clients", required_argument, NULL, 'c'},
         {"events", required_argument, NULL, 'e'},
@@ -1083,6 +1082,7 @@ parse_opts(struct opts *o, int argc, char **argv)
         {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
         {"settle", required_argument, NULL, O_SETTLE},
         {"drain", required_argument, NULL, O_DRAIN},
+        {"drain-max", required_argument, NULL, O_DRAIN_MAX},
         {"idle", required_argument, NULL, O_IDLE},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
@@ -1090,25 +1090,65 @@ parse_opts(struct opts *o, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int ch;
-    *o = (struct opts){.clients = 100, .events = 100, .rate = 50, .inflight = 256,
-                       .connect_timeout_s = 60, .settle_s = 1, .drain_s = 3, .idle_s = 2};
+    *o = (struct opts){.clients = 100,
+                       .events = 100,
+                       .rate = 50,
+                       .inflight = 256,
+                       .connect_timeout_s = 60,
+                       .settle_s = 1,
+                       .drain_s = 3,
+                       .drain_max_s = 30,
+                       .idle_s = 2};
     while ((ch = getopt_long(argc, argv, "c:e:r:i:p:s:jqh", lo, NULL)) != -1) {
         switch (ch) {
-        case 'c': o->clients = parse_uint(optarg, "client count"); break;
-        case 'e': o->events = parse_uint(optarg, "event count"); break;
-        case 'r': o->rate = parse_uint(optarg, "rate"); break;
-        case 'i': o->inject = optarg; break;
-        case 'p': o->server_pid = (pid_t)parse_uint(optarg, "pid"); break;
-        case 's': o->source_addrs = parse_uint(optarg, "source address count"); break;
-        case O_INFLIGHT: o->inflight = parse_uint(optarg, "inflight"); break;
-        case O_CTIMEOUT: o->connect_timeout_s = parse_double(optarg, "timeout"); break;
-        case O_SETTLE: o->settle_s = parse_double(optarg, "settle time"); break;
-        case O_DRAIN: o->drain_s = parse_double(optarg, "drain time"); break;
-        case O_IDLE: o->idle_s = parse_double(optarg, "idle time"); break;
-        case 'j': o->json = 1; break;
-        case 'q': o->quiet = 1; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(1);
+        case 'c':
+            o->clients = parse_uint(optarg, "client count");
+            break;
+        case 'e':
+            o->events = parse_uint(optarg, "event count");
+            break;
+        case 'r':
+            o->rate = parse_uint(optarg, "rate");
+            break;
+        case 'i':
+            o->inject = optarg;
+            break;
+        case 'p':
+            o->server_pid = (pid_t)parse_uint(optarg, "pid");
+            break;
+        case 's':
+            o->source_addrs = parse_uint(optarg, "source address count");
+            break;
+        case O_INFLIGHT:
+            o->inflight = parse_uint(optarg, "inflight");
+            break;
+        case O_CTIMEOUT:
+            o->connect_timeout_s = parse_double(optarg, "timeout");
+            break;
+        case O_SETTLE:
+            o->settle_s = parse_double(optarg, "settle time");
+            break;
+        case O_DRAIN:
+            o->drain_s = parse_double(optarg, "drain time");
+            break;
+        case O_DRAIN_MAX:
+            o->drain_max_s = parse_double(optarg, "drain time");
+            break;
+        case O_IDLE:
+            o->idle_s = parse_double(optarg, "idle time");
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(1);
         }
     }
     if (optind != argc - 1) {
@@ -1139,9 +1179,8 @@ static void
 print_report(const struct bench *b, const struct report *r)
 {
     const struct opts *o = &b->o;
-    double span_s = b->t_last_rx > b->t_first_inject
-                        ? (double)(b->t_last_rx - b->t_first_inject) / 1e9
-                        : 0;
+    double span_s =
+        b->t_last_rx > b->t_first_inject ? (double)(b->t_last_rx - b->t_first_inject) / 1e9 : 0;
     double inj_s = b->injected > 1 ? (double)(b->t_last_inject - b->t_first_inject) / 1e9 : 0;
     double dps = span_s > 0 ? (double)b->deliveries / span_s : 0;
     double cpu_ev = r->s2.cpu_s - r->s1.cpu_s;
@@ -1166,9 +1205,9 @@ print_report(const struct bench *b, const struct report *r)
                "\"rss_per_conn_b\":%.0f,\"pss_per_conn_b\":%.0f,"
                "\"gen_cpu_events_s\":%.2f,\"gen_cpu_pct\":%.0f}\n",
                o->clients, connected, b->failed, b->retries, b->handshake_errors, r->connect_s,
-               o->events, o->rate, b->injected, inj_s, b->deliveries, r->expected, r->lost,
-               b->dups, b->ooo, b->foreign, b->proto_errors, b->closed, b->first_close_code,
-               b->pings, b->pub.errors, dps, hist_pct_ms(b, 50), hist_pct_ms(b, 99),
+               o->events, o->rate, b->injected, inj_s, b->deliveries, r->expected, r->lost, b->dups,
+               b->ooo, b->foreign, b->proto_errors, b->closed, b->first_close_code, b->pings,
+               b->pub.errors, dps, hist_pct_ms(b, 50), hist_pct_ms(b, 99),
                (double)b->lat_max_us / 1000.0, r->s2.procs, r->s1.cpu_s - r->s0.cpu_s, cpu_ev,
                per_cpu, r->s0.rss_kb, r->s1.rss_kb, r->s2.rss_kb, r->s0.pss_kb, r->s1.pss_kb,
                r->s2.pss_kb, rss_conn, pss_conn, r->gen_cpu_events_s, gen_pct);
@@ -1180,8 +1219,8 @@ print_report(const struct bench *b, const struct report *r)
            b->closed ? " (close code shown below)" : "");
     if (b->closed)
         printf("close code     %d\n", b->first_close_code);
-    printf("events         %" PRIu64 " injected in %.2f s (asked %u at %u/s)\n", b->injected,
-           inj_s, o->events, o->rate);
+    printf("events         %" PRIu64 " injected in %.2f s (asked %u at %u/s)\n", b->injected, inj_s,
+           o->events, o->rate);
     printf("deliveries     %" PRIu64 " of %" PRIu64 " expected, %.0f/s\n", b->deliveries,
            r->expected, dps);
     printf("errors         lost %" PRIu64 ", duplicated %" PRIu64 ", out of order %" PRIu64
@@ -1293,9 +1332,11 @@ main(int argc, char **argv)
         while (b->injected < b->o.events)
             loop_once(b, 100);
         close(b->tfd);
+        uint64_t drain_until = now_ns() + (uint64_t)(b->o.drain_max_s * 1e9);
         b->last_progress = now_ns();
         while (b->distinct < r.expected &&
-               now_ns() - b->last_progress < (uint64_t)(b->o.drain_s * 1e9))
+               now_ns() - b->last_progress < (uint64_t)(b->o.drain_s * 1e9) &&
+               now_ns() < drain_until)
             loop_once(b, 50);
         /* Wait for the publisher's responses (errors are counted). */
         uint64_t pub_deadline = now_ns() + 2000000000ull;
