@@ -76,6 +76,19 @@ async def test_added_updated_deleted_exact():
             d.rename("delta.json.old", "delta.json")
             await expect(ws, "added", "delta", what="file renamed back")
             assert d.cluster_names() == ["alpha", "bravo", "delta"], d.cluster_names()
+            # metadata.name wins over name
+            d.write("both.json", {"metadata": {"name": "meta-name"}, "name": "plain-name",
+                                  "spec": {}, "status": {}})
+            await expect(ws, "added", "meta-name", what="metadata.name before name")
+            # a client that connects now gets no replay of earlier events
+            late = await ws_connect(d)
+            try:
+                await expect_silence(late, 0.3)
+                d.remove("both.json")
+                await expect(late, "deleted", "meta-name", what="late client")
+                await expect(ws, "deleted", "meta-name")
+            finally:
+                await late.close()
         finally:
             await ws.close()
 

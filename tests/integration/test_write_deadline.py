@@ -185,5 +185,54 @@ async def test_write_deadline_alone():
             await normal.close()
 
 
+def test_lapped_client_no_silent_gap():
+    """With a tiny ring, a client that falls behind gets every event in order
+    or is closed (1013): never a silent gap."""
+    n_ev = 2000
+    with Daemon(workers=1, flags=["--ring-size=256", "--ping-period=30", "--pong-wait=60"]) as d:
+        stage = os.path.join(d.tmp, "stage")
+        os.mkdir(stage)
+        for i in range(n_ev):
+            with open(os.path.join(stage, "g%05d.json" % i), "w") as f:
+                f.write('{"name": "%s", "spec": {}}' % name(i))
+        slow = RawWS(d.port, rcvbuf=4096)
+        try:
+            for i in range(n_ev):
+                f = "g%05d.json" % i
+                os.rename(os.path.join(stage, f), d.path(f))
+                if i % 50 == 49:
+                    time.sleep(0.01)              # bursts smaller than the ring
+            time.sleep(1.0)                       # fall behind
+            slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            got, close = [], None
+            try:
+                while True:
+                    fin, op, p = slow.read_frame(timeout=5)
+                    if op == 0x1:
+                        got.append(p.decode())
+                    elif op == 0x8:
+                        close = int.from_bytes(p[:2], "big") if len(p) >= 2 else None
+                        break
+                    elif op == 0x9:
+                        continue
+                    else:
+                        raise AssertionError("unexpected opcode %#x" % op)
+            except ConnClosed:
+                close = "EOF"
+            except socket.timeout:
+                pass
+            want = [ev("added", name(i)) for i in range(n_ev)]
+            assert got == want[:len(got)], "gap or reordering after %d events" % next(
+                i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+            print("slow client: %d/%d events, then %r" % (len(got), n_ev, close))
+            if len(got) < n_ev:
+                assert close in (1013, "EOF"), "fell behind without 1013: close %r" % close
+            else:
+                assert close is None, "got everything, then closed %r" % close
+        finally:
+            slow.close()
+
+
 if __name__ == "__main__":
-    run([test_stuck_readers_dropped_others_unaffected, test_write_deadline_alone])
+    run([test_stuck_readers_dropped_others_unaffected, test_write_deadline_alone,
+         test_lapped_client_no_silent_gap])
