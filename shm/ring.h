@@ -44,8 +44,7 @@ int ring_attach(struct ring *r, void *mem, size_t mem_bytes);
 
 /* ring_append - publish one event; returns its seq (> 0) or RING_TOOBIG.
  * Producer only. */
-int64_t ring_append(struct ring *r, enum ring_event_type type, const void *payload,
-                    uint32_t len);
+int64_t ring_append(struct ring *r, enum ring_event_type type, const void *payload, uint32_t len);
 
 /* ring_head - seq of the newest published event (0 = none). */
 uint64_t ring_head(const struct ring *r);

@@ -55,9 +55,9 @@ struct snap_blob {
 struct snap_entry {
     uint32_t name_off; /* from the start of the blob */
     uint32_t name_len;
-    uint32_t obj_off;  /* from the start of the blob */
+    uint32_t obj_off; /* from the start of the blob */
     uint32_t obj_len;
-    uint64_t etag;     /* FNV-1a of the object JSON */
+    uint64_t etag; /* FNV-1a of the object JSON */
 };
 
 _Static_assert(sizeof(struct snap_blob) == 32, "fixed blob header");

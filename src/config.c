@@ -162,8 +162,7 @@ copy_path(char *dst, const char *src)
 
 /* config_set - apply one option; "where" names its source for the error message. */
 static int
-config_set(struct config *cfg, enum opt_id id, const char *name, const char *val,
-           const char *where)
+config_set(struct config *cfg, enum opt_id id, const char *name, const char *val, const char *where)
 {
     uint64_t u;
     int rc = 0;
@@ -228,8 +227,7 @@ config_set(struct config *cfg, enum opt_id id, const char *name, const char *val
         break;
     }
     if (rc != 0)
-        fprintf(stderr, "personad: %sinvalid value for --%s: '%s'\n", where, name,
-                val ? val : "");
+        fprintf(stderr, "personad: %sinvalid value for --%s: '%s'\n", where, name, val ? val : "");
     return rc;
 }
 
@@ -238,8 +236,7 @@ config_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->listen_port = 8080;
-    memcpy(cfg->personas_dir, PERSONAD_DEFAULT_PERSONAS_DIR,
-           sizeof(PERSONAD_DEFAULT_PERSONAS_DIR));
+    memcpy(cfg->personas_dir, PERSONAD_DEFAULT_PERSONAS_DIR, sizeof(PERSONAD_DEFAULT_PERSONAS_DIR));
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (unsigned)ncpu;
     cfg->ring_size = 4096;

@@ -15,20 +15,20 @@
 #define CONFIG_PATH_MAX 4096
 
 struct config {
-    char listen_addr[256];          /* "" = all addresses (dual-stack when possible) */
-    uint16_t listen_port;           /* TCP port, 1..65535 */
+    char listen_addr[256]; /* "" = all addresses (dual-stack when possible) */
+    uint16_t listen_port;  /* TCP port, 1..65535 */
     char personas_dir[CONFIG_PATH_MAX];
     char config_file[CONFIG_PATH_MAX]; /* "" when none */
-    unsigned workers;               /* worker processes, 1..256 */
-    uint32_t ring_size;             /* events kept in the ring, power of two not required */
+    unsigned workers;                  /* worker processes, 1..256 */
+    uint32_t ring_size;                /* events kept in the ring, power of two not required */
     int64_t ping_period_ms;
     int64_t pong_wait_ms;
     int64_t write_deadline_ms;
-    int64_t rescan_interval_ms;     /* periodic full rescan of the personas dir */
-    uint32_t max_message_bytes;     /* largest accepted incoming message */
-    uint32_t max_connections;       /* per worker */
-    uint64_t snapshot_max_bytes;    /* largest REST snapshot published */
-    int verbose;                    /* 1: debug logging */
+    int64_t rescan_interval_ms;  /* periodic full rescan of the personas dir */
+    uint32_t max_message_bytes;  /* largest accepted incoming message */
+    uint32_t max_connections;    /* per worker */
+    uint64_t snapshot_max_bytes; /* largest REST snapshot published */
+    int verbose;                 /* 1: debug logging */
 };
 
 /* config_parse - fill cfg from argv (and the config file it names).

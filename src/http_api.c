@@ -143,8 +143,8 @@ reply_method_not_allowed(struct MHD_Connection *conn)
 static int
 etag_matches(struct MHD_Connection *conn, const char *etag)
 {
-    const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_IF_NONE_MATCH);
+    const char *inm =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm == NULL)
         return 0;
     size_t elen = strlen(etag);

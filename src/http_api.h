@@ -22,9 +22,8 @@
 
 /* http_api_handler - the MHD access handler; cls is the struct worker. */
 enum MHD_Result http_api_handler(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **req_cls);
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls);
 
 /* http_api_completed - MHD's request-completed callback: frees the request
  * context a /ws handshake allocated. */

@@ -15,7 +15,7 @@ struct http_static_asset {
     const char *content_type; /* e.g. "text/html; charset=utf-8" */
     const unsigned char *data;
     size_t len;
-    const char *etag;         /* quoted strong ETag, e.g. "\"3f2a9c1d-1234\"" */
+    const char *etag; /* quoted strong ETag, e.g. "\"3f2a9c1d-1234\"" */
 };
 
 /* http_static_find - the asset served at url (exact match), or NULL. */

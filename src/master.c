@@ -37,8 +37,8 @@
 #define RESPAWN_MAX_DELAY_MS 5000
 
 struct worker_slot {
-    pid_t pid;            /* 0 when not running */
-    int doorbell_wr;      /* -1 when not running */
+    pid_t pid;       /* 0 when not running */
+    int doorbell_wr; /* -1 when not running */
     int64_t started_ms;
     int64_t respawn_at;   /* 0: no respawn pending */
     unsigned quick_fails; /* consecutive deaths before RESPAWN_MIN_LIFETIME_MS */
@@ -242,15 +242,14 @@ master_run(const struct config *cfg)
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
-    m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds,
-                           (int)cfg->workers, msg, sizeof(msg));
+    m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds, (int)cfg->workers, msg,
+                           sizeof(msg));
     if (m.nlisten < 0) {
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
     ring_init(&m.ring, map_or_die(cfg, "ring", ring_bytes(cfg->ring_size)), cfg->ring_size);
-    snapshot_init(&m.snap,
-                  map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes)),
+    snapshot_init(&m.snap, map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes)),
                   cfg->snapshot_max_bytes);
     m.store = store_new(&m.snap, &m.ring);
     if (m.store == NULL)

@@ -17,9 +17,9 @@
 #define PERSONA_NAME_MAX_BYTES 253
 
 struct persona {
-    char *name;     /* owned, NUL-terminated, 1..253 bytes of UTF-8 */
+    char *name; /* owned, NUL-terminated, 1..253 bytes of UTF-8 */
     size_t name_len;
-    char *obj;      /* owned, canonical {"name":..,"spec":..,"status":..} */
+    char *obj; /* owned, canonical {"name":..,"spec":..,"status":..} */
     size_t obj_len;
 };
 

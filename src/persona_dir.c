@@ -42,8 +42,7 @@ persona_dir_open(struct persona_dir *pd, const char *path, struct store *st, cha
         log_warn("inotify_init1; falling back to periodic rescans");
     } else if (inotify_add_watch(pd->notify_fd, path,
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                                     IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) <
-               0) {
+                                     IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
         log_warn("inotify_add_watch(%s); falling back to periodic rescans", path);
         close(pd->notify_fd);
         pd->notify_fd = -1;

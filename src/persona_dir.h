@@ -14,8 +14,8 @@
 #include "store.h"
 
 struct persona_dir {
-    int dir_fd;      /* O_DIRECTORY, owned */
-    int notify_fd;   /* inotify fd or -1, owned */
+    int dir_fd;       /* O_DIRECTORY, owned */
+    int notify_fd;    /* inotify fd or -1, owned */
     struct store *st; /* not owned */
     const char *path; /* not owned */
 };

@@ -36,12 +36,12 @@ struct file_sig {
 };
 
 struct store_file {
-    char *filename;       /* owned */
-    struct file_sig sig;  /* as last read */
-    struct persona good;  /* last good content; name == NULL if never good */
-    int bad;              /* current content is bad (good is kept) */
-    int seen;             /* mark for store_rescan */
-    int conflict_warned;  /* lost a name to a smaller file name; warned */
+    char *filename;      /* owned */
+    struct file_sig sig; /* as last read */
+    struct persona good; /* last good content; name == NULL if never good */
+    int bad;             /* current content is bad (good is kept) */
+    int seen;            /* mark for store_rescan */
+    int conflict_warned; /* lost a name to a smaller file name; warned */
 };
 
 struct store {
@@ -49,7 +49,7 @@ struct store {
     struct ring *ring;     /* not owned */
     struct store_file *files;
     size_t nfiles, cap_files;
-    uint8_t *published;    /* owned: the blob last published, NULL before the first */
+    uint8_t *published; /* owned: the blob last published, NULL before the first */
     size_t published_len;
     uint64_t events;
 };
@@ -432,8 +432,8 @@ append_events(struct store *st, const struct diff *d, size_t n)
             char *msg = persona_event_json(event_type_name[d[i].kind], name);
             if (msg == NULL)
                 panic("out of memory serialising an event"); /* would leave a gap */
-            int64_t seq = ring_append(st->ring, event_ring_type[d[i].kind], msg,
-                                      (uint32_t)strlen(msg));
+            int64_t seq =
+                ring_append(st->ring, event_ring_type[d[i].kind], msg, (uint32_t)strlen(msg));
             if (seq < 0)
                 panic("event for %s does not fit a ring slot", name);
             log_debug("event %lld %s", (long long)seq, msg);
@@ -448,7 +448,11 @@ store_commit(struct store *st, int baseline)
 {
     size_t nwant;
     struct claim *want = desired_state(st, &nwant);
-    struct diff *d = want ? malloc((nwant + (st->published ? ((struct snap_blob *)st->published)->count : 0) + 1) * sizeof(*d)) : NULL;
+    struct diff *d =
+        want ? malloc(
+                   (nwant + (st->published ? ((struct snap_blob *)st->published)->count : 0) + 1) *
+                   sizeof(*d))
+             : NULL;
     if (d == NULL) {
         free(want);
         log_error("out of memory computing the persona diff; will retry");

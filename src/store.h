@@ -23,10 +23,10 @@
 struct store;
 
 struct store_stats {
-    uint64_t events;     /* events appended since start */
-    uint32_t clusters;   /* clusters in the published snapshot */
-    uint32_t files;      /* candidate files known */
-    uint32_t bad_files;  /* files whose current content is bad */
+    uint64_t events;    /* events appended since start */
+    uint32_t clusters;  /* clusters in the published snapshot */
+    uint32_t files;     /* candidate files known */
+    uint32_t bad_files; /* files whose current content is bad */
 };
 
 /* store_new - an empty table publishing into snap and ring (not owned). */

@@ -34,11 +34,11 @@ struct ev_source {
 };
 
 struct worker_stats {
-    uint64_t events_framed;   /* events read from the ring and framed */
+    uint64_t events_framed; /* events read from the ring and framed */
     uint64_t conns_opened;
     uint64_t conns_closed;
-    uint64_t conns_lapped;    /* closed 1013: too slow or lapped */
-    uint64_t ring_overruns;   /* the worker itself was lapped by the ring */
+    uint64_t conns_lapped;  /* closed 1013: too slow or lapped */
+    uint64_t ring_overruns; /* the worker itself was lapped by the ring */
     uint64_t writev_calls;
 };
 
@@ -50,22 +50,22 @@ struct worker {
     int doorbell_fd;
     struct ev_source ev_mhd, ev_doorbell, ev_signal;
     struct MHD_Daemon *mhd;
-    int mhd_run_again;        /* an upgraded connection was handed back to MHD */
-    struct ring *ring;        /* shared memory, not owned */
-    struct snapshot *snap;    /* shared memory, not owned */
-    struct snap_ref *snap_cur;/* this worker's copy of the newest snapshot, refcounted */
-    struct ws_window window;  /* framed events, shared by all connections */
-    struct ws_conn *conns;    /* all connections (doubly linked) */
-    struct ws_conn *reap;     /* connections to free after this loop pass */
+    int mhd_run_again;         /* an upgraded connection was handed back to MHD */
+    struct ring *ring;         /* shared memory, not owned */
+    struct snapshot *snap;     /* shared memory, not owned */
+    struct snap_ref *snap_cur; /* this worker's copy of the newest snapshot, refcounted */
+    struct ws_window window;   /* framed events, shared by all connections */
+    struct ws_conn *conns;     /* all connections (doubly linked) */
+    struct ws_conn *reap;      /* connections to free after this loop pass */
     uint32_t nconns;
     struct deadline_list ping_list, pong_list, write_list, linger_list;
     int stopping;
-    int64_t now_ms;           /* time of the current loop pass */
+    int64_t now_ms; /* time of the current loop pass */
     struct worker_stats stats;
 };
 
 /* worker_main - run worker index on listen_fd until stopped; never returns. */
-_Noreturn void worker_main(const struct config *cfg, unsigned index, int listen_fd,
-                           int doorbell_fd, struct ring *ring, struct snapshot *snap);
+_Noreturn void worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
+                           struct ring *ring, struct snapshot *snap);
 
 #endif

@@ -61,7 +61,8 @@ struct ws_conn {
     uint64_t next_seq;  /* next event to send */
     uint32_t frame_off; /* bytes of that event's frame already sent */
     uint32_t recv_budget;
-    uint8_t *extra;     /* bytes received with the handshake, owned */
+    int read_errno; /* why the last read failed, for the log */
+    uint8_t *extra; /* bytes received with the handshake, owned */
     uint32_t extra_len, extra_off;
     struct deadline_node ping_dl, pong_dl, write_dl; /* pong_dl doubles as linger */
     uint16_t ctrl_len, ctrl_off;
@@ -142,10 +143,11 @@ log_close(struct ws_conn *c, int info, const char *what, uint16_t code, const ch
 {
     char peer[64];
     net_peer_name(c->fd, peer, sizeof(peer));
+    const char *sep = reason[0] != '\0' ? ": " : "";
     if (info)
-        log_info("ws %s: %s (close %u %s)", peer, what, (unsigned)code, reason);
+        log_info("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
     else
-        log_debug("ws %s: %s (close %u %s)", peer, what, (unsigned)code, reason);
+        log_debug("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
 }
 
 void
@@ -236,8 +238,7 @@ conn_flush(struct ws_conn *c)
         total += c->ctrl_len - c->ctrl_off;
     }
     if (c->state == WS_OPEN) {
-        while (n < WS_IOV_MAX && total < WS_SEND_MAX_BYTES_PER_WAKEUP &&
-               seq < w->window.next_seq) {
+        while (n < WS_IOV_MAX && total < WS_SEND_MAX_BYTES_PER_WAKEUP && seq < w->window.next_seq) {
             struct ws_frame *f = ws_window_get(&w->window, seq);
             if (f == NULL)
                 panic("frame %llu missing from the window", (unsigned long long)seq);
@@ -290,11 +291,13 @@ conn_flush(struct ws_conn *c)
         return;
     }
     /* More to send: the socket is full, or this wake-up's budget is spent.
-     * Either way EPOLLOUT brings us back; the deadline measures progress. */
+     * Either way EPOLLOUT brings us back, if the peer ever reads.  The write
+     * deadline runs whenever output waits and measures time without progress:
+     * this pass made some, so it restarts now (a full write can leave the
+     * socket buffer full, and then EPOLLOUT may never come). */
     c->blocked = 1;
     conn_epoll_mask(c, 1);
-    if ((size_t)r < total)
-        deadline_arm(&w->write_list, &c->write_dl, w->now_ms);
+    deadline_arm(&w->write_list, &c->write_dl, w->now_ms);
 }
 
 /* --- wslay callbacks ------------------------------------------------------- */
@@ -336,8 +339,10 @@ recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *
     else if (errno == EAGAIN || errno == EWOULDBLOCK) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
-    } else
+    } else {
         c->sock_err = 1;
+        c->read_errno = errno;
+    }
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
 }
@@ -392,7 +397,8 @@ conn_read(struct ws_conn *c)
     int rc = wslay_event_recv(c->wslay);
     if (c->rd_eof || c->sock_err) {
         if (c->state == WS_OPEN)
-            log_close(c, 0, c->rd_eof ? "peer went away" : "read failed", 1006, "");
+            log_close(c, 0, c->rd_eof ? "peer went away" : "read failed", 1006,
+                      c->rd_eof ? "" : strerror(c->read_errno));
         conn_kill(c);
         return;
     }

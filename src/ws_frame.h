@@ -41,9 +41,9 @@ struct ws_frame {
 struct ws_window {
     struct ws_frame **slot; /* capacity entries, owned */
     uint32_t capacity;
-    uint64_t first_seq;     /* oldest frame held (== next_seq when empty) */
-    uint64_t next_seq;      /* seq the next pushed frame must have */
-    uint64_t stream_bytes;  /* total bytes of all frames ever pushed */
+    uint64_t first_seq;    /* oldest frame held (== next_seq when empty) */
+    uint64_t next_seq;     /* seq the next pushed frame must have */
+    uint64_t stream_bytes; /* total bytes of all frames ever pushed */
 };
 
 int ws_window_init(struct ws_window *w, uint32_t capacity, uint64_t next_seq);

@@ -100,8 +100,7 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
 }
 
 enum MHD_Result
-ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
-                  void **req_cls)
+ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method, void **req_cls)
 {
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "WebSocket handshake needs GET");
@@ -117,7 +116,8 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *met
     if (version == NULL)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "missing Sec-WebSocket-Version");
     if (strcmp(version, "13") != 0) {
-        struct MHD_Response *r = http_json_response("{\"error\":\"unsupported WebSocket version\"}");
+        struct MHD_Response *r =
+            http_json_response("{\"error\":\"unsupported WebSocket version\"}");
         if (r == NULL)
             return MHD_NO;
         MHD_add_response_header(r, "Sec-WebSocket-Version", "13");
@@ -126,7 +126,8 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *met
         return ret;
     }
     if (key == NULL || !ws_upgrade_key_valid(key))
-        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "missing or malformed Sec-WebSocket-Key");
+        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST,
+                                "missing or malformed Sec-WebSocket-Key");
     if (w->nconns >= w->cfg->max_connections || w->stopping)
         return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections");
     /* The client's stream starts at the first event after this point: the 101

@@ -26,7 +26,7 @@ struct ws_handshake {
 
 /* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503.
  * req_cls is the request's context slot (see struct ws_handshake). */
-enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn,
-                                  const char *method, void **req_cls);
+enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
+                                  void **req_cls);
 
 #endif
