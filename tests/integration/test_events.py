@@ -104,6 +104,12 @@ async def test_name_escaping():
                 got = await recv(ws)
                 assert got in event_payloads("added", n), \
                     "name %r: got %r, want one of %r" % (n, got, event_payloads("added", n))
+            # REST finds them by percent-encoded name
+            from urllib.parse import quote
+            for n in names:
+                st, obj = d.get_json("/api/clusters/" + quote(n, safe=""))
+                assert st == 200 and obj["name"] == n, "GET /api/clusters/%s -> %d %r" % (
+                    quote(n, safe=""), st, obj)
             # quotes and backslash have exactly one compact spelling
             assert ev("added", 'q"uote') == '{"type":"cluster.added","data":{"name":"q\\"uote"}}'
             for i, n in enumerate(names):
@@ -298,6 +304,8 @@ async def test_delete_last_and_rest_agrees():
         ws = await ws_connect(d)
         model = {"alpha", "bravo"}
         try:
+            st, obj = d.get_json("/api/clusters")
+            seq0 = obj["seq"]
             for i in range(5):
                 d.write("m%d.json" % i, persona_api("m%d" % i))
                 await expect(ws, "added", "m%d" % i)
@@ -313,7 +321,9 @@ async def test_delete_last_and_rest_agrees():
                 await expect(ws, "deleted", "m%d" % i)
             st, obj = d.get_json("/api/clusters")
             assert st == 200 and obj["clusters"] == [], obj
-            assert isinstance(obj.get("seq"), int), obj
+            # 5 added + 3 deleted + 4 deleted: the sequence moved by exactly 12
+            assert obj.get("seq") == seq0 + 12, "seq %r -> %r after 12 events" % (seq0,
+                                                                              obj.get("seq"))
         finally:
             await ws.close()
 
