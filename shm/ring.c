@@ -36,7 +36,9 @@ ring_bytes(uint32_t slot_count)
 void
 ring_init(struct ring *r, void *mem, uint32_t slot_count)
 {
-    memset(mem, 0, ring_bytes(slot_count));
+    /* Only the header: the slots are already zero (a fresh shm object is), and
+     * touching 8 MiB of slots here would make every page resident for nothing. */
+    memset(mem, 0, sizeof(struct ring_header));
     r->hdr = mem;
     r->slots = (struct ring_slot *)(r->hdr + 1);
     r->hdr->magic = RING_MAGIC;

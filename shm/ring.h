@@ -36,7 +36,8 @@ struct ring {
 /* ring_bytes - bytes of shared memory needed for slot_count slots. */
 size_t ring_bytes(uint32_t slot_count);
 
-/* ring_init - format fresh memory (producer, before any reader maps it). */
+/* ring_init - format fresh, zero-filled memory (producer, before any reader
+ * maps it).  A new shm object is zero-filled; heap memory must come from calloc. */
 void ring_init(struct ring *r, void *mem, uint32_t slot_count);
 
 /* ring_attach - use memory formatted by ring_init; -1 if the header is not ours. */

@@ -33,7 +33,7 @@
 static void
 ring_new(struct ring *r, void **mem, uint32_t slots)
 {
-    *mem = malloc(ring_bytes(slots));
+    *mem = calloc(1, ring_bytes(slots)); /* ring_init wants zero-filled memory */
     ck_assert_ptr_nonnull(*mem);
     ring_init(r, *mem, slots);
 }

@@ -109,7 +109,7 @@ fx_open(struct fx *f, uint64_t half_bytes)
     ck_assert_int_eq(mkdir(f->dir, 0700), 0);
     f->dir_fd = open(f->dir, O_RDONLY | O_DIRECTORY);
     ck_assert_int_ge(f->dir_fd, 0);
-    f->ring_mem = malloc(ring_bytes(FX_RING_SLOTS));
+    f->ring_mem = calloc(1, ring_bytes(FX_RING_SLOTS)); /* ring_init wants zeroed memory */
     f->snap_mem = malloc(snapshot_bytes(half_bytes));
     ck_assert_ptr_nonnull(f->ring_mem);
     ck_assert_ptr_nonnull(f->snap_mem);
