@@ -279,7 +279,8 @@ async def test_ignored_files():
 
 
 async def test_partial_write_not_parsed():
-    with Daemon(workers=2) as d:
+    # no periodic rescan may happen to read the half-written file
+    with Daemon(workers=2, flags=["--rescan-interval=3600"]) as d:
         ws = await ws_connect(d)
         try:
             since = len(d.log_text())
@@ -295,6 +296,25 @@ async def test_partial_write_not_parsed():
             warned = [ln for ln in log.splitlines()
                       if "partial.json" in ln and "warn" in ln.lower()]
             assert not warned, "daemon parsed a half-written file:\n" + log
+        finally:
+            await ws.close()
+
+
+async def test_periodic_rescan_safety_net():
+    """A change inotify does not report as finished (file written but still
+    open) is found by the periodic rescan."""
+    with Daemon(workers=1, flags=["--rescan-interval=0.5"]) as d:
+        ws = await ws_connect(d)
+        try:
+            f = open(d.path("open.json"), "w")
+            try:
+                f.write(json.dumps(persona_api("still-open")))
+                f.flush()
+                await expect(ws, "added", "still-open", timeout=3.0,
+                             what="periodic rescan (--rescan-interval=0.5)")
+            finally:
+                f.close()
+            await probe(d, ws)          # closing it changes nothing
         finally:
             await ws.close()
 
@@ -346,5 +366,6 @@ if __name__ == "__main__":
     run([test_initial_scan_silent_and_rest, test_added_updated_deleted_exact, test_name_escaping,
          test_rename_name_field, test_identical_and_reformatted_emit_nothing, test_bad_files,
          test_file_turns_bad_keeps_state, test_duplicate_names_smallest_file_wins,
-         test_ignored_files, test_partial_write_not_parsed, test_delete_last_and_rest_agrees,
+         test_ignored_files, test_partial_write_not_parsed, test_periodic_rescan_safety_net,
+         test_delete_last_and_rest_agrees,
          test_events_are_ordered_like_writes])
