@@ -121,7 +121,7 @@ class Daemon:
     """
 
     def __init__(self, workers=2, flags=(), seed=None, port=None, personas_dir=None,
-                 ready=True, keep_dir=False):
+                 ready=True, keep_dir=False, expect_worker_deaths=False):
         self.workers = workers
         self.flags = list(flags)
         self.port = port
@@ -129,6 +129,7 @@ class Daemon:
         self.ready = ready
         self.own_dir = personas_dir is None
         self.keep_dir = keep_dir
+        self.expect_worker_deaths = expect_worker_deaths
         self.tmp = tempfile.mkdtemp(prefix="personad-it-")
         self.dir = personas_dir or os.path.join(self.tmp, "personas")
         os.makedirs(self.dir, exist_ok=True)
@@ -253,9 +254,29 @@ class Daemon:
             raise
 
     def __exit__(self, *exc):
-        if exc[0] is not None:
-            print("---- personad stderr (tail) ----\n%s\n--------" % self.log_text()[-4000:])
+        # Every test doubles as a clean-shutdown and sanitizer check: a daemon
+        # still running here must exit 0 on SIGTERM, and its stderr must hold
+        # no sanitizer report and no unexpected worker death.
+        problems = []
+        if self.proc is not None:
+            was_running = self.proc.poll() is None
+            rc = self.stop()
+            if was_running and rc != 0:
+                problems.append("personad exited with status %r on SIGTERM" % (rc,))
+        log = self.log_text()
+        for pat in ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                    "runtime error:"):
+            if pat in log:
+                problems.append("sanitizer report in personad's stderr (%s)" % pat)
+        if not self.expect_worker_deaths:
+            for pat in ("killed by signal", "respawning"):
+                if pat in log:
+                    problems.append("a worker died unexpectedly (%r in the log)" % pat)
+        if exc[0] is not None or problems:
+            print("---- personad stderr (tail) ----\n%s\n--------" % log[-4000:])
         self.cleanup()
+        if problems and exc[0] is None:
+            raise AssertionError("; ".join(problems))
         return False
 
     # -- logs

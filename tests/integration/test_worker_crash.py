@@ -34,7 +34,8 @@ async def connect_spread(d, workers, n=24, tries=4):
 
 
 async def test_kill_one_worker():
-    with Daemon(workers=WORKERS, flags=["--ping-period=30", "--pong-wait=60"]) as d:
+    with Daemon(workers=WORKERS, flags=["--ping-period=30", "--pong-wait=60"],
+                expect_worker_deaths=True) as d:
         workers = d.wait_workers(WORKERS)
         assert len(workers) == WORKERS, workers
         conns, by = await connect_spread(d, workers)
