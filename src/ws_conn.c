@@ -57,7 +57,8 @@ struct ws_conn {
     unsigned wr_shut : 1;
     unsigned rd_eof : 1;
     unsigned sock_err : 1;
-    wslay_event_context_ptr wslay;
+    wslay_event_context_ptr wslay; /* NULL while idle: see conn_read */
+    struct ws_rx_track rx;          /* frame position of the input stream */
     uint64_t next_seq;  /* next event to send */
     uint32_t frame_off; /* bytes of that event's frame already sent */
     uint32_t recv_budget;
@@ -312,6 +313,7 @@ recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *
         if (n > len)
             n = len;
         memcpy(buf, c->extra + c->extra_off, n);
+        ws_rx_track_feed(&c->rx, buf, n);
         c->extra_off += (uint32_t)n;
         if (c->extra_off == c->extra_len) {
             free(c->extra);
@@ -332,6 +334,7 @@ recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *
     } while (r < 0 && errno == EINTR);
     if (r > 0) {
         c->recv_budget -= (uint32_t)r;
+        ws_rx_track_feed(&c->rx, buf, (size_t)r);
         return r;
     }
     if (r == 0)
@@ -390,9 +393,44 @@ static const struct wslay_event_callbacks ws_callbacks = {
 
 /* --- input ------------------------------------------------------------------ */
 
+/* wslay's context is ~8 KB (two 4 KB buffers), far more than the rest of a
+ * connection.  An idle connection needs none of it, so it is created when
+ * input arrives and freed again once the input stream stands at a frame
+ * boundary outside any fragmented message (ws_rx_track), where a fresh
+ * context would parse on exactly as the old one: idle connections cost a few
+ * hundred bytes instead of ~9 KB.  Pings and pongs pay a malloc/free. */
+static int
+conn_wslay(struct ws_conn *c)
+{
+    if (c->wslay != NULL)
+        return 0;
+    if (wslay_event_context_server_init(&c->wslay, &ws_callbacks, c) != 0) {
+        c->wslay = NULL;
+        return -1;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->wslay, c->w->cfg->max_message_bytes);
+    return 0;
+}
+
+static void
+conn_wslay_release_if_idle(struct ws_conn *c)
+{
+    if (c->wslay != NULL && c->state != WS_DEAD && c->extra == NULL &&
+        ws_rx_track_idle(&c->rx) && !wslay_event_get_close_received(c->wslay) &&
+        !wslay_event_get_close_sent(c->wslay)) {
+        wslay_event_context_free(c->wslay);
+        c->wslay = NULL;
+    }
+}
+
 static void
 conn_read(struct ws_conn *c)
 {
+    if (conn_wslay(c) != 0) {
+        log_close(c, 1, "out of memory for a WebSocket context, dropped", 1011, "");
+        conn_kill(c);
+        return;
+    }
     c->recv_budget = WS_RECV_MAX_BYTES_PER_WAKEUP;
     int rc = wslay_event_recv(c->wslay);
     if (c->rd_eof || c->sock_err) {
@@ -423,6 +461,7 @@ conn_read(struct ws_conn *c)
     } else {
         conn_flush(c); /* a pong may be waiting */
     }
+    conn_wslay_release_if_idle(c);
 }
 
 void
@@ -456,14 +495,6 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
         memcpy(c->extra, extra, extra_len);
         c->extra_len = (uint32_t)extra_len;
     }
-    if (wslay_event_context_server_init(&c->wslay, &ws_callbacks, c) != 0) {
-        free(c->extra);
-        free(c);
-        close(fd);
-        log_warnx("out of memory creating a WebSocket context");
-        return NULL;
-    }
-    wslay_event_config_set_max_recv_msg_length(c->wslay, w->cfg->max_message_bytes);
     int one = 1, sndbuf = WS_SNDBUF_BYTES;
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
         log_warn("setsockopt(SO_SNDBUF)");
@@ -477,7 +508,6 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ev};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         log_warn("epoll_ctl(ADD) for a WebSocket connection");
-        wslay_event_context_free(c->wslay);
         free(c->extra);
         free(c);
         close(fd);
@@ -511,7 +541,8 @@ ws_reap(struct worker *w)
             c->next->prev = c->prev;
         w->nconns--;
         close(c->fd);
-        wslay_event_context_free(c->wslay);
+        if (c->wslay != NULL)
+            wslay_event_context_free(c->wslay);
         free(c->extra);
         free(c);
     }

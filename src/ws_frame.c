@@ -53,6 +53,56 @@ ws_frame_close(uint8_t *out, uint16_t code, const char *reason)
     return ws_frame_control(out, WS_OP_CLOSE, payload, rlen + 2);
 }
 
+/* Header length once the first two bytes are known. */
+static size_t
+rx_header_len(const uint8_t *hdr)
+{
+    size_t n = 2 + ((hdr[1] & 0x80) ? 4 : 0);
+    uint8_t len7 = hdr[1] & 0x7f;
+    return n + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+}
+
+static void
+rx_header_done(struct ws_rx_track *t)
+{
+    uint8_t len7 = t->hdr[1] & 0x7f, opcode = t->hdr[0] & 0x0f;
+    int fin = (t->hdr[0] & 0x80) != 0;
+    uint64_t len = len7;
+    if (len7 == 126)
+        len = (uint64_t)t->hdr[2] << 8 | t->hdr[3];
+    else if (len7 == 127)
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | t->hdr[2 + i];
+    t->payload_left = len;
+    t->hdr_len = 0;
+    if (opcode < 0x8) /* data or continuation frame; control frames never fragment */
+        t->fragmented = !fin;
+}
+
+void
+ws_rx_track_feed(struct ws_rx_track *t, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        if (t->payload_left > 0) {
+            size_t skip = len < t->payload_left ? len : (size_t)t->payload_left;
+            t->payload_left -= skip;
+            buf += skip;
+            len -= skip;
+            continue;
+        }
+        t->hdr[t->hdr_len++] = *buf++;
+        len--;
+        if (t->hdr_len >= 2 && t->hdr_len == rx_header_len(t->hdr))
+            rx_header_done(t);
+    }
+}
+
+int
+ws_rx_track_idle(const struct ws_rx_track *t)
+{
+    return t->hdr_len == 0 && t->payload_left == 0 && !t->fragmented;
+}
+
 int
 ws_window_init(struct ws_window *w, uint32_t capacity, uint64_t next_seq)
 {

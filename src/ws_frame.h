@@ -31,6 +31,23 @@ size_t ws_frame_control(uint8_t *out, uint8_t opcode, const void *payload, size_
 /* ws_frame_close - a close frame with code and reason (truncated to fit). */
 size_t ws_frame_close(uint8_t *out, uint16_t code, const char *reason);
 
+/* Where a connection's incoming byte stream stands, frame-wise.  wslay does the
+ * real parsing; this only follows frame headers and lengths so the connection
+ * knows when wslay holds no state worth keeping (no partial frame, no
+ * unfinished fragmented message) and its ~8 KB context can be freed. */
+struct ws_rx_track {
+    uint64_t payload_left; /* payload bytes of the current frame still to come */
+    uint8_t hdr[14];       /* header bytes of the next frame seen so far */
+    uint8_t hdr_len;
+    uint8_t fragmented;    /* inside a data message whose final frame has not come */
+};
+
+/* ws_rx_track_feed - account for len more bytes of the stream. */
+void ws_rx_track_feed(struct ws_rx_track *t, const uint8_t *buf, size_t len);
+
+/* ws_rx_track_idle - 1 at a frame boundary outside any fragmented message. */
+int ws_rx_track_idle(const struct ws_rx_track *t);
+
 struct ws_frame {
     uint64_t seq;
     uint64_t stream_end; /* bytes of the worker's stream up to and including this frame */

@@ -125,6 +125,48 @@ START_TEST(window_large_frame)
 }
 END_TEST
 
+/* Feed a stream in 1-byte chunks and check idleness after each frame. */
+START_TEST(rx_track_boundaries)
+{
+    struct ws_rx_track t = {0};
+    ck_assert(ws_rx_track_idle(&t));
+    /* masked text frame, 3 bytes payload, fed byte by byte */
+    static const uint8_t text[] = {0x81, 0x83, 1, 2, 3, 4, 'a', 'b', 'c'};
+    for (size_t i = 0; i < sizeof(text); i++) {
+        ws_rx_track_feed(&t, text + i, 1);
+        ck_assert_int_eq(ws_rx_track_idle(&t), i == sizeof(text) - 1);
+    }
+    /* 16-bit length: 300 bytes of payload */
+    uint8_t hdr16[] = {0x82, 0x80 | 126, 0x01, 0x2c, 9, 9, 9, 9};
+    ws_rx_track_feed(&t, hdr16, sizeof(hdr16));
+    ck_assert(!ws_rx_track_idle(&t));
+    uint8_t payload[300] = {0};
+    ws_rx_track_feed(&t, payload, 299);
+    ck_assert(!ws_rx_track_idle(&t));
+    ws_rx_track_feed(&t, payload, 1);
+    ck_assert(ws_rx_track_idle(&t));
+    /* 64-bit length form with a 1-byte payload */
+    uint8_t hdr64[] = {0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9, 9, 9, 'x'};
+    ws_rx_track_feed(&t, hdr64, sizeof(hdr64));
+    ck_assert(ws_rx_track_idle(&t));
+}
+END_TEST
+
+START_TEST(rx_track_fragmented_message)
+{
+    struct ws_rx_track t = {0};
+    static const uint8_t first[] = {0x01, 0x81, 0, 0, 0, 0, 'a'}; /* text, FIN=0 */
+    static const uint8_t ping[] = {0x89, 0x80, 0, 0, 0, 0};       /* control in between */
+    static const uint8_t last[] = {0x80, 0x81, 0, 0, 0, 0, 'b'};  /* continuation, FIN=1 */
+    ws_rx_track_feed(&t, first, sizeof(first));
+    ck_assert(!ws_rx_track_idle(&t)); /* at a boundary, but mid-message */
+    ws_rx_track_feed(&t, ping, sizeof(ping));
+    ck_assert(!ws_rx_track_idle(&t));
+    ws_rx_track_feed(&t, last, sizeof(last));
+    ck_assert(ws_rx_track_idle(&t));
+}
+END_TEST
+
 int
 main(void)
 {
@@ -136,6 +178,8 @@ main(void)
     tcase_add_test(tc, window_push_get);
     tcase_add_test(tc, window_capacity_drops_oldest);
     tcase_add_test(tc, window_large_frame);
+    tcase_add_test(tc, rx_track_boundaries);
+    tcase_add_test(tc, rx_track_fragmented_message);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
