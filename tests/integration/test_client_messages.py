@@ -221,7 +221,58 @@ async def test_library_clean_close():
             await ws2.close()
 
 
+def test_frames_pipelined_with_handshake_and_split():
+    """Bytes sent together with the handshake are not lost, and frames split
+    into 1-byte TCP segments are parsed."""
+    import base64
+    import socket
+    from harness import accept_key, build_frame
+    with Daemon(workers=1, flags=FLAGS) as d:
+        # handshake + ping in one segment
+        c = RawWS(d.port, handshake=False)
+        try:
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            key = base64.b64encode(os.urandom(16)).decode()
+            req = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode()
+            c.send(req + build_frame(PING, b"early") + build_frame(TEXT, b"ignored"))
+            st, hdrs = c.read_http_head()
+            assert st == 101 and hdrs.get("sec-websocket-accept") == accept_key(key), (st, hdrs)
+            while True:
+                fin, op, p = c.read_frame(timeout=3)
+                if op != PING:
+                    break
+            assert (op, p) == (PONG, b"early"), "ping sent with the handshake: %#x %r" % (op, p)
+            # a ping and a text frame, one byte per segment
+            for b in build_frame(PING, b"slow") + build_frame(TEXT, b"x" * 130):
+                c.send(bytes([b]))
+                time.sleep(0.002)
+            while True:
+                fin, op, p = c.read_frame(timeout=3)
+                if op != PING:
+                    break
+            assert (op, p) == (PONG, b"slow"), "ping sent byte by byte: %#x %r" % (op, p)
+            expect_event(d, c, "after byte-by-byte frames")
+        finally:
+            c.close()
+        # handshake + oversized message in one segment -> 1009
+        c = RawWS(d.port, handshake=False)
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            req = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode()
+            c.send(req + build_frame(TEXT, b"y" * (MAX + 1)))
+            st, _ = c.read_http_head()
+            assert st == 101, st
+            expect_close(c, 1009, "oversized message pipelined with the handshake")
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     run([test_library_messages_ignored_then_1009, test_library_binary_too_big_1009,
          test_raw_messages_ignored, test_raw_too_big_1009, test_protocol_violations_1002,
-         test_client_close_answered, test_library_clean_close])
+         test_client_close_answered, test_library_clean_close,
+         test_frames_pipelined_with_handshake_and_split])
