@@ -87,5 +87,42 @@ async def test_kill_one_worker():
         assert d.proc.poll() is None, "master died"
 
 
+async def test_crash_loop_backs_off():
+    """A worker that keeps dying right after it starts is respawned with a
+    growing delay; afterwards everything serves normally again."""
+    with Daemon(workers=WORKERS, expect_worker_deaths=True) as d:
+        workers = d.wait_workers(WORKERS)
+        assert len(workers) == WORKERS, workers
+        survivor = workers[1]
+        victim = workers[0]
+        delays = []
+        for _ in range(5):
+            os.kill(victim, signal.SIGKILL)
+            t0 = time.monotonic()
+            new = None
+            while time.monotonic() - t0 < 8:
+                now = [p for p in d.worker_pids() if p not in (survivor, victim)]
+                if now:
+                    new = now[0]
+                    break
+                await asyncio.sleep(0.005)
+            assert new is not None, "no respawn within 8 s after crash %d" % (len(delays) + 1)
+            delays.append(time.monotonic() - t0)
+            victim = new
+        print("respawn delays: %s s" % ["%.2f" % x for x in delays])
+        assert survivor in d.worker_pids(), "the other worker was disturbed"
+        assert delays[-1] >= 0.3 and delays[-1] > 2 * delays[0], \
+            "no backoff for a crash-looping worker: delays %r" % delays
+        assert d.proc.poll() is None, "master died"
+        d.wait_ready(5)
+        conns, by = await connect_spread(d, [survivor, victim], n=16)
+        try:
+            d.write("later.json", persona_api("later"))
+            for w in conns:
+                await expect(w, "added", "later", what="after the crash loop")
+        finally:
+            await asyncio.gather(*[w.close() for w in conns], return_exceptions=True)
+
+
 if __name__ == "__main__":
-    run([test_kill_one_worker])
+    run([test_kill_one_worker, test_crash_loop_backs_off])
