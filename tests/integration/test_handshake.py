@@ -36,6 +36,18 @@ def test_healthz():
         assert ct.startswith("application/json"), "Content-Type %r" % ct
 
 
+def test_healthz_only_after_initial_scan():
+    """200 from /healthz means the initial scan is published and workers
+    accept connections: the first REST read already sees every persona."""
+    seed = {"s%04d.json" % i: persona_k8s("seeded-%04d" % i, nodes=2) for i in range(800)}
+    with Daemon(workers=2, seed=seed) as d:
+        names = d.cluster_names()
+        assert len(names) == 800, "healthz was 200 with only %d/800 personas published" % len(
+            names)
+        c = RawWS(d.port)
+        c.close()
+
+
 def test_handshake_ok_accept_header():
     with Daemon(workers=1) as d:
         # The RFC's own sample key and answer, byte for byte.
@@ -98,5 +110,5 @@ async def test_library_client_gets_events():
 
 
 if __name__ == "__main__":
-    run([test_healthz, test_handshake_ok_accept_header, test_handshake_rejects_400,
+    run([test_healthz, test_healthz_only_after_initial_scan, test_handshake_ok_accept_header, test_handshake_rejects_400,
          test_handshake_version_426, test_library_client_gets_events])
