@@ -179,8 +179,9 @@ async def test_write_deadline_alone():
                 "non-reading client with pending bytes still open %.1fs after its writes " \
                 "blocked (--write-deadline=%g)" % (time.monotonic() - t_stall, dl)
             print("write deadline closed it %.2fs after the stall" % closed)
-            # writes blocked at most two bursts (< 0.5 s) before t_stall
-            assert closed >= dl - 0.8, "closed after only %.2fs: not the deadline" % closed
+            # the last write progress was one burst (normally < 0.3 s) before
+            # t_stall; allow for a slow machine
+            assert closed >= dl - 1.2, "closed after only %.2fs: not the deadline" % closed
             d.write("after.json", '{"name": "after", "spec": {}}')
             m = await asyncio.wait_for(normal.recv(), 3)
             assert m == ev("added", "after"), m
