@@ -14,7 +14,6 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import children, conn_owner  # noqa: E402,F401
 
 
 # --- personas -------------------------------------------------------------

@@ -9,7 +9,6 @@ against the events this test caused, percent-decoded exact names, HEAD, 405,
 """
 
 import asyncio
-import json
 import os
 import re
 import sys
