@@ -176,11 +176,11 @@ reply_bytes(struct MHD_Connection *conn, const void *data, size_t len, const cha
             const char *content_type, const char *cache_control, struct snap_ref *ref)
 {
     struct MHD_Response *r;
-    unsigned status = MHD_HTTP_OK;
-    if (etag_matches(conn, etag)) {
-        status = MHD_HTTP_NOT_MODIFIED;
-        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    } else if (ref != NULL) {
+    unsigned status = etag_matches(conn, etag) ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK;
+    /* A 304 is built from the same bytes: libmicrohttpd sends no body for it,
+     * and a Content-Length, if any, must then be that of the 200 (RFC 9110
+     * 8.6), not 0. */
+    if (ref != NULL) {
         r = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)data, snap_ref_put,
                                                                    ref);
         if (r != NULL)

@@ -17,6 +17,7 @@
 #include "build_config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -144,6 +145,8 @@ log_close(struct ws_conn *c, int info, const char *what, uint16_t code, const ch
 {
     char peer[64];
     net_peer_name(c->fd, peer, sizeof(peer));
+    if (strcmp(peer, "?:0") == 0) /* reset already: the address is gone */
+        snprintf(peer, sizeof(peer), "fd %d", c->fd);
     const char *sep = reason[0] != '\0' ? ": " : "";
     if (info)
         log_info("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
@@ -423,9 +426,43 @@ conn_wslay_release_if_idle(struct ws_conn *c)
     }
 }
 
+/* A closing connection only waits for the peer's close frame or EOF.  wslay
+ * stops reading once it has decided to close (and level-triggered EPOLLIN would
+ * then fire forever), so the input is read and discarded here, followed only
+ * by ws_rx_track, which keeps frame boundaries even after a violation. */
+static void
+conn_read_closing(struct ws_conn *c)
+{
+    uint8_t buf[4096];
+    free(c->extra);
+    c->extra = NULL;
+    c->extra_len = c->extra_off = 0;
+    for (uint32_t total = 0; !c->rx.saw_close && total < WS_RECV_MAX_BYTES_PER_WAKEUP;) {
+        ssize_t r = read(c->fd, buf, sizeof(buf));
+        if (r > 0) {
+            ws_rx_track_feed(&c->rx, buf, (size_t)r);
+            total += (uint32_t)r;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return; /* wait for the rest */
+        } else {
+            conn_kill(c); /* EOF or error: the peer is done */
+            return;
+        }
+    }
+    if (c->rx.saw_close)
+        conn_kill(c); /* the peer answered our close: both sides are done */
+    /* else this wake-up's budget is spent; level-triggered EPOLLIN returns */
+}
+
 static void
 conn_read(struct ws_conn *c)
 {
+    if (c->state == WS_CLOSING) {
+        conn_read_closing(c);
+        return;
+    }
     if (conn_wslay(c) != 0) {
         log_close(c, 1, "out of memory for a WebSocket context, dropped", 1011, "");
         conn_kill(c);

@@ -77,6 +77,8 @@ rx_header_done(struct ws_rx_track *t)
     t->hdr_len = 0;
     if (opcode < 0x8) /* data or continuation frame; control frames never fragment */
         t->fragmented = !fin;
+    else if (opcode == 0x8)
+        t->saw_close = 1;
 }
 
 void

@@ -40,6 +40,7 @@ struct ws_rx_track {
     uint8_t hdr[14];       /* header bytes of the next frame seen so far */
     uint8_t hdr_len;
     uint8_t fragmented;    /* inside a data message whose final frame has not come */
+    uint8_t saw_close;     /* a close frame's header has been seen */
 };
 
 /* ws_rx_track_feed - account for len more bytes of the stream. */
