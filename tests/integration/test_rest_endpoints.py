@@ -195,6 +195,16 @@ def test_methods_405():
                         # the connection stays usable (body read and ignored)
                         r2 = c.roundtrip("GET", "/api/clusters/alpha")
                         assert r2.status == 200, r2
+        # a 1 MiB body and a chunked body are read and ignored too
+        with RawHTTP(d.port, timeout=10) as c:
+            r = c.roundtrip("POST", "/api/clusters", body=b"x" * (1 << 20))
+            assert_json_error(r, 405, "POST with 1 MiB")
+            c.send("PUT /api/clusters/alpha HTTP/1.1\r\nHost: x\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            r = c.read_response()
+            assert_json_error(r, 405, "chunked PUT")
+            assert r.header("allow") == "GET, HEAD"
+            assert c.roundtrip("GET", "/api/clusters/alpha").status == 200
         # nothing was changed by any of them
         assert [c["name"] for c in get_ok_json(d.port, "/api/clusters")["clusters"]] == ["alpha"]
 
