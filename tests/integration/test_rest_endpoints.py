@@ -11,7 +11,9 @@ against the events this test caused, percent-decoded exact names, HEAD, 405,
 import asyncio
 import os
 import re
+import signal
 import sys
+import time
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
@@ -324,7 +326,43 @@ async def test_seq_counts_events():
             await ws.close()
 
 
+async def test_respawned_worker_serves_current_snapshot():
+    """A worker started after changes serves the current snapshot, byte for
+    byte (it has no copy of its own yet)."""
+    with Daemon(workers=1, seed={"a.json": realistic("alpha")},
+                expect_worker_deaths=True) as d:
+        ws = await ws_connect(d)
+        try:
+            d.write("b.json", realistic("bravo"))
+            await expect(ws, "added", "bravo")
+            d.write("a.json", realistic("alpha", app_count=77))
+            await expect(ws, "updated", "alpha")
+            before = get(d.port, "/api/clusters")
+            assert before.json()["seq"] == 2
+            old = d.wait_workers(1)
+            assert len(old) == 1, old
+            time.sleep(1.1)        # past start-up: respawned at once
+            os.kill(old[0], signal.SIGKILL)
+            deadline = time.monotonic() + 8
+            new = []
+            while time.monotonic() < deadline:
+                new = d.worker_pids()
+                if new and new != old:
+                    break
+                time.sleep(0.05)
+            assert new and new != old, "no new worker: %r" % new
+            assert d.wait_ready() is not None
+            after = get(d.port, "/api/clusters")
+            assert after.status == 200 and after.body == before.body, after
+            assert after.header("etag") == before.header("etag")
+            r = get(d.port, "/api/clusters/alpha")
+            assert r.json()["status"]["applicationCount"] == 77
+        finally:
+            await ws.close()
+
+
 if __name__ == "__main__":
     run([test_list_and_detail_pass_through, test_byte_order_and_exact_names,
          test_unknown_cluster_and_paths, test_head, test_methods_405, test_etag_and_304,
-         test_304_content_length, test_seq_counts_events])
+         test_304_content_length, test_seq_counts_events,
+         test_respawned_worker_serves_current_snapshot])
