@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import Daemon, expect, expect_silence, persona_api, run, ws_connect  # noqa: E402
+from harness import (Daemon, conn_owner, expect, expect_silence, persona_api, run,  # noqa: E402
+                     ws_connect)
 from rest_util import (RawHTTP, assert_json_error, byte_sorted, canonical, get,  # noqa: E402
                        get_ok_json, realistic, rest_object)
 
@@ -361,8 +362,31 @@ async def test_respawned_worker_serves_current_snapshot():
             await ws.close()
 
 
+def test_stalled_master_does_not_block():
+    """With the master stopped (SIGSTOP) both workers keep answering from the
+    snapshot: readers take no lock the master could hold."""
+    with Daemon(workers=2, seed={"a.json": realistic("alpha")}) as d:
+        workers = d.wait_workers(2)
+        want = get(d.port, "/api/clusters").body
+        os.kill(d.pid, signal.SIGSTOP)
+        try:
+            served = set()
+            for _ in range(40):
+                with RawHTTP(d.port, timeout=3) as c:
+                    served.add(conn_owner(d, c.local_port, pids=workers))
+                    r = c.roundtrip("GET", "/api/clusters")
+                    assert r.status == 200 and r.body == want, r
+                    r = c.roundtrip("GET", "/api/clusters/alpha")
+                    assert r.status == 200 and r.json()["name"] == "alpha", r
+                if len(served) == 2:
+                    break
+            assert served == set(workers), (served, workers)
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+
+
 if __name__ == "__main__":
     run([test_list_and_detail_pass_through, test_byte_order_and_exact_names,
          test_unknown_cluster_and_paths, test_head, test_methods_405, test_etag_and_304,
          test_304_content_length, test_seq_counts_events,
-         test_respawned_worker_serves_current_snapshot])
+         test_respawned_worker_serves_current_snapshot, test_stalled_master_does_not_block])
