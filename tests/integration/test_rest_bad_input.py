@@ -62,6 +62,11 @@ CASES = [
     ("/api/clusters/..%5C..%5Cetc%5Cpasswd", 404, "cluster not found"),
     ("/api/../api/clusters", 404, "not found"),
     ("/api/clusters/./a", 404, "not found"),
+    ("/../../../../etc/passwd", 404, "not found"),
+    ("/%2e%2e/%2e%2e/etc/passwd", 404, "not found"),
+    ("/app.js/../../../etc/passwd", 404, "not found"),
+    ("/etc/passwd", 404, "not found"),
+    ("//etc/passwd", 404, "not found"),
     # extra segments
     ("/api/clusters/a/b", 404, "not found"),
     ("/api/clusters/a/", 404, "not found"),
