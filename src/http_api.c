@@ -20,17 +20,25 @@
 #define CLUSTERS_PATH "/api/clusters"
 #define ETAG_LEN 19 /* quoted 16 hex digits */
 
-/* Set as a request's context at the first handler call; only its address is
- * used.  A /ws request replaces it with a malloc'd struct ws_handshake. */
-static char request_marker;
+void *
+http_api_uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls, (void)conn;
+    struct http_request *rq = calloc(1, sizeof(*rq));
+    /* Called before MHD splits off the query or unescapes anything: the target
+     * still ends where MHD cut the request line before the HTTP version, unless
+     * it holds a raw NUL byte, which would otherwise silently shorten it. */
+    if (rq != NULL && uri != NULL)
+        rq->target_end = uri + strlen(uri);
+    return rq; /* NULL (out of memory): the handler refuses the request */
+}
 
 void
 http_api_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                    enum MHD_RequestTerminationCode toe)
 {
     (void)cls, (void)conn, (void)toe;
-    if (*req_cls != NULL && *req_cls != &request_marker)
-        free(*req_cls);
+    free(*req_cls);
     *req_cls = NULL;
 }
 
@@ -286,21 +294,28 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
                  const char *version, const char *upload_data, size_t *upload_data_size,
                  void **req_cls)
 {
-    (void)version, (void)upload_data;
+    (void)upload_data;
     struct worker *w = cls;
     /* Answer once the whole request is in: MHD closes a connection whose
      * response was queued at the first call (an "early" response), which
      * would defeat keep-alive.  A request body is read and ignored. */
-    if (*req_cls == NULL) {
-        *req_cls = &request_marker;
+    struct http_request *rq = *req_cls;
+    if (rq == NULL)
+        return MHD_NO; /* no context could be allocated: drop the connection */
+    if (!rq->headers_done) {
+        rq->headers_done = 1;
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* The version follows the target in MHD's line buffer (connection.c,
+     * parse_initial_message_line); anything else means a NUL cut the target. */
+    if (rq->target_end != NULL && version[0] != '\0' && rq->target_end + 1 != version)
+        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
     if (strcmp(url, "/ws") == 0)
-        return ws_upgrade_handle(w, conn, method, req_cls);
+        return ws_upgrade_handle(w, conn, method, rq);
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     int is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     const struct http_static_asset *asset = NULL;

@@ -20,13 +20,25 @@
 
 #include "worker.h"
 
+/* The context of one HTTP request (MHD's req_cls), created by
+ * http_api_uri_logger before MHD touches the URL, freed by http_api_completed. */
+struct http_request {
+    const char *target_end; /* end of the request target in MHD's line buffer */
+    int headers_done;       /* the handler's first call has happened */
+    uint64_t ws_start_seq;  /* /ws: the first event the client gets */
+};
+
+/* http_api_uri_logger - MHD's URI log callback: allocates the request context
+ * and notes where the request target ends (to detect a raw NUL in it). */
+void *http_api_uri_logger(void *cls, const char *uri, struct MHD_Connection *conn);
+
 /* http_api_handler - the MHD access handler; cls is the struct worker. */
 enum MHD_Result http_api_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls);
 
 /* http_api_completed - MHD's request-completed callback: frees the request
- * context a /ws handshake allocated. */
+ * context. */
 void http_api_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                         enum MHD_RequestTerminationCode toe);
 

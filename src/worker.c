@@ -63,7 +63,8 @@ worker_start_mhd(struct worker *w)
     w->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, http_api_handler, w,
         /* The logger first, or MHD logs earlier option errors its own way. */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_URI_LOG_CALLBACK, http_api_uri_logger,
+        NULL, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
         /* MHD's default limit (FD_SETSIZE - 4) silently stops accepting at 1020. */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(w->cfg->max_connections + 1024),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,

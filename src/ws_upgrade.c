@@ -83,14 +83,14 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
 {
     (void)connection;
     struct worker *w = cls;
-    const struct ws_handshake *hs = req_cls;
+    const struct http_request *rq = req_cls;
     int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         log_warn("fcntl(F_DUPFD_CLOEXEC) on an upgraded socket");
     /* extra_in points into MHD's pool: ws_conn_new copies it before the close. */
     struct ws_conn *c = NULL;
     if (fd >= 0 && net_set_nonblock(fd) == 0)
-        c = ws_conn_new(w, fd, hs->start_seq, extra_in, extra_in_size);
+        c = ws_conn_new(w, fd, rq->ws_start_seq, extra_in, extra_in_size);
     else if (fd >= 0)
         close(fd);
     (void)c;
@@ -100,7 +100,8 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
 }
 
 enum MHD_Result
-ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method, void **req_cls)
+ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
+                  struct http_request *rq)
 {
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "WebSocket handshake needs GET");
@@ -133,11 +134,7 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *met
     /* The client's stream starts at the first event after this point: the 101
      * may reach the client before the upgrade callback runs, and an event
      * the client causes right after seeing it must not be missed. */
-    struct ws_handshake *hs = malloc(sizeof(*hs));
-    if (hs == NULL)
-        return MHD_NO;
-    hs->start_seq = ring_head(w->ring) + 1;
-    *req_cls = hs; /* freed by http_api_completed */
+    rq->ws_start_seq = ring_head(w->ring) + 1;
     char accept[29];
     ws_upgrade_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(upgrade_cb, w);

@@ -19,14 +19,11 @@ void ws_upgrade_accept_key(const char *key, char out[29]);
 /* ws_upgrade_key_valid - 1 if key is base64 of exactly 16 bytes. */
 int ws_upgrade_key_valid(const char *key);
 
-/* The request context of a /ws handshake (freed by http_api_completed). */
-struct ws_handshake {
-    uint64_t start_seq; /* first event the client gets: fixed when the 101 is queued */
-};
+struct http_request;
 
 /* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503.
- * req_cls is the request's context slot (see struct ws_handshake). */
+ * rq is the request's context (it carries the client's start seq to the hand-off). */
 enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
-                                  void **req_cls);
+                                  struct http_request *rq);
 
 #endif
