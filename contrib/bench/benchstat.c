@@ -136,6 +136,8 @@ srv_sample(pid_t pid, struct srv_sample *s)
             continue;
         s->procs++;
         s->cpu_s += (double)(utime + stime) / (double)tck;
+        if (p == pid)
+            s->master_cpu_s = (double)(utime + stime) / (double)tck;
         snprintf(path, sizeof path, "/proc/%ld/status", p);
         s->rss_kb += status_field_kb(path, "VmRSS:");
         snprintf(path, sizeof path, "/proc/%ld/smaps_rollup", p);

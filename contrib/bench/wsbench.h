@@ -57,9 +57,10 @@ struct conn {
 };
 
 struct srv_sample {
-    double cpu_s; /* utime + stime of the master and its children, seconds */
-    long rss_kb;  /* sum of VmRSS */
-    long pss_kb;  /* sum of Pss (smaps_rollup): shared pages counted once */
+    double cpu_s;        /* utime + stime of the master and its children, seconds */
+    double master_cpu_s; /* the master's share of cpu_s */
+    long rss_kb;         /* sum of VmRSS */
+    long pss_kb;         /* sum of Pss (smaps_rollup): shared pages counted once */
     int procs;
 };
 
