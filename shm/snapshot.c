@@ -82,8 +82,8 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     uint8_t *blob = malloc(total);
     if (blob == NULL)
         return NULL;
-    struct snap_blob *b = (struct snap_blob *)blob;
-    struct snap_entry *e = (struct snap_entry *)(b + 1);
+    struct snap_blob *b = (struct snap_blob *)(void *)blob;
+    struct snap_entry *e = (struct snap_entry *)(void *)(b + 1);
     uint8_t *np = blob + names_off;
     uint8_t *lp = blob + list_off;
     memcpy(lp, head, sizeof(head) - 1);
@@ -149,9 +149,10 @@ snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size
         const struct snap_half_meta *m = &s->hdr->half[g & 1];
         if (atomic_load_explicit(&m->gen, memory_order_acquire) != g)
             continue;
-        size_t n = m->blob_bytes;
-        if (n > s->hdr->half_bytes)
-            continue; /* torn length; the re-check would reject it anyway */
+        uint64_t bytes = m->blob_bytes;
+        if (bytes > s->hdr->half_bytes)
+            continue;             /* torn length; the re-check would reject it anyway */
+        size_t n = (size_t)bytes; /* <= half_bytes, which was mapped, so it fits */
         if (n > cap) {
             free(buf);
             buf = malloc(n ? n : 1);
@@ -177,12 +178,12 @@ snapshot_blob_valid(const uint8_t *blob, size_t len)
 {
     if (len < sizeof(struct snap_blob))
         return 0;
-    const struct snap_blob *b = (const struct snap_blob *)blob;
+    const struct snap_blob *b = snapshot_blob_header(blob);
     size_t index_end = sizeof(*b) + (size_t)b->count * sizeof(struct snap_entry);
     if (index_end > len || b->names_off < index_end || b->list_off < b->names_off ||
         (size_t)b->list_off + b->list_len > len)
         return 0;
-    const struct snap_entry *e = (const struct snap_entry *)(b + 1);
+    const struct snap_entry *e = snapshot_blob_entries(blob);
     for (uint32_t i = 0; i < b->count; i++) {
         if ((size_t)e[i].name_off + e[i].name_len > b->list_off || e[i].name_off < b->names_off ||
             e[i].obj_off < b->list_off ||
@@ -204,8 +205,8 @@ name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 const struct snap_entry *
 snapshot_find(const uint8_t *blob, const char *name, size_t name_len)
 {
-    const struct snap_blob *b = (const struct snap_blob *)blob;
-    const struct snap_entry *e = (const struct snap_entry *)(b + 1);
+    const struct snap_blob *b = snapshot_blob_header(blob);
+    const struct snap_entry *e = snapshot_blob_entries(blob);
     size_t lo = 0, hi = b->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

@@ -62,6 +62,21 @@ uint64_t snapshot_generation(const struct snapshot *s);
 enum snapshot_status snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob,
                                    size_t *len, uint64_t *gen);
 
+/* Blobs live in malloc'd buffers (8-byte aligned) and their header and index sit
+ * at 8-byte offsets, so these views are aligned even on strict-alignment CPUs.
+ * The shared-memory halves are only ever memcpy'd, never viewed. */
+static inline const struct snap_blob *
+snapshot_blob_header(const uint8_t *blob)
+{
+    return (const struct snap_blob *)(const void *)blob;
+}
+
+static inline const struct snap_entry *
+snapshot_blob_entries(const uint8_t *blob)
+{
+    return (const struct snap_entry *)(const void *)(blob + sizeof(struct snap_blob));
+}
+
 /* snapshot_blob_valid - check a private blob's header and index bounds (readers
  * check once per copy, so lookups can trust offsets). */
 int snapshot_blob_valid(const uint8_t *blob, size_t len);

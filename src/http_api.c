@@ -258,7 +258,7 @@ serve_list(struct worker *w, struct MHD_Connection *conn)
     struct snap_ref *ref = snap_current(w);
     if (ref == NULL)
         return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "snapshot unavailable");
-    const struct snap_blob *b = (const struct snap_blob *)ref->blob;
+    const struct snap_blob *b = snapshot_blob_header(ref->blob);
     char etag[ETAG_LEN + 1];
     format_etag(etag, b->list_etag);
     return reply_bytes(conn, ref->blob + b->list_off, b->list_len, etag, "application/json",

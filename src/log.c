@@ -21,7 +21,7 @@ log_set_level(enum log_level level)
     log_threshold = level;
 }
 
-static void
+__attribute__((format(printf, 4, 0))) static void
 log_emit(const char *level, int with_errno, int saved_errno, const char *fmt, va_list ap)
 {
     char line[1024];

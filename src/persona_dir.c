@@ -94,7 +94,8 @@ persona_dir_on_notify(struct persona_dir *pd)
             break;
         }
         for (char *p = buf; p < buf + len;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
+            const struct inotify_event *ev =
+                (const struct inotify_event *)(const void *)p; /* aligned: see buf */
             p += sizeof(*ev) + ev->len;
             if (ev->mask & IN_Q_OVERFLOW) {
                 log_warnx("inotify queue overflow; rescanning %s", pd->path);

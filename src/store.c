@@ -376,8 +376,8 @@ struct diff {
 static size_t
 diff_states(const uint8_t *old, const struct claim *want, size_t nwant, struct diff *d)
 {
-    const struct snap_blob *b = (const struct snap_blob *)old;
-    const struct snap_entry *e = old ? (const struct snap_entry *)(b + 1) : NULL;
+    const struct snap_blob *b = old ? snapshot_blob_header(old) : NULL;
+    const struct snap_entry *e = old ? snapshot_blob_entries(old) : NULL;
     size_t nold = old ? b->count : 0, i = 0, j = 0, k = 0;
     while (i < nold || j < nwant) {
         int c;
@@ -450,7 +450,7 @@ store_commit(struct store *st, int baseline)
     struct claim *want = desired_state(st, &nwant);
     struct diff *d =
         want ? malloc(
-                   (nwant + (st->published ? ((struct snap_blob *)st->published)->count : 0) + 1) *
+                   (nwant + (st->published ? snapshot_blob_header(st->published)->count : 0) + 1) *
                    sizeof(*d))
              : NULL;
     if (d == NULL) {
@@ -504,7 +504,7 @@ store_get_stats(const struct store *st, struct store_stats *out)
     memset(out, 0, sizeof(*out));
     out->events = st->events;
     out->files = (uint32_t)st->nfiles;
-    out->clusters = st->published ? ((const struct snap_blob *)st->published)->count : 0;
+    out->clusters = st->published ? snapshot_blob_header(st->published)->count : 0;
     for (size_t i = 0; i < st->nfiles; i++)
         out->bad_files += st->files[i].bad != 0;
 }

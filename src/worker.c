@@ -36,7 +36,7 @@
 #define WORKER_MHD_POOL_BYTES 16384
 #define WORKER_MHD_IDLE_TIMEOUT_S 30
 
-static void
+__attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;

@@ -59,9 +59,9 @@ struct ws_conn {
     unsigned rd_eof : 1;
     unsigned sock_err : 1;
     wslay_event_context_ptr wslay; /* NULL while idle: see conn_read */
-    struct ws_rx_track rx;          /* frame position of the input stream */
-    uint64_t next_seq;  /* next event to send */
-    uint32_t frame_off; /* bytes of that event's frame already sent */
+    struct ws_rx_track rx;         /* frame position of the input stream */
+    uint64_t next_seq;             /* next event to send */
+    uint32_t frame_off;            /* bytes of that event's frame already sent */
     uint32_t recv_budget;
     int read_errno; /* why the last read failed, for the log */
     uint8_t *extra; /* bytes received with the handshake, owned */
@@ -71,7 +71,8 @@ struct ws_conn {
     uint8_t ctrl[WS_CTRL_BYTES];
 };
 
-#define CONN_OF(node, field) ((struct ws_conn *)((char *)(node)-offsetof(struct ws_conn, field)))
+#define CONN_OF(node, field)                                                                       \
+    ((struct ws_conn *)(void *)((char *)(node)-offsetof(struct ws_conn, field)))
 
 static void conn_flush(struct ws_conn *c);
 
@@ -418,9 +419,8 @@ conn_wslay(struct ws_conn *c)
 static void
 conn_wslay_release_if_idle(struct ws_conn *c)
 {
-    if (c->wslay != NULL && c->state != WS_DEAD && c->extra == NULL &&
-        ws_rx_track_idle(&c->rx) && !wslay_event_get_close_received(c->wslay) &&
-        !wslay_event_get_close_sent(c->wslay)) {
+    if (c->wslay != NULL && c->state != WS_DEAD && c->extra == NULL && ws_rx_track_idle(&c->rx) &&
+        !wslay_event_get_close_received(c->wslay) && !wslay_event_get_close_sent(c->wslay)) {
         wslay_event_context_free(c->wslay);
         c->wslay = NULL;
     }
