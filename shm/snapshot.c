@@ -61,6 +61,22 @@ snapshot_hash(const void *data, size_t len)
     return h;
 }
 
+uint64_t
+snapshot_list_etag(const uint8_t *blob)
+{
+    const struct snap_blob *b = snapshot_blob_header(blob);
+    const struct snap_entry *e = snapshot_blob_entries(blob);
+    uint64_t h = snapshot_hash(&b->seq, sizeof(b->seq));
+    for (uint32_t i = 0; i < b->count; i++) {
+        uint64_t x = e[i].etag;
+        for (int k = 0; k < 8; k++) {
+            h ^= (uint8_t)(x >> (8 * k));
+            h *= 0x100000001b3ull;
+        }
+    }
+    return h;
+}
+
 uint8_t *
 snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size_t *blob_len)
 {
@@ -97,7 +113,8 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
         np += items[i].name_len;
         e[i].obj_off = (uint32_t)(lp - blob);
         e[i].obj_len = items[i].obj_len;
-        e[i].etag = snapshot_hash(items[i].obj, items[i].obj_len);
+        e[i].etag =
+            items[i].etag != 0 ? items[i].etag : snapshot_hash(items[i].obj, items[i].obj_len);
         memcpy(lp, items[i].obj, items[i].obj_len);
         lp += items[i].obj_len;
     }
@@ -107,7 +124,7 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     b->names_off = (uint32_t)names_off;
     b->list_off = (uint32_t)list_off;
     b->list_len = (uint32_t)list;
-    b->list_etag = snapshot_hash(blob + list_off, list);
+    b->list_etag = snapshot_list_etag(blob);
     *blob_len = total;
     return blob;
 }

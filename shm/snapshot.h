@@ -36,6 +36,7 @@ struct snap_item {
     uint32_t name_len;
     const char *obj; /* {"name":...,"spec":...,"status":...} */
     uint32_t obj_len;
+    uint64_t etag; /* snapshot_hash(obj), or 0 to have snapshot_build compute it */
 };
 
 size_t snapshot_bytes(uint64_t half_bytes);
@@ -43,6 +44,10 @@ void snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes);
 
 /* snapshot_hash - FNV-1a 64 of bytes (for ETags). */
 uint64_t snapshot_hash(const void *data, size_t len);
+
+/* snapshot_list_etag - the list's ETag: a hash of seq and every entry's ETag,
+ * so it changes whenever the list JSON does, at O(count) instead of O(bytes). */
+uint64_t snapshot_list_etag(const uint8_t *blob);
 
 /* snapshot_build - serialise items into a malloc'd blob (caller frees).
  * Returns NULL on allocation failure or when a blob would exceed 4 GiB. */

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "../shm/snapshot.h"
 #include "persona.h"
 
 int
@@ -205,6 +206,7 @@ persona_parse(const char *data, size_t len, struct persona *out)
         goto out;
     }
     out->obj_len = strlen(out->obj);
+    out->etag = snapshot_hash(out->obj, out->obj_len);
     out->name_len = strlen(out->name);
 out:
     cJSON_Delete(spec);

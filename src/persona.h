@@ -12,6 +12,7 @@
 #define PERSONAD_PERSONA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define PERSONA_FILE_MAX_BYTES (1024 * 1024)
 #define PERSONA_NAME_MAX_BYTES 253
@@ -21,6 +22,8 @@ struct persona {
     size_t name_len;
     char *obj; /* owned, canonical {"name":..,"spec":..,"status":..} */
     size_t obj_len;
+    uint64_t etag;    /* snapshot_hash(obj): computed once, here */
+    uint64_t version; /* set by the store: unique per parse, for cheap diffs */
 };
 
 /* persona_parse - parse len bytes of a file.  Returns NULL and fills *out (free

@@ -51,6 +51,8 @@ struct store {
     size_t nfiles, cap_files;
     uint8_t *published; /* owned: the blob last published, NULL before the first */
     size_t published_len;
+    uint64_t *published_versions; /* owned: persona version of each published entry */
+    uint64_t next_version;        /* last persona version handed out */
     uint64_t events;
 };
 
@@ -82,6 +84,7 @@ store_free(struct store *st)
     }
     free(st->files);
     free(st->published);
+    free(st->published_versions);
     free(st);
 }
 
@@ -206,7 +209,7 @@ sig_of(const struct stat *sb, struct file_sig *sig)
 
 /* Parse an open file into entry f (new or existing). */
 static void
-file_load(struct store_file *f, int fd, const struct stat *sb)
+file_load(struct store *st, struct store_file *f, int fd, const struct stat *sb)
 {
     const char *err = NULL;
     size_t len = 0;
@@ -235,6 +238,7 @@ file_load(struct store_file *f, int fd, const struct stat *sb)
     f->bad = 0;
     persona_free(&f->good);
     f->good = p;
+    f->good.version = ++st->next_version;
 }
 
 static void
@@ -271,7 +275,7 @@ file_refresh(struct store *st, int dir_fd, const char *fn, int only_if_changed)
         }
         f->seen = 1;
     }
-    file_load(f, fd, &sb);
+    file_load(st, f, fd, &sb);
     close(fd);
 }
 
@@ -372,9 +376,25 @@ struct diff {
     size_t name_len;
 };
 
-/* Merge-walk published (old blob) against desired; fills d, returns the count. */
+/* 1 if the published entry i differs from persona p.  Same version: the same
+ * parse, so equal without looking.  Different ETags: different bytes.  Only a
+ * re-parse with an equal ETag needs the bytes compared. */
+static int
+entry_changed(const uint8_t *old, const struct snap_entry *e, uint64_t old_version,
+              const struct persona *p)
+{
+    if (old_version == p->version)
+        return 0;
+    if (e->etag != p->etag || e->obj_len != p->obj_len)
+        return 1;
+    return memcmp(old + e->obj_off, p->obj, e->obj_len) != 0;
+}
+
+/* Merge-walk published (old blob) against desired; fills d, returns the count.
+ * O(clusters) comparisons of integers; bytes only for re-parsed look-alikes. */
 static size_t
-diff_states(const uint8_t *old, const struct claim *want, size_t nwant, struct diff *d)
+diff_states(const uint8_t *old, const uint64_t *old_versions, const struct claim *want,
+            size_t nwant, struct diff *d)
 {
     const struct snap_blob *b = old ? snapshot_blob_header(old) : NULL;
     const struct snap_entry *e = old ? snapshot_blob_entries(old) : NULL;
@@ -395,8 +415,7 @@ diff_states(const uint8_t *old, const struct claim *want, size_t nwant, struct d
             d[k++] = (struct diff){DIFF_ADDED, want[j].p->name, want[j].p->name_len};
             j++;
         } else {
-            if (e[i].obj_len != want[j].p->obj_len ||
-                memcmp(old + e[i].obj_off, want[j].p->obj, e[i].obj_len) != 0)
+            if (entry_changed(old, &e[i], old_versions[i], want[j].p))
                 d[k++] = (struct diff){DIFF_UPDATED, want[j].p->name, want[j].p->name_len};
             i++;
             j++;
@@ -458,7 +477,7 @@ store_commit(struct store *st, int baseline)
         log_error("out of memory computing the persona diff; will retry");
         return -1;
     }
-    size_t nd = diff_states(st->published, want, nwant, d);
+    size_t nd = diff_states(st->published, st->published_versions, want, nwant, d);
     if (nd == 0 && st->published != NULL) {
         free(d);
         free(want);
@@ -466,15 +485,19 @@ store_commit(struct store *st, int baseline)
     }
     uint64_t seq = ring_head(st->ring) + (baseline ? 0 : nd);
     struct snap_item *items = malloc((nwant ? nwant : 1) * sizeof(*items));
+    uint64_t *versions = malloc((nwant ? nwant : 1) * sizeof(*versions));
     size_t blob_len = 0;
     uint8_t *blob = NULL;
-    if (items != NULL) {
-        for (size_t i = 0; i < nwant; i++)
-            items[i] = (struct snap_item){want[i].p->name, (uint32_t)want[i].p->name_len,
-                                          want[i].p->obj, (uint32_t)want[i].p->obj_len};
+    if (items != NULL && versions != NULL) {
+        for (size_t i = 0; i < nwant; i++) {
+            const struct persona *p = want[i].p;
+            items[i] = (struct snap_item){p->name, (uint32_t)p->name_len, p->obj,
+                                          (uint32_t)p->obj_len, p->etag};
+            versions[i] = p->version;
+        }
         blob = snapshot_build(items, (uint32_t)nwant, seq, &blob_len);
-        free(items);
     }
+    free(items);
     int rc = -1;
     if (blob == NULL) {
         log_error("out of memory building the snapshot; will retry");
@@ -488,10 +511,14 @@ store_commit(struct store *st, int baseline)
             append_events(st, d, nd);
         rc = baseline ? 0 : (int)nd;
         free(st->published);
+        free(st->published_versions);
         st->published = blob;
         st->published_len = blob_len;
+        st->published_versions = versions;
         blob = NULL;
+        versions = NULL;
     }
+    free(versions);
     free(blob);
     free(d);
     free(want);
