@@ -257,8 +257,10 @@ master_run(const struct config *cfg)
     m.dir.st = m.store;
     if (persona_dir_rescan(&m.dir) != 0)
         return 1;
-    if (store_commit(m.store, 1) != 0)
-        fatalx("cannot publish the initial snapshot");
+    /* Data over --snapshot-max must not become a crash loop under a supervisor:
+     * start with an empty list (the error is logged) and retry at each change. */
+    if (store_commit(m.store, 1) != 0 && store_publish_empty(m.store) != 0)
+        fatalx("cannot publish even an empty snapshot");
     if (sig_setup() != 0)
         fatal("signal set-up");
     m.slots = calloc(cfg->workers, sizeof(*m.slots));

@@ -503,8 +503,11 @@ store_commit(struct store *st, int baseline)
         log_error("out of memory building the snapshot; will retry");
     } else if (snapshot_publish(st->snap, blob, blob_len) != SNAPSHOT_OK) {
         log_error("snapshot of %zu bytes exceeds --snapshot-max (%llu bytes per copy); "
-                  "still serving the previous one, %zu change(s) held back",
-                  blob_len, (unsigned long long)st->snap->hdr->half_bytes, nd);
+                  "%s, %zu change(s) held back",
+                  blob_len, (unsigned long long)st->snap->hdr->half_bytes,
+                  st->published != NULL ? "still serving the previous one"
+                                        : "serving an empty list until it fits",
+                  nd);
     } else {
         /* Published: now, and only now, the events may enter the ring. */
         if (!baseline)
@@ -522,6 +525,16 @@ store_commit(struct store *st, int baseline)
     free(blob);
     free(d);
     free(want);
+    return rc;
+}
+
+int
+store_publish_empty(struct store *st)
+{
+    size_t len = 0;
+    uint8_t *blob = snapshot_build(NULL, 0, ring_head(st->ring), &len);
+    int rc = blob != NULL && snapshot_publish(st->snap, blob, len) == SNAPSHOT_OK ? 0 : -1;
+    free(blob);
     return rc;
 }
 

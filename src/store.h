@@ -55,6 +55,11 @@ int store_rescan(struct store *st, int dir_fd);
  * published (logged; the previous snapshot and the pending changes stay). */
 int store_commit(struct store *st, int baseline);
 
+/* store_publish_empty - publish an empty cluster list (start-up when the real
+ * one does not fit --snapshot-max: serve something, keep retrying at each
+ * change; the clusters then arrive as cluster.added).  0 or -1. */
+int store_publish_empty(struct store *st);
+
 void store_get_stats(const struct store *st, struct store_stats *out);
 
 #endif

@@ -36,11 +36,26 @@
 #define WORKER_MHD_POOL_BYTES 16384
 #define WORKER_MHD_IDLE_TIMEOUT_S 30
 
+#define WORKER_MHD_LOG_PER_SECOND 5
+
+/* libmicrohttpd logs per request (e.g. each oversized header it refuses):
+ * clients must not be able to flood the log, so at most a few lines a second. */
 __attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
-    char buf[512];
+    struct worker *w = cls;
+    int64_t second = clock_now_ms() / 1000;
+    if (second != w->mhd_log_second) {
+        if (w->mhd_log_dropped > 0)
+            log_warnx("libmicrohttpd: %u more message(s) suppressed", w->mhd_log_dropped);
+        w->mhd_log_second = second;
+        w->mhd_log_count = w->mhd_log_dropped = 0;
+    }
+    if (w->mhd_log_count++ >= WORKER_MHD_LOG_PER_SECOND) {
+        w->mhd_log_dropped++;
+        return;
+    }
+    char buf[256];
     vsnprintf(buf, sizeof(buf), fmt, ap);
     size_t n = strlen(buf);
     while (n > 0 && buf[n - 1] == '\n')
@@ -63,7 +78,7 @@ worker_start_mhd(struct worker *w)
     w->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, http_api_handler, w,
         /* The logger first, or MHD logs earlier option errors its own way. */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_URI_LOG_CALLBACK, http_api_uri_logger,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_api_uri_logger,
         NULL, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
         /* MHD's default limit (FD_SETSIZE - 4) silently stops accepting at 1020. */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(w->cfg->max_connections + 1024),
@@ -148,6 +163,10 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
+#if HAVE_MALLOC_TRIM
+    if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
+        next = w->trim_due_ms; /* a trim is owed: wake up for it */
+#endif
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     if (MHD_get_timeout(w->mhd, &mhd_ms) == MHD_YES && (int64_t)mhd_ms < timeout)
@@ -157,6 +176,24 @@ next_timeout_ms(struct worker *w)
     if (timeout > 60000)
         timeout = 60000;
     return (int)timeout;
+}
+
+/* Handshakes borrow 16 KiB pools from MHD and free them at the upgrade; after
+ * a burst of connections glibc keeps that heap, so idle RSS would stay at the
+ * burst's peak.  Give it back, at most once a second and only after churn. */
+static void
+worker_trim(struct worker *w)
+{
+#if HAVE_MALLOC_TRIM
+    uint64_t churn = w->stats.conns_opened + w->stats.conns_closed;
+    if (churn == w->trim_churn || w->now_ms < w->trim_due_ms)
+        return;
+    w->trim_churn = churn;
+    w->trim_due_ms = w->now_ms + 1000;
+    (void)malloc_trim(0);
+#else
+    (void)w;
+#endif
 }
 
 static void
@@ -245,6 +282,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         }
         ws_expire(&w);
         ws_reap(&w);
+        worker_trim(&w);
         if (w.stopping) {
             if (stop_by == 0)
                 stop_by = w.now_ms + WORKER_STOP_GRACE_MS;

@@ -60,7 +60,12 @@ struct worker {
     uint32_t nconns;
     struct deadline_list ping_list, pong_list, write_list, linger_list;
     int stopping;
-    int64_t now_ms; /* time of the current loop pass */
+    int64_t now_ms;           /* time of the current loop pass */
+    int64_t mhd_log_second;   /* rate limit of libmicrohttpd's messages: the second, */
+    unsigned mhd_log_count;   /* how many were logged in it, */
+    unsigned mhd_log_dropped; /* and how many were not */
+    int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
+    uint64_t trim_churn;      /* conns opened + closed at the last trim */
     struct worker_stats stats;
 };
 
