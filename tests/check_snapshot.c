@@ -50,7 +50,7 @@ itemset_make(struct itemset *set, const char *const *names, uint32_t n)
         snprintf(set->objs[i], cap, "{\"name\":\"%s\",\"spec\":{\"i\":%u},\"status\":{}}", names[i],
                  i);
         set->items[i] = (struct snap_item){names[i], (uint32_t)strlen(names[i]), set->objs[i],
-                                           (uint32_t)strlen(set->objs[i])};
+                                           (uint32_t)strlen(set->objs[i]), 0};
     }
 }
 
@@ -418,7 +418,7 @@ race_blob(uint64_t g, size_t *len)
         memcpy(objs[i] + k, alphabet + (g + i) % 26, pad);
         strcpy(objs[i] + (size_t)k + pad, "\"},\"status\":{}}");
         items[i] = (struct snap_item){names[i], (uint32_t)strlen(names[i]), objs[i],
-                                      (uint32_t)strlen(objs[i])};
+                                      (uint32_t)strlen(objs[i]), 0};
     }
     return snapshot_build(items, n, g, len);
 }
@@ -432,8 +432,7 @@ race_check(const uint8_t *blob, size_t len, uint64_t g)
     if (want == NULL)
         return -1;
     int rc = (len == want_len && memcmp(blob, want, len) == 0 && snapshot_blob_valid(blob, len) &&
-              blob_hdr(blob)->seq == g &&
-              blob_hdr(blob)->list_etag == snapshot_list_etag(blob))
+              blob_hdr(blob)->seq == g && blob_hdr(blob)->list_etag == snapshot_list_etag(blob))
                  ? 0
                  : -1;
     free(want);

@@ -373,9 +373,10 @@ def test_stalled_master_does_not_block():
             served = set()
             for _ in range(40):
                 with RawHTTP(d.port, timeout=3) as c:
-                    served.add(conn_owner(d, c.local_port, pids=workers))
                     r = c.roundtrip("GET", "/api/clusters")
                     assert r.status == 200 and r.body == want, r
+                    # after a response, a worker has certainly accepted the socket
+                    served.add(conn_owner(d, c.local_port, pids=workers))
                     r = c.roundtrip("GET", "/api/clusters/alpha")
                     assert r.status == 200 and r.json()["name"] == "alpha", r
                 if len(served) == 2:
