@@ -122,6 +122,18 @@ ctrl_add(struct ws_conn *c, const uint8_t *bytes, size_t len)
     return 0;
 }
 
+/* Pings and pongs may fill the control buffer only up to the point where a
+ * largest close frame still fits behind them; a peer that never reads then
+ * simply misses pings, which RFC 6455 allows. */
+static int
+ctrl_add_ping_pong(struct ws_conn *c, const uint8_t *bytes, size_t len)
+{
+    size_t pending = (size_t)(c->ctrl_len - c->ctrl_off);
+    if (pending + len > WS_CTRL_BYTES - (WS_CONTROL_PAYLOAD_MAX + 2))
+        return -1;
+    return ctrl_add(c, bytes, len);
+}
+
 static const char *
 close_reason_text(uint16_t code)
 {
@@ -155,6 +167,19 @@ log_close(struct ws_conn *c, int info, const char *what, uint16_t code, const ch
         log_debug("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
 }
 
+/* Queue our close frame, stop pinging, and give the peer WS_CLOSE_LINGER_MS.
+ * It always fits: pings and pongs leave room for it (ctrl_add_ping_pong). */
+static void
+conn_queue_close(struct ws_conn *c, const uint8_t *frame, size_t n)
+{
+    c->state = WS_CLOSING;
+    if (ctrl_add(c, frame, n) != 0)
+        panic("no room for a close frame in a connection's control buffer");
+    deadline_disarm(&c->ping_dl);
+    deadline_arm_force(&c->w->linger_list, &c->pong_dl, c->w->now_ms);
+    conn_flush(c);
+}
+
 void
 ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
 {
@@ -165,16 +190,7 @@ ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
     int routine = code == WS_CLOSE_NORMAL || (code == WS_CLOSE_GOING_AWAY && c->w->stopping);
     log_close(c, !routine, "closing", code, reason);
     uint8_t frame[WS_CONTROL_PAYLOAD_MAX + 2];
-    size_t n = ws_frame_close(frame, code, reason);
-    c->state = WS_CLOSING;
-    /* A close frame must get out even if a pong is stuck in the buffer. */
-    if (ctrl_add(c, frame, n) != 0) {
-        c->ctrl_off = c->ctrl_len = 0;
-        (void)ctrl_add(c, frame, n);
-    }
-    deadline_disarm(&c->ping_dl);
-    deadline_arm_force(&c->w->linger_list, &c->pong_dl, c->w->now_ms);
-    conn_flush(c);
+    conn_queue_close(c, frame, ws_frame_close(frame, code, reason));
 }
 
 /* Answer the peer's close: echo its code (an empty close if it sent none). */
@@ -185,15 +201,8 @@ conn_answer_close(struct ws_conn *c, uint16_t code)
     size_t n = code == WS_CLOSE_NO_STATUS ? ws_frame_control(frame, WS_OP_CLOSE, NULL, 0)
                                           : ws_frame_close(frame, code, NULL);
     log_close(c, 0, "closed by peer", code, "");
-    c->state = WS_CLOSING;
     c->peer_closed = 1;
-    if (ctrl_add(c, frame, n) != 0) {
-        c->ctrl_off = c->ctrl_len = 0;
-        (void)ctrl_add(c, frame, n);
-    }
-    deadline_disarm(&c->ping_dl);
-    deadline_arm_force(&c->w->linger_list, &c->pong_dl, c->w->now_ms);
-    conn_flush(c);
+    conn_queue_close(c, frame, n);
 }
 
 static int
@@ -383,7 +392,8 @@ msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *ar
         uint8_t frame[WS_CONTROL_PAYLOAD_MAX + 2];
         size_t n = ws_frame_control(frame, WS_OP_PONG, arg->msg, arg->msg_length);
         if (n > 0)
-            (void)ctrl_add(c, frame, n); /* no room: answering only the latest ping is allowed */
+            (void)ctrl_add_ping_pong(c, frame,
+                                     n); /* no room: answering only the latest ping is allowed */
     }
     /* Data messages are read and ignored: the API is notification-only. */
 }
@@ -656,7 +666,7 @@ ws_expire(struct worker *w)
     while ((n = deadline_pop_expired(&w->ping_list, now)) != NULL) {
         struct ws_conn *c = CONN_OF(n, ping_dl);
         static const uint8_t ping[2] = {0x80 | WS_OP_PING, 0};
-        (void)ctrl_add(c, ping, sizeof(ping)); /* full: a ping is already on its way */
+        (void)ctrl_add_ping_pong(c, ping, sizeof(ping)); /* full: pings are already waiting */
         deadline_arm_force(&w->ping_list, &c->ping_dl, now);
         conn_flush(c);
     }
