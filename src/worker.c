@@ -169,8 +169,12 @@ next_timeout_ms(struct worker *w)
 #endif
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
     MHD_UNSIGNED_LONG_LONG mhd_ms;
-    if (MHD_get_timeout(w->mhd, &mhd_ms) == MHD_YES && (int64_t)mhd_ms < timeout)
-        timeout = (int64_t)mhd_ms;
+    w->mhd_due_ms = INT64_MAX;
+    if (MHD_get_timeout(w->mhd, &mhd_ms) == MHD_YES) {
+        w->mhd_due_ms = clock_now_ms() + (int64_t)(mhd_ms > 60000 ? 60000 : mhd_ms);
+        if ((int64_t)mhd_ms < timeout)
+            timeout = (int64_t)mhd_ms;
+    }
     if (timeout < 0)
         timeout = 0;
     if (timeout > 60000)
@@ -244,7 +248,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         if (n < 0 && errno != EINTR)
             fatal("worker %u: epoll_wait", index);
         w.now_ms = clock_now_ms();
-        int run_mhd = 1; /* cheap when idle; also serves MHD's own timeouts */
+        /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
+        int run_mhd = w.now_ms >= w.mhd_due_ms;
         for (int i = 0; i < n; i++) {
             struct ev_source *src = evs[i].data.ptr;
             switch (src->kind) {

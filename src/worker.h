@@ -61,6 +61,7 @@ struct worker {
     struct deadline_list ping_list, pong_list, write_list, linger_list;
     int stopping;
     int64_t now_ms;           /* time of the current loop pass */
+    int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */
     int64_t mhd_log_second;   /* rate limit of libmicrohttpd's messages: the second, */
     unsigned mhd_log_count;   /* how many were logged in it, */
     unsigned mhd_log_dropped; /* and how many were not */
