@@ -84,7 +84,11 @@ persona_dir_on_notify(struct persona_dir *pd)
 #if HAVE_SYS_INOTIFY_H
     /* Aligned for struct inotify_event, as inotify(7) requires. */
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    for (;;) {
+    /* One buffer (a few hundred notifications) per call: the caller commits,
+     * rings the doorbell and polls again.  Draining a backlog of thousands at
+     * once would append more events in one go than the ring holds, lapping
+     * every worker (seen at 2500 events/s in the fan-out benchmark). */
+    for (int reads = 0; reads < 1;) {
         ssize_t len = read(pd->notify_fd, buf, sizeof(buf));
         if (len < 0 && errno == EINTR)
             continue;
@@ -93,6 +97,7 @@ persona_dir_on_notify(struct persona_dir *pd)
                 log_warn("read(inotify)");
             break;
         }
+        reads++;
         for (char *p = buf; p < buf + len;) {
             const struct inotify_event *ev =
                 (const struct inotify_event *)(const void *)p; /* aligned: see buf */

@@ -30,7 +30,8 @@ void persona_dir_close(struct persona_dir *pd);
 /* persona_dir_fd - fd to poll for changes, or -1 (no inotify: rescan only). */
 int persona_dir_fd(const struct persona_dir *pd);
 
-/* persona_dir_on_notify - read pending notifications and update the store.
+/* persona_dir_on_notify - read one buffer of pending notifications (at most a
+ * few hundred) and update the store; call again while the fd stays readable.
  * Returns 1 if a full rescan is needed, else 0. */
 int persona_dir_on_notify(struct persona_dir *pd);
 
