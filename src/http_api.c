@@ -96,11 +96,14 @@ snap_current(struct worker *w)
     return r;
 }
 
-static void
-add_api_headers(struct MHD_Response *r)
+struct MHD_Response *
+http_with_header(struct MHD_Response *r, const char *name, const char *value)
 {
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (r != NULL && MHD_add_response_header(r, name, value) != MHD_YES) {
+        MHD_destroy_response(r); /* never send a response without a header it needs */
+        return NULL;
+    }
+    return r;
 }
 
 struct MHD_Response *
@@ -108,8 +111,8 @@ http_json_response(const char *json)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
-    if (r != NULL)
-        add_api_headers(r);
+    r = http_with_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    r = http_with_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     return r;
 }
 
@@ -142,9 +145,8 @@ static enum MHD_Result
 reply_method_not_allowed(struct MHD_Connection *conn)
 {
     struct MHD_Response *r = http_json_response("{\"error\":\"method not allowed\"}");
-    if (r != NULL)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    return queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+    return queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                 http_with_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD"));
 }
 
 /* 1 if If-None-Match lists etag (or is "*"). */
@@ -196,12 +198,10 @@ reply_bytes(struct MHD_Connection *conn, const void *data, size_t len, const cha
     } else {
         r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
     }
-    if (r == NULL)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
+    r = http_with_header(r, MHD_HTTP_HEADER_ETAG, etag);
+    r = http_with_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
     if (status == MHD_HTTP_OK)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        r = http_with_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     return queue(conn, status, r);
 }
 

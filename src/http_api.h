@@ -57,6 +57,10 @@ long http_api_decode_name(const char *in, char *out, size_t out_size);
 /* http_api_release - drop the worker's snapshot copy (at exit). */
 void http_api_release(struct worker *w);
 
+/* http_with_header - add a header to r; on failure destroy r and return NULL
+ * (queue a NULL response and the connection is closed instead). */
+struct MHD_Response *http_with_header(struct MHD_Response *r, const char *name, const char *value);
+
 /* A response with a static JSON body and the API's headers. */
 struct MHD_Response *http_json_response(const char *json);
 

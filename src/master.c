@@ -184,7 +184,8 @@ stop_workers(struct master *m)
     m->stopping = 1;
     for (unsigned i = 0; i < m->cfg->workers; i++)
         if (m->slots[i].pid != 0)
-            kill(m->slots[i].pid, SIGTERM);
+            if (kill(m->slots[i].pid, SIGTERM) != 0 && errno != ESRCH)
+                log_warn("kill(worker %u, SIGTERM)", i);
     int64_t deadline = clock_now_ms() + MASTER_STOP_GRACE_MS;
     while (running_workers(m) > 0) {
         int64_t left = deadline - clock_now_ms();
@@ -192,7 +193,8 @@ stop_workers(struct master *m)
             for (unsigned i = 0; i < m->cfg->workers; i++)
                 if (m->slots[i].pid != 0) {
                     log_warnx("worker %u did not stop in time; killing it", i);
-                    kill(m->slots[i].pid, SIGKILL);
+                    if (kill(m->slots[i].pid, SIGKILL) != 0 && errno != ESRCH)
+                        log_warn("kill(worker %u, SIGKILL)", i);
                 }
             while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
                 ;

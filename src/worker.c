@@ -260,7 +260,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
                 if (drain_doorbell(&w) != 0) {
                     if (!w.stopping)
                         log_warnx("worker %u: master is gone; stopping", index);
-                    epoll_ctl(w.epfd, EPOLL_CTL_DEL, doorbell_fd, NULL);
+                    if (epoll_ctl(w.epfd, EPOLL_CTL_DEL, doorbell_fd, NULL) != 0)
+                        log_warn("worker %u: epoll_ctl(DEL, doorbell)", index);
                     begin_stop(&w, "master gone");
                 }
                 break;

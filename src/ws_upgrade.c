@@ -119,9 +119,9 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *met
     if (strcmp(version, "13") != 0) {
         struct MHD_Response *r =
             http_json_response("{\"error\":\"unsupported WebSocket version\"}");
+        r = http_with_header(r, "Sec-WebSocket-Version", "13");
         if (r == NULL)
             return MHD_NO;
-        MHD_add_response_header(r, "Sec-WebSocket-Version", "13");
         enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_UPGRADE_REQUIRED, r);
         MHD_destroy_response(r);
         return ret;
