@@ -31,9 +31,13 @@
 
 #define WORKER_EPOLL_EVENTS 256
 #define WORKER_STOP_GRACE_MS 1500
-/* MHD's per-connection pool, used only until the upgrade (then freed): room
- * for browser handshakes with cookies.  See ../shared notes on MHD memory. */
-#define WORKER_MHD_POOL_BYTES 16384
+/* MHD's per-connection pool, used only until the upgrade (then freed).  Above
+ * 32 KiB libmicrohttpd 0.9.75 mmaps its pools (memorypool.c) instead of taking
+ * them from the heap: only the pages a request touches become resident, and
+ * freeing one gives them straight back, where 16 KiB heap pools freed between
+ * long-lived connection structs left the heap fragmented (1.6 KB RSS per idle
+ * connection after a burst of handshakes).  Also room for big cookie headers. */
+#define WORKER_MHD_POOL_BYTES (40 * 1024)
 #define WORKER_MHD_IDLE_TIMEOUT_S 30
 
 #define WORKER_MHD_LOG_PER_SECOND 5
