@@ -161,11 +161,18 @@ def test_nul_byte_on_request_line():
 
 
 def test_oversized_request_head():
-    """Past the worker's per-connection memory (16 KiB) MHD refuses the request
-    itself (414 or 431) and closes; the daemon must survive it."""
+    """A long path that fits the worker's per-connection memory (40 KiB) gets the
+    API's JSON 404; past it MHD refuses the request itself (414 or 431) and
+    closes; the daemon must survive both."""
     with Daemon(workers=2, seed=SEED) as d:
         workers = serving_state(d)
-        for n in (16500, 20000, 65536, 300000):
+        for n in (16500, 30000):
+            with RawHTTP(d.port) as c:
+                c.send("GET /api/clusters/%s HTTP/1.1\r\nHost: x\r\n\r\n" % ("a" * n))
+                r = c.read_response()
+                assert r.status == 404 and r.json() == {"error": "cluster not found"}, \
+                    "%d-byte path -> %r" % (n, r)
+        for n in (45000, 65536, 300000):
             with RawHTTP(d.port) as c:
                 try:
                     c.send("GET /api/clusters/%s HTTP/1.1\r\nHost: x\r\n\r\n" % ("a" * n))
@@ -176,9 +183,9 @@ def test_oversized_request_head():
                     assert r.status in (414, 431), "%d-byte path -> %r" % (n, r)
                     rest, eof = c.read_rest(3.0)
                     assert eof, "connection not closed after %d" % r.status
-        # many headers instead of a long path
+        # many headers instead of a long path (~45 KB, past the 40 KiB pool)
         with RawHTTP(d.port) as c:
-            hdrs = "".join("X-H%d: %s\r\n" % (i, "v" * 100) for i in range(300))
+            hdrs = "".join("X-H%d: %s\r\n" % (i, "v" * 140) for i in range(300))
             try:
                 c.send("GET /api/clusters HTTP/1.1\r\nHost: x\r\n%s\r\n" % hdrs)
                 r = c.read_response()
