@@ -210,8 +210,8 @@ snapshot_blob_valid(const uint8_t *blob, size_t len)
     return 1;
 }
 
-static int
-name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+int
+snapshot_name_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     if (c != 0)
@@ -227,7 +227,7 @@ snapshot_find(const uint8_t *blob, const char *name, size_t name_len)
     size_t lo = 0, hi = b->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = name_cmp(blob + e[mid].name_off, e[mid].name_len, (const uint8_t *)name, name_len);
+        int c = snapshot_name_cmp(blob + e[mid].name_off, e[mid].name_len, name, name_len);
         if (c == 0)
             return &e[mid];
         if (c < 0)

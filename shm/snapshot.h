@@ -86,6 +86,10 @@ snapshot_blob_entries(const uint8_t *blob)
  * check once per copy, so lookups can trust offsets). */
 int snapshot_blob_valid(const uint8_t *blob, size_t len);
 
+/* snapshot_name_cmp - the order of the index: bytes (memcmp), shorter first on a
+ * common prefix.  Whoever sorts items for snapshot_build uses this. */
+int snapshot_name_cmp(const void *a, size_t alen, const void *b, size_t blen);
+
 /* snapshot_find - the entry for name in a valid blob, or NULL.  O(log n). */
 const struct snap_entry *snapshot_find(const uint8_t *blob, const char *name, size_t name_len);
 

@@ -239,8 +239,9 @@ master_run(const struct config *cfg)
     m.cfg = cfg;
     char msg[512];
     net_raise_nofile();
-    struct store *placeholder = NULL;
-    if (persona_dir_open(&m.dir, cfg->personas_dir, placeholder, msg, sizeof(msg)) != 0) {
+    /* The directory is checked first (exit 1 before binding anything); its store
+     * needs the shared memory, which needs the port: it is attached below. */
+    if (persona_dir_open(&m.dir, cfg->personas_dir, NULL, msg, sizeof(msg)) != 0) {
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }

@@ -323,20 +323,10 @@ static int
 claim_cmp(const void *a, const void *b)
 {
     const struct claim *x = a, *y = b;
-    size_t n = x->p->name_len < y->p->name_len ? x->p->name_len : y->p->name_len;
-    int c = memcmp(x->p->name, y->p->name, n);
-    if (c == 0)
-        c = (x->p->name_len > y->p->name_len) - (x->p->name_len < y->p->name_len);
+    int c = snapshot_name_cmp(x->p->name, x->p->name_len, y->p->name, y->p->name_len);
     if (c == 0)
         c = strcmp(x->file->filename, y->file->filename);
     return c;
-}
-
-static int
-name_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    return c != 0 ? c : (alen > blen) - (alen < blen);
 }
 
 /* The desired clusters, sorted by name, one per name; *n set.  NULL on ENOMEM. */
@@ -353,8 +343,8 @@ desired_state(struct store *st, size_t *n)
     qsort(c, k, sizeof(*c), claim_cmp);
     size_t out = 0;
     for (size_t i = 0; i < k; i++) {
-        if (out > 0 && name_cmp(c[out - 1].p->name, c[out - 1].p->name_len, c[i].p->name,
-                                c[i].p->name_len) == 0) {
+        if (out > 0 && snapshot_name_cmp(c[out - 1].p->name, c[out - 1].p->name_len, c[i].p->name,
+                                         c[i].p->name_len) == 0) {
             if (!c[i].file->conflict_warned) {
                 log_warnx("persona file %s: cluster %s is already defined by %s; ignored",
                           c[i].file->filename, c[i].p->name, c[out - 1].file->filename);
@@ -406,8 +396,8 @@ diff_states(const uint8_t *old, const uint64_t *old_versions, const struct claim
         else if (j == nwant)
             c = -1;
         else
-            c = name_cmp((const char *)old + e[i].name_off, e[i].name_len, want[j].p->name,
-                         want[j].p->name_len);
+            c = snapshot_name_cmp(old + e[i].name_off, e[i].name_len, want[j].p->name,
+                                  want[j].p->name_len);
         if (c < 0) {
             d[k++] = (struct diff){DIFF_DELETED, (const char *)old + e[i].name_off, e[i].name_len};
             i++;

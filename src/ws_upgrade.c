@@ -87,13 +87,14 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
     int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         log_warn("fcntl(F_DUPFD_CLOEXEC) on an upgraded socket");
-    /* extra_in points into MHD's pool: ws_conn_new copies it before the close. */
-    struct ws_conn *c = NULL;
-    if (fd >= 0 && net_set_nonblock(fd) == 0)
-        c = ws_conn_new(w, fd, rq->ws_start_seq, extra_in, extra_in_size);
-    else if (fd >= 0)
+    /* extra_in points into MHD's pool: ws_conn_new copies it before the close.
+     * On failure ws_conn_new has closed fd and logged why. */
+    if (fd >= 0 && net_set_nonblock(fd) != 0) {
+        log_warn("fcntl(O_NONBLOCK) on an upgraded socket");
         close(fd);
-    (void)c;
+    } else if (fd >= 0) {
+        (void)ws_conn_new(w, fd, rq->ws_start_seq, extra_in, extra_in_size);
+    }
     if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
         log_warnx("MHD_upgrade_action(CLOSE) failed");
     w->mhd_run_again = 1; /* nothing else wakes MHD to release the connection */
