@@ -7,6 +7,7 @@
 #include "build_config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,12 @@ void
 log_set_level(enum log_level level)
 {
     log_threshold = level;
+}
+
+int
+log_enabled(enum log_level level)
+{
+    return level >= log_threshold;
 }
 
 /* Length of the valid UTF-8 sequence at p (n bytes available), 0 if there is
@@ -207,3 +214,67 @@ panic(const char *fmt, ...)
     abort();
 }
 
+/* --- rate limit ------------------------------------------------------------- */
+
+static const char *
+level_name(enum log_level level)
+{
+    switch (level) {
+    case LOG_LEVEL_DEBUG:
+        return "debug";
+    case LOG_LEVEL_INFO:
+        return "info";
+    default:
+        return "warning";
+    }
+}
+
+__attribute__((format(printf, 2, 3))) static void
+log_at(enum log_level level, const char *fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    int saved_errno = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(level_name(level), 0, 0, fmt, ap);
+    va_end(ap);
+    errno = saved_errno;
+}
+
+void
+log_limit_init(struct log_limit *l, const char *what, enum log_level level, unsigned per_second)
+{
+    *l = (struct log_limit){.what = what, .level = level, .per_second = per_second};
+}
+
+void
+log_limit_flush(struct log_limit *l, int64_t now_ms)
+{
+    int64_t second = now_ms / 1000;
+    if (second <= l->second)
+        return;
+    if (l->dropped > 0)
+        log_at(l->level, "%s: %u more message(s) suppressed", l->what, l->dropped);
+    l->second = second;
+    l->count = l->dropped = 0;
+}
+
+int
+log_limit_allow(struct log_limit *l, int64_t now_ms)
+{
+    log_limit_flush(l, now_ms);
+    if (l->count < l->per_second) {
+        l->count++;
+        return 1;
+    }
+    if (l->dropped < UINT_MAX)
+        l->dropped++;
+    return 0;
+}
+
+int64_t
+log_limit_due_ms(const struct log_limit *l)
+{
+    return l->dropped > 0 ? (l->second + 1) * 1000 : INT64_MAX;
+}

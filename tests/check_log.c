@@ -1,5 +1,6 @@
 /*
- * check_log - escaping of log lines (log_escape, and the lines log.c writes).  Lines are read back from a real
+ * check_log - escaping of log lines (log_escape, and the lines log.c writes)
+ * and the rate limit (struct log_limit).  Lines are read back from a real
  * stderr: each test runs in its own process (CK_FORK) with fd 2 on a tmpfile.
  */
 #include "build_config.h"
@@ -170,6 +171,71 @@ START_TEST(long_lines_are_cut_with_one_newline)
 }
 END_TEST
 
+/* --- rate limit ------------------------------------------------------------------ */
+
+START_TEST(limit_counts_per_second_and_reports)
+{
+    capture_stderr();
+    struct log_limit l;
+    log_limit_init(&l, "libmicrohttpd", LOG_LEVEL_WARN, 3);
+    ck_assert_int_eq(log_limit_due_ms(&l), INT64_MAX);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(log_limit_allow(&l, 10000 + i * 100), 1);
+    ck_assert_int_eq(log_limit_allow(&l, 10500), 0);
+    ck_assert_int_eq(log_limit_allow(&l, 10999), 0);
+    ck_assert_int_eq(log_limit_due_ms(&l), 11000);
+    /* an older clock reading (another caller's) counts in the same second */
+    ck_assert_int_eq(log_limit_allow(&l, 9000), 0);
+    log_limit_flush(&l, 10999);
+    ck_assert_str_eq(stderr_text(NULL), "");
+    log_limit_flush(&l, 11000);
+    char want[128];
+    snprintf(want, sizeof(want), "%slibmicrohttpd: 3 more message(s) suppressed\n",
+             prefix("warning"));
+    ck_assert_str_eq(stderr_text(NULL), want);
+    ck_assert_int_eq(log_limit_due_ms(&l), INT64_MAX);
+    log_limit_flush(&l, 11500); /* reported once */
+    ck_assert_str_eq(stderr_text(NULL), "");
+    /* a fresh budget in the new second */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(log_limit_allow(&l, 11500), 1);
+    ck_assert_int_eq(log_limit_allow(&l, 11600), 0);
+    ck_assert_str_eq(stderr_text(NULL), "");
+    /* without a flush, the next line reports first, then is allowed */
+    ck_assert_int_eq(log_limit_allow(&l, 15000), 1);
+    snprintf(want, sizeof(want), "%slibmicrohttpd: 1 more message(s) suppressed\n",
+             prefix("warning"));
+    ck_assert_str_eq(stderr_text(NULL), want);
+    /* a second that suppressed nothing says nothing */
+    log_limit_flush(&l, 20000);
+    ck_assert_str_eq(stderr_text(NULL), "");
+}
+END_TEST
+
+START_TEST(limit_summary_level)
+{
+    capture_stderr();
+    struct log_limit l;
+    log_limit_init(&l, "ws", LOG_LEVEL_INFO, 1);
+    ck_assert_int_eq(log_limit_allow(&l, 0), 1);
+    ck_assert_int_eq(log_limit_allow(&l, 1), 0);
+    ck_assert_int_eq(log_limit_allow(&l, 2), 0);
+    log_limit_flush(&l, INT64_MAX); /* what a worker does at exit */
+    char want[128];
+    snprintf(want, sizeof(want), "%sws: 2 more message(s) suppressed\n", prefix("info"));
+    ck_assert_str_eq(stderr_text(NULL), want);
+    /* below the threshold the summary is not written either */
+    log_set_level(LOG_LEVEL_WARN);
+    ck_assert(!log_enabled(LOG_LEVEL_INFO));
+    ck_assert(log_enabled(LOG_LEVEL_WARN));
+    log_limit_init(&l, "ws", LOG_LEVEL_INFO, 1);
+    ck_assert_int_eq(log_limit_allow(&l, 0), 1);
+    ck_assert_int_eq(log_limit_allow(&l, 0), 0);
+    log_limit_flush(&l, 1000);
+    ck_assert_str_eq(stderr_text(NULL), "");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -181,6 +247,11 @@ main(void)
     tcase_add_test(te, long_lines_are_cut_with_one_newline);
     tcase_set_timeout(te, 10);
     suite_add_tcase(s, te);
+    TCase *tl = tcase_create("limit");
+    tcase_add_test(tl, limit_counts_per_second_and_reports);
+    tcase_add_test(tl, limit_summary_level);
+    tcase_set_timeout(tl, 10);
+    suite_add_tcase(s, tl);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_FORK);
     srunner_run_all(sr, CK_NORMAL);
