@@ -276,5 +276,7 @@ log_limit_allow(struct log_limit *l, int64_t now_ms)
 int64_t
 log_limit_due_ms(const struct log_limit *l)
 {
-    return l->dropped > 0 ? (l->second + 1) * 1000 : INT64_MAX;
+    if (l->dropped == 0 || l->second >= INT64_MAX / 1000 - 1)
+        return INT64_MAX; /* nothing owed, or counting past a final flush */
+    return (l->second + 1) * 1000;
 }

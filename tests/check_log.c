@@ -224,6 +224,10 @@ START_TEST(limit_summary_level)
     char want[128];
     snprintf(want, sizeof(want), "%sws: 2 more message(s) suppressed\n", prefix("info"));
     ck_assert_str_eq(stderr_text(NULL), want);
+    /* lines after that final flush are still counted, without overflow */
+    ck_assert_int_eq(log_limit_allow(&l, 5), 1);
+    ck_assert_int_eq(log_limit_allow(&l, 5), 0);
+    ck_assert_int_eq(log_limit_due_ms(&l), INT64_MAX);
     /* below the threshold the summary is not written either */
     log_set_level(LOG_LEVEL_WARN);
     ck_assert(!log_enabled(LOG_LEVEL_INFO));
