@@ -5,15 +5,27 @@
  * log_warnx does not.  fatal* log and exit(1): only for start-up errors and master
  * invariants.  panic logs and aborts: impossible states.  Never call these from a
  * signal handler.
+ *
+ * The text is escaped after formatting (log_escape), so nothing a file name, a
+ * request target or a library message carries can end a line early or reach a
+ * terminal as a control sequence; log.c adds the one newline.
+ *
+ * Messages a client can cause go through a struct log_limit owned by the caller
+ * (a worker has one per source): a few lines a second, then one line saying how
+ * many were suppressed.
  */
 #ifndef PERSONAD_LOG_H
 #define PERSONAD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN };
 
 void log_set_level(enum log_level level);
+/* log_enabled - 1 if messages of level are written, else 0. */
+int log_enabled(enum log_level level);
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -22,5 +34,46 @@ void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* log_escape - copy the len bytes at in to out as text safe on one log line:
+ * tab, newline and carriage return become \t \n \r; every other byte below
+ * 0x20, DEL, the C1 control characters U+0080-U+009F (UTF-8 C2 80..C2 9F) and
+ * every byte that is not part of a valid UTF-8 sequence become \xHH (lower-case
+ * hex, one per byte).  Valid UTF-8 from U+00A0 up is copied unchanged;
+ * backslashes are not escaped.  Writes at most out_size - 1 bytes and a NUL,
+ * never part of an escape or of a character (the rest is cut).  Returns the
+ * bytes written before the NUL (0 if out_size is 0). */
+size_t log_escape(char *out, size_t out_size, const char *in, size_t len);
+
+/* A rate limit for one source of log lines: at most per_second lines in each
+ * second of the caller's clock; the lines over it are counted, and once that
+ * second is over one "WHAT: N more message(s) suppressed" line reports them.
+ * Plain state, owned and driven by its user (no timer of its own). */
+struct log_limit {
+    const char *what;     /* names the source in the summary line (static string) */
+    enum log_level level; /* level of the summary line */
+    unsigned per_second;  /* lines allowed per second */
+    int64_t second;       /* the second being counted (ms / 1000) */
+    unsigned count;       /* lines allowed in that second */
+    unsigned dropped;     /* lines suppressed and not reported yet */
+};
+
+/* log_limit_init - per_second lines a second; the summary says what, at level. */
+void log_limit_init(struct log_limit *l, const char *what, enum log_level level,
+                    unsigned per_second);
+
+/* log_limit_allow - may one more line be logged at now_ms?  Reports the lines
+ * suppressed in an earlier second first (log_limit_flush).  Returns 1 (log it)
+ * or 0 (suppressed: counted for the summary).  A now_ms older than the second
+ * being counted counts in that second. */
+int log_limit_allow(struct log_limit *l, int64_t now_ms);
+
+/* log_limit_flush - once the second being counted is over at now_ms, log the
+ * summary of its suppressed lines (if any) and start counting afresh. */
+void log_limit_flush(struct log_limit *l, int64_t now_ms);
+
+/* log_limit_due_ms - when a summary is owed (the end of the counted second),
+ * or INT64_MAX when nothing was suppressed. */
+int64_t log_limit_due_ms(const struct log_limit *l);
 
 #endif

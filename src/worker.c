@@ -40,7 +40,9 @@
 #define WORKER_MHD_POOL_BYTES (40 * 1024)
 #define WORKER_MHD_IDLE_TIMEOUT_S 30
 
+/* Lines a second from libmicrohttpd, and from the WebSocket connections. */
 #define WORKER_MHD_LOG_PER_SECOND 5
+#define WORKER_CLIENT_LOG_PER_SECOND 10
 
 /* libmicrohttpd logs per request (e.g. each oversized header it refuses):
  * clients must not be able to flood the log, so at most a few lines a second. */
@@ -48,17 +50,8 @@ __attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     struct worker *w = cls;
-    int64_t second = clock_now_ms() / 1000;
-    if (second != w->mhd_log_second) {
-        if (w->mhd_log_dropped > 0)
-            log_warnx("libmicrohttpd: %u more message(s) suppressed", w->mhd_log_dropped);
-        w->mhd_log_second = second;
-        w->mhd_log_count = w->mhd_log_dropped = 0;
-    }
-    if (w->mhd_log_count++ >= WORKER_MHD_LOG_PER_SECOND) {
-        w->mhd_log_dropped++;
+    if (!log_limit_allow(&w->mhd_log, clock_now_ms()))
         return;
-    }
     char buf[256];
     vsnprintf(buf, sizeof(buf), fmt, ap);
     size_t n = strlen(buf);
@@ -167,6 +160,13 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
+    /* A rate limit that suppressed lines reports them when its second ends. */
+    const struct log_limit *limits[] = {&w->mhd_log, &w->client_log};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t t = log_limit_due_ms(limits[i]);
+        if (t < next)
+            next = t;
+    }
 #if HAVE_MALLOC_TRIM
     if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
@@ -227,6 +227,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ring = ring;
     w.snap = snap;
     w.now_ms = clock_now_ms();
+    log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
+    log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
     if (sig_setup() != 0)
         fatal("worker %u: signal set-up", index);
     w.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -292,6 +294,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         }
         ws_expire(&w);
         ws_reap(&w);
+        log_limit_flush(&w.mhd_log, w.now_ms);
+        log_limit_flush(&w.client_log, w.now_ms);
         worker_trim(&w);
         if (w.stopping) {
             if (stop_by == 0)
@@ -303,6 +307,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     /* Whatever is left after the grace period goes now. */
     ws_drop_all(&w);
     MHD_stop_daemon(w.mhd);
+    log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
+    log_limit_flush(&w.client_log, INT64_MAX);
     http_api_release(&w);
     ws_window_free(&w.window);
     log_debug("worker %u exiting", index);

@@ -18,6 +18,7 @@
 #include "../shm/snapshot.h"
 #include "config.h"
 #include "deadline.h"
+#include "log.h"
 #include "ws_frame.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
@@ -62,9 +63,8 @@ struct worker {
     int stopping;
     int64_t now_ms;           /* time of the current loop pass */
     int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */
-    int64_t mhd_log_second;   /* rate limit of libmicrohttpd's messages: the second, */
-    unsigned mhd_log_count;   /* how many were logged in it, */
-    unsigned mhd_log_dropped; /* and how many were not */
+    /* Rate limits of libmicrohttpd's messages and of per-connection lines (ws_conn.c). */
+    struct log_limit mhd_log, client_log;
     int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
     uint64_t trim_churn;      /* conns opened + closed at the last trim */
     struct worker_stats stats;

@@ -153,9 +153,14 @@ close_reason_text(uint16_t code)
     }
 }
 
+/* One line per connection event a client can cause, so they share the
+ * worker's rate limit: a flood of bad clients costs a few lines a second. */
 static void
 log_close(struct ws_conn *c, int info, const char *what, uint16_t code, const char *reason)
 {
+    if (!log_enabled(info ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG) ||
+        !log_limit_allow(&c->w->client_log, c->w->now_ms))
+        return;
     char peer[64];
     net_peer_name(c->fd, peer, sizeof(peer));
     if (strcmp(peer, "?:0") == 0) /* reset already: the address is gone */

@@ -6,7 +6,8 @@
  * Outgoing bytes are: the shared event frames of the worker's window (a cursor,
  * no copy) and a small control buffer (pong, ping, close), sent together with
  * one writev.  A connection is closed in exactly one place, ws_conn_close(),
- * which logs once; the memory is freed after the loop pass (ws_conn_reap_all).
+ * which logs once (within the worker's client_log rate limit); the memory is
+ * freed after the loop pass (ws_conn_reap_all).
  */
 #ifndef PERSONAD_WS_CONN_H
 #define PERSONAD_WS_CONN_H
