@@ -38,6 +38,8 @@ http_api_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                    enum MHD_RequestTerminationCode toe)
 {
     (void)cls, (void)conn, (void)toe;
+    if (*req_cls != NULL)
+        ws_upgrade_forget(*req_cls);
     free(*req_cls);
     *req_cls = NULL;
 }

@@ -226,6 +226,24 @@ conn_drained(struct ws_conn *c)
     }
 }
 
+/* c needs an event the window no longer holds (the window or the
+ * ring lapped it, e.g. while its handshake was in flight): close it 1013, or
+ * drop it if mid-frame.  An event is delivered or the connection is closed:
+ * never a gap, and never the whole worker. */
+static void
+conn_lost_frame(struct ws_conn *c)
+{
+    struct worker *w = c->w;
+    w->stats.conns_lapped++;
+    if (c->frame_off > 0) {
+        log_close(c, 1, "lapped mid-frame, dropped", WS_CLOSE_TRY_AGAIN, "");
+        conn_kill(c);
+        return;
+    }
+    c->next_seq = w->window.first_seq; /* nothing more is sent: it is closing */
+    ws_conn_close(c, WS_CLOSE_TRY_AGAIN, "events missed; reconnect and refetch");
+}
+
 static void
 conn_flush(struct ws_conn *c)
 {
@@ -239,8 +257,10 @@ conn_flush(struct ws_conn *c)
     uint64_t seq = c->next_seq;
     if (c->frame_off > 0) {
         struct ws_frame *f = ws_window_get(&w->window, seq);
-        if (f == NULL)
-            panic("partially sent frame %llu left the window", (unsigned long long)seq);
+        if (f == NULL) {
+            conn_lost_frame(c);
+            return;
+        }
         iov[n] = (struct iovec){f->bytes + c->frame_off, f->len - c->frame_off};
         is_frame[n++] = 1;
         total += f->len - c->frame_off;
@@ -254,8 +274,10 @@ conn_flush(struct ws_conn *c)
     if (c->state == WS_OPEN) {
         while (n < WS_IOV_MAX && total < WS_SEND_MAX_BYTES_PER_WAKEUP && seq < w->window.next_seq) {
             struct ws_frame *f = ws_window_get(&w->window, seq);
-            if (f == NULL)
-                panic("frame %llu missing from the window", (unsigned long long)seq);
+            if (f == NULL) {
+                conn_lost_frame(c); /* only ever the first: the window is contiguous */
+                return;
+            }
             iov[n] = (struct iovec){f->bytes, f->len};
             is_frame[n++] = 1;
             total += f->len;
@@ -569,7 +591,14 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
     w->stats.conns_opened++;
     deadline_arm_force(&w->ping_list, &c->ping_dl, w->now_ms);
     deadline_arm_force(&w->pong_list, &c->pong_dl, w->now_ms);
-    if (c->extra_len > 0)
+    if (start_seq < w->window.first_seq) {
+        /* Its first events left the window while the handshake was in flight
+         * (the window or the ring lapped them): close it before anything. */
+        conn_lost_frame(c);
+    } else if (conn_has_output(c)) {
+        conn_flush(c); /* events published during the handshake: send them now */
+    }
+    if (c->extra_len > 0 && c->state != WS_DEAD)
         conn_read(c);
     return c;
 }
@@ -640,6 +669,9 @@ ws_min_cursor(const struct worker *w, uint64_t fallback)
     for (const struct ws_conn *c = w->conns; c != NULL; c = c->next)
         if (c->state != WS_DEAD && c->next_seq < min && (c->state == WS_OPEN || c->frame_off > 0))
             min = c->next_seq;
+    for (const struct ws_pending *p = w->pending; p != NULL; p = p->next)
+        if (p->start_seq < min)
+            min = p->start_seq;
     return min;
 }
 

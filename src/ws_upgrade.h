@@ -26,4 +26,9 @@ struct http_request;
 enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
                                   struct http_request *rq);
 
+/* ws_upgrade_forget - the request is done: the window no longer keeps events
+ * for its handshake (a no-op unless a 101 was queued and never handed off).
+ * Called from the request-completed callback. */
+void ws_upgrade_forget(struct http_request *rq);
+
 #endif
