@@ -131,6 +131,17 @@ enum MHD_Result
 ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
                   struct http_request *rq)
 {
+    if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 || strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
+        /* Not a handshake gone wrong but a question about the resource (a
+         * probe, a CORS preflight): /ws exists, and only for GET. */
+        struct MHD_Response *r = http_json_response("{\"error\":\"method not allowed\"}");
+        r = http_with_header(r, MHD_HTTP_HEADER_ALLOW, MHD_HTTP_METHOD_GET);
+        if (r == NULL)
+            return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "WebSocket handshake needs GET");
     const char *upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");

@@ -21,7 +21,8 @@ int ws_upgrade_key_valid(const char *key);
 
 struct http_request;
 
-/* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503.
+/* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503
+ * (405 with Allow: GET for HEAD and OPTIONS).
  * rq is the request's context (it carries the client's start seq to the hand-off). */
 enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
                                   struct http_request *rq);

@@ -7,6 +7,9 @@
   5000+ are protocol errors (1002).
 - --max-message below 125 limits data messages only: pings and closes of up
   to 125 bytes (RFC 6455 5.5) are legal whatever it says.
+- HEAD and OPTIONS on /ws: 405 with Allow: GET and the API's JSON error.
+- The absolute form of a request target (RFC 9112 3.2.2) is routed like the
+  path it carries: /ws, /api/..., /healthz and the dashboard.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__f
                                 "tests", "integration"))
 from harness import (ConnClosed, Daemon, RawWS, build_frame, ev, persona_api,  # noqa: E402
                      personad_path, run, ws_connect)
+from rest_util import RawHTTP, assert_json_error, get  # noqa: E402
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
@@ -195,7 +199,82 @@ def test_help_documents_max_message():
     assert "125" in text and "ping" in text, "--help on --max-message: %r" % text
 
 
+# --- HEAD / OPTIONS on /ws --------------------------------------------------------
+
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+
+
+def test_ws_head_options_405():
+    with Daemon(workers=1) as d:
+        for method in ("HEAD", "OPTIONS"):
+            for headers in ({}, UPGRADE):
+                what = "%s /ws%s" % (method, " with upgrade headers" if headers else "")
+                with RawHTTP(d.port) as c:
+                    r = c.roundtrip(method, "/ws", headers=headers)
+                    assert r.status == 405, "%s: %r" % (what, r)
+                    assert r.header("allow") == "GET", "%s: Allow %r" % (what, r.header("allow"))
+                    assert r.header("content-type") == "application/json", what
+                    if method == "OPTIONS":
+                        assert assert_json_error(r, 405, what) == "method not allowed"
+                    # the connection survives: a GET on it works
+                    r2 = c.roundtrip("GET", "/healthz")
+                    assert r2.status == 200, "%s: then %r" % (what, r2)
+        # GET still upgrades, POST still is a bad handshake
+        c = RawWS(d.port)
+        c.close()
+        with RawHTTP(d.port) as c:
+            r = c.roundtrip("POST", "/ws", headers=UPGRADE)
+            assert r.status == 400, "POST /ws: %r" % r
+
+
+# --- absolute-form request targets ------------------------------------------------
+
+
+def test_absolute_form_targets():
+    seed = {"a.json": persona_api("a"), "b.json": persona_api("b")}
+    with Daemon(workers=1, seed=seed) as d:
+        hosts = ["http://127.0.0.1:%d" % d.port, "HTTP://127.0.0.1:%d" % d.port,
+                 "http://other.example", "https://localhost:1"]
+        bad = []
+        for path in ("/api/clusters", "/api/clusters/a", "/api/clusters/nope", "/healthz", "/",
+                     "/app.js", "/api/clusters/%00", "/../../etc/passwd", "/nope"):
+            want = get(d.port, path)
+            for host in hosts:
+                for method in ("GET", "HEAD"):
+                    r = get(d.port, host + path, method=method)
+                    if r.status != want.status or (method == "GET" and r.body != want.body):
+                        bad.append("%s %s%s: %r, origin form gave %r" % (method, host, path, r,
+                                                                         want))
+        # no path: the root; a query is not part of the path
+        for target, path in (("http://h", "/"), ("http://h?x=1", "/"),
+                             ("http://h/api/clusters/a?x=1", "/api/clusters/a")):
+            r, want = get(d.port, target), get(d.port, path)
+            if (r.status, r.body) != (want.status, want.body):
+                bad.append("%s: %r, want %r" % (target, r, want))
+        # an http(s) target without a host, or with userinfo: 400
+        for target in ("http:///api/clusters", "http://@/healthz", "http://user@h/healthz",
+                       "https://u:p@h/api/clusters"):
+            r = get(d.port, target)
+            try:
+                assert_json_error(r, 400, target)
+            except AssertionError as e:
+                bad.append(str(e))
+        # not http: no such path
+        for target in ("ftp://h/api/clusters", "http:/api/clusters", "*"):
+            r = get(d.port, target)
+            if r.status != 404:
+                bad.append("%s: %r, want 404" % (target, r))
+        assert not bad, "\n  ".join(["absolute-form targets:"] + bad)
+        # the WebSocket handshake in absolute form
+        c = RawWS(d.port, path="http://127.0.0.1:%d/ws" % d.port)
+        try:
+            expect_event(d, c, "WebSocket opened with an absolute-form target")
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     run([test_library_close_codes_echoed, test_raw_close_codes,
          test_small_max_message_allows_control_frames, test_small_max_message_library_ping,
-         test_help_documents_max_message])
+         test_help_documents_max_message, test_ws_head_options_405, test_absolute_form_targets])
