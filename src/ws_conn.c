@@ -642,9 +642,11 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
     w->stats.conns_opened++;
     deadline_arm_force(&w->ping_list, &c->ping_dl, w->now_ms);
     deadline_arm_force(&w->pong_list, &c->pong_dl, w->now_ms);
-    if (start_seq < w->window.first_seq) {
+    if (start_seq < w->window.first_seq ||
+        ws_window_pending(&w->window, start_seq, 0) > WS_QUEUE_MAX_BYTES) {
         /* Its first events left the window while the handshake was in flight
-         * (the window or the ring lapped them): close it before anything. */
+         * (the window or the ring lapped them), or it is as far behind as
+         * ws_fanout allows nobody to be: close it before anything. */
         conn_lost_frame(c);
     } else if (conn_has_output(c)) {
         conn_flush(c); /* events published during the handshake: send them now */
@@ -720,8 +722,11 @@ ws_min_cursor(const struct worker *w, uint64_t fallback)
     for (const struct ws_conn *c = w->conns; c != NULL; c = c->next)
         if (c->state != WS_DEAD && c->next_seq < min && (c->state == WS_OPEN || c->frame_off > 0))
             min = c->next_seq;
+    /* A pending handshake keeps its events like a connection its cursor, up
+     * to the same cap: further behind, it is closed 1013 at the hand-off. */
     for (const struct ws_pending *p = w->pending; p != NULL; p = p->next)
-        if (p->start_seq < min)
+        if (p->start_seq < min && p->start_seq >= w->window.first_seq &&
+            ws_window_pending(&w->window, p->start_seq, 0) <= WS_QUEUE_MAX_BYTES)
             min = p->start_seq;
     return min;
 }

@@ -178,6 +178,47 @@ def test_window_lapped_during_a_stalled_101_closes_1013():
             observer.close()
 
 
+def test_far_behind_stalled_101_closes_1013():
+    """A pending handshake holds the window like a connection, up to the same
+    cap (256 KiB queued): 1000 events of ~300 bytes during the stall put the
+    client past it, so it is closed 1013 at the hand-off, not fed 300 KB."""
+    key = new_key()
+    pad = "s" * 240
+    with StallDaemon(key, workers=1) as d:
+        pid = d.wait_workers(1)[0]
+        observer = RawWS(d.port)
+        stage = os.path.join(d.tmp, "stage")
+        os.mkdir(stage)
+        c, stalled_at = start_stalled_handshake(d, key)
+        try:
+            for batch in range(10):
+                names = ["%s-%05d" % (pad, batch * 100 + i) for i in range(100)]
+                for n in names:
+                    with open(os.path.join(stage, n[-5:] + ".json"), "w") as f:
+                        f.write('{"name": "%s", "spec": {"nodes": 1}}' % n)
+                for n in names:
+                    os.rename(os.path.join(stage, n[-5:] + ".json"), d.path(n[-5:] + ".json"))
+                got = set()
+                while len(got) < len(names):
+                    fin, op, p = observer.read_message(timeout=10.0)
+                    assert op == TEXT, (op, p)
+                    got.add(p.decode())
+                assert got == {ev("added", n) for n in names}, "observer missed events"
+            finish_handshake(d, c, stalled_at)
+            frames, ended = read_until_silent(c, timeout=3.0)
+            texts = [f for f in frames if f[1] == TEXT]
+            assert frames and frames[-1][1] == CLOSE, \
+                "want a close 1013, got %d events, last %r (ended %s)" % (
+                    len(texts), frames[-1][:2] if frames else None, ended)
+            code = int.from_bytes(frames[-1][2][:2], "big")
+            assert code == 1013 and not texts, "close %d after %d events" % (code, len(texts))
+            assert_worker_survived(d, pid, observer, None, "behind")
+        finally:
+            c.close()
+            observer.close()
+
+
 if __name__ == "__main__":
     run([test_events_during_a_stalled_101_are_delivered,
-         test_window_lapped_during_a_stalled_101_closes_1013])
+         test_window_lapped_during_a_stalled_101_closes_1013,
+         test_far_behind_stalled_101_closes_1013])
