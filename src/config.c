@@ -76,6 +76,7 @@ static const char usage_text[] =
     "      --pong-wait=SECONDS        default 60\n"
     "      --write-deadline=SECONDS   default 10\n"
     "      --max-message=BYTES        largest accepted incoming message, default 512\n"
+    "                                 (pings and closes may always carry 125 bytes)\n"
     "      --rescan-interval=SECONDS  periodic full rescan of DIR, default 30\n"
     "      --max-connections=N        WebSocket connections per worker, default 20000\n"
     "      --snapshot-max=BYTES       largest REST snapshot, default 33554432\n"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -38,6 +39,8 @@ http_api_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                    enum MHD_RequestTerminationCode toe)
 {
     (void)cls, (void)conn, (void)toe;
+    if (*req_cls != NULL)
+        ws_upgrade_forget(*req_cls);
     free(*req_cls);
     *req_cls = NULL;
 }
@@ -289,6 +292,26 @@ serve_cluster(struct worker *w, struct MHD_Connection *conn, const char *raw)
                        "no-cache", ref);
 }
 
+/* The path of a request target in absolute form (RFC 9112 3.2.2: a server
+ * MUST accept "GET http://host:port/api/clusters"): what follows the
+ * authority, "/" if nothing does; its host is ignored, like the Host header.
+ * The target itself when it is not in absolute form; NULL for an http(s)
+ * target without a host (RFC 9110 4.2.1) or with userinfo (4.2.4). */
+static const char *
+origin_path(const char *url)
+{
+    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+                    : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                           : 0;
+    if (scheme == 0)
+        return url;
+    const char *host = url + scheme, *path = strchr(host, '/');
+    size_t host_len = path != NULL ? (size_t)(path - host) : strlen(host);
+    if (host_len == 0 || memchr(host, '@', host_len) != NULL)
+        return NULL;
+    return path != NULL ? path : "/";
+}
+
 enum MHD_Result
 http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                  const char *version, const char *upload_data, size_t *upload_data_size,
@@ -314,6 +337,8 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
      * parse_initial_message_line); anything else means a NUL cut the target. */
     if (rq->target_end != NULL && version[0] != '\0' && rq->target_end + 1 != version)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
+    if ((url = origin_path(url)) == NULL)
+        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
     if (strcmp(url, "/ws") == 0)
         return ws_upgrade_handle(w, conn, method, rq);
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;

@@ -27,6 +27,15 @@ struct MHD_Daemon;
 struct ws_conn;
 struct snap_ref;
 
+/* A /ws handshake answered 101 but not yet handed off (libmicrohttpd may
+ * still be writing the 101): the window keeps its events from start_seq on.
+ * Listed from the request until the upgrade callback or, when no upgrade
+ * happens, the request-completed callback (ws_upgrade.c). */
+struct ws_pending {
+    struct ws_pending *next, **pprev; /* pprev == NULL: not listed */
+    uint64_t start_seq;
+};
+
 /* What an epoll registration points at. */
 enum ev_kind { EV_MHD, EV_DOORBELL, EV_SIGNAL, EV_CONN };
 
@@ -56,6 +65,7 @@ struct worker {
     struct snapshot *snap;     /* shared memory, not owned */
     struct snap_ref *snap_cur; /* this worker's copy of the newest snapshot, refcounted */
     struct ws_window window;   /* framed events, shared by all connections */
+    struct ws_pending *pending; /* handshakes not yet handed off; their starts are kept */
     struct ws_conn *conns;     /* all connections (doubly linked) */
     struct ws_conn *reap;      /* connections to free after this loop pass */
     uint32_t nconns;

@@ -58,12 +58,17 @@ struct ws_conn {
     unsigned wr_shut : 1;
     unsigned rd_eof : 1;
     unsigned sock_err : 1;
+    unsigned in_close : 1;         /* the frame being read is a close frame */
+    unsigned too_big : 1;          /* a data message exceeded --max-message (below 125) */
     wslay_event_context_ptr wslay; /* NULL while idle: see conn_read */
     struct ws_rx_track rx;         /* frame position of the input stream */
     uint64_t next_seq;             /* next event to send */
     uint32_t frame_off;            /* bytes of that event's frame already sent */
     uint32_t recv_budget;
-    int read_errno; /* why the last read failed, for the log */
+    int read_errno;         /* why the last read failed, for the log */
+    uint16_t close_code;    /* the code of the peer's close frame being read, */
+    uint8_t close_code_len; /* and how many of its two bytes have come */
+    uint8_t msg_len;        /* bytes of the data message being read (< 125 matters) */
     uint8_t *extra; /* bytes received with the handshake, owned */
     uint32_t extra_len, extra_off;
     struct deadline_node ping_dl, pong_dl, write_dl; /* pong_dl doubles as linger */
@@ -231,6 +236,24 @@ conn_drained(struct ws_conn *c)
     }
 }
 
+/* c needs an event the window no longer holds (the window or the
+ * ring lapped it, e.g. while its handshake was in flight): close it 1013, or
+ * drop it if mid-frame.  An event is delivered or the connection is closed:
+ * never a gap, and never the whole worker. */
+static void
+conn_lost_frame(struct ws_conn *c)
+{
+    struct worker *w = c->w;
+    w->stats.conns_lapped++;
+    if (c->frame_off > 0) {
+        log_close(c, 1, "lapped mid-frame, dropped", WS_CLOSE_TRY_AGAIN, "");
+        conn_kill(c);
+        return;
+    }
+    c->next_seq = w->window.first_seq; /* nothing more is sent: it is closing */
+    ws_conn_close(c, WS_CLOSE_TRY_AGAIN, "events missed; reconnect and refetch");
+}
+
 static void
 conn_flush(struct ws_conn *c)
 {
@@ -244,8 +267,10 @@ conn_flush(struct ws_conn *c)
     uint64_t seq = c->next_seq;
     if (c->frame_off > 0) {
         struct ws_frame *f = ws_window_get(&w->window, seq);
-        if (f == NULL)
-            panic("partially sent frame %llu left the window", (unsigned long long)seq);
+        if (f == NULL) {
+            conn_lost_frame(c);
+            return;
+        }
         iov[n] = (struct iovec){f->bytes + c->frame_off, f->len - c->frame_off};
         is_frame[n++] = 1;
         total += f->len - c->frame_off;
@@ -259,8 +284,10 @@ conn_flush(struct ws_conn *c)
     if (c->state == WS_OPEN) {
         while (n < WS_IOV_MAX && total < WS_SEND_MAX_BYTES_PER_WAKEUP && seq < w->window.next_seq) {
             struct ws_frame *f = ws_window_get(&w->window, seq);
-            if (f == NULL)
-                panic("frame %llu missing from the window", (unsigned long long)seq);
+            if (f == NULL) {
+                conn_lost_frame(c); /* only ever the first: the window is contiguous */
+                return;
+            }
             iov[n] = (struct iovec){f->bytes, f->len};
             is_frame[n++] = 1;
             total += f->len;
@@ -380,10 +407,42 @@ static void
 frame_start_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
                void *user)
 {
-    (void)ctx, (void)arg;
+    (void)ctx;
     struct ws_conn *c = user;
     if (c->state == WS_OPEN)
         deadline_arm(&c->w->pong_list, &c->pong_dl, c->w->now_ms);
+    c->in_close = arg->opcode == WSLAY_CONNECTION_CLOSE;
+    c->close_code_len = 0;
+    /* wslay holds every message, control frames too, to one limit, which
+     * conn_wslay raises to at least 125 so that legal pings and closes pass
+     * (RFC 6455 5.5); a smaller --max-message is applied here, to data
+     * messages only.  wslay has checked the total against 125 already. */
+    uint32_t max = c->w->cfg->max_message_bytes;
+    if (max < WS_CONTROL_PAYLOAD_MAX && arg->opcode <= WSLAY_BINARY_FRAME) {
+        uint64_t total = arg->payload_length;
+        if (arg->opcode == WSLAY_CONTINUATION_FRAME)
+            total += c->msg_len;
+        c->msg_len = (uint8_t)(total < WS_CONTROL_PAYLOAD_MAX ? total : WS_CONTROL_PAYLOAD_MAX);
+        if (total > max) {
+            c->too_big = 1;
+            c->recv_budget = 0; /* read no further: conn_read closes 1009 */
+        }
+    }
+}
+
+/* The code of a close frame, as it arrives: wslay 1.1.1 answers the codes
+ * it does not know (1012-1014) with 1002 and never reports them, so
+ * conn_read needs to see them itself. */
+static void
+frame_chunk_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_chunk_arg *arg,
+               void *user)
+{
+    (void)ctx;
+    struct ws_conn *c = user;
+    for (size_t i = 0; c->in_close && i < arg->data_length && c->close_code_len < 2; i++) {
+        c->close_code = (uint16_t)(c->close_code << 8 | arg->data[i]);
+        c->close_code_len++;
+    }
 }
 
 static void
@@ -407,6 +466,7 @@ static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = recv_cb,
     .send_callback = sink_cb,
     .on_frame_recv_start_callback = frame_start_cb,
+    .on_frame_recv_chunk_callback = frame_chunk_cb,
     .on_msg_recv_callback = msg_cb,
 };
 
@@ -427,7 +487,9 @@ conn_wslay(struct ws_conn *c)
         c->wslay = NULL;
         return -1;
     }
-    wslay_event_config_set_max_recv_msg_length(c->wslay, c->w->cfg->max_message_bytes);
+    uint32_t max = c->w->cfg->max_message_bytes; /* below 125: see frame_start_cb */
+    wslay_event_config_set_max_recv_msg_length(
+        c->wslay, max < WS_CONTROL_PAYLOAD_MAX ? WS_CONTROL_PAYLOAD_MAX : max);
     return 0;
 }
 
@@ -494,6 +556,10 @@ conn_read(struct ws_conn *c)
     }
     if (c->state == WS_DEAD)
         return;
+    if (c->too_big) {
+        ws_conn_close(c, WS_CLOSE_TOO_BIG, NULL);
+        return;
+    }
     if (rc != 0) {
         ws_conn_close(c, WS_CLOSE_PROTOCOL_ERROR, NULL); /* frame-level violation */
         return;
@@ -508,8 +574,15 @@ conn_read(struct ws_conn *c)
             conn_kill(c); /* the answer to our close: done */
     } else if (wslay_event_get_close_sent(c->wslay)) {
         uint16_t code = wslay_event_get_status_code_sent(c->wslay);
-        ws_conn_close(c, code == 0 || code == WS_CLOSE_NO_STATUS ? WS_CLOSE_PROTOCOL_ERROR : code,
-                      NULL);
+        /* A whole close frame with a code wslay does not know but RFC 6455
+         * allows (its UTF-8 and length were fine, or wslay would have said
+         * 1007 or failed the frame): an ordinary close, echoed. */
+        if (code == WS_CLOSE_PROTOCOL_ERROR && c->in_close && c->close_code_len == 2 &&
+            ws_close_code_valid(c->close_code))
+            conn_answer_close(c, c->close_code);
+        else
+            ws_conn_close(
+                c, code == 0 || code == WS_CLOSE_NO_STATUS ? WS_CLOSE_PROTOCOL_ERROR : code, NULL);
     } else {
         conn_flush(c); /* a pong may be waiting */
     }
@@ -574,7 +647,16 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
     w->stats.conns_opened++;
     deadline_arm_force(&w->ping_list, &c->ping_dl, w->now_ms);
     deadline_arm_force(&w->pong_list, &c->pong_dl, w->now_ms);
-    if (c->extra_len > 0)
+    if (start_seq < w->window.first_seq ||
+        ws_window_pending(&w->window, start_seq, 0) > WS_QUEUE_MAX_BYTES) {
+        /* Its first events left the window while the handshake was in flight
+         * (the window or the ring lapped them), or it is as far behind as
+         * ws_fanout allows nobody to be: close it before anything. */
+        conn_lost_frame(c);
+    } else if (conn_has_output(c)) {
+        conn_flush(c); /* events published during the handshake: send them now */
+    }
+    if (c->extra_len > 0 && c->state != WS_DEAD)
         conn_read(c);
     return c;
 }
@@ -645,6 +727,12 @@ ws_min_cursor(const struct worker *w, uint64_t fallback)
     for (const struct ws_conn *c = w->conns; c != NULL; c = c->next)
         if (c->state != WS_DEAD && c->next_seq < min && (c->state == WS_OPEN || c->frame_off > 0))
             min = c->next_seq;
+    /* A pending handshake keeps its events like a connection its cursor, up
+     * to the same cap: further behind, it is closed 1013 at the hand-off. */
+    for (const struct ws_pending *p = w->pending; p != NULL; p = p->next)
+        if (p->start_seq < min && p->start_seq >= w->window.first_seq &&
+            ws_window_pending(&w->window, p->start_seq, 0) <= WS_QUEUE_MAX_BYTES)
+            min = p->start_seq;
     return min;
 }
 

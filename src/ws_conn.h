@@ -65,7 +65,8 @@ void ws_reap(struct worker *w);
  * those frames.  An event is delivered or the connection is closed, never a gap. */
 void ws_lapped(struct worker *w, uint64_t first_kept);
 
-/* ws_min_cursor - the oldest seq any connection still needs (for the window). */
+/* ws_min_cursor - the oldest seq any connection or pending handshake still
+ * needs (for the window). */
 uint64_t ws_min_cursor(const struct worker *w, uint64_t fallback);
 
 #endif

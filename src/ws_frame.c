@@ -53,6 +53,13 @@ ws_frame_close(uint8_t *out, uint16_t code, const char *reason)
     return ws_frame_control(out, WS_OP_CLOSE, payload, rlen + 2);
 }
 
+int
+ws_close_code_valid(uint16_t code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
 /* Header length once the first two bytes are known. */
 static size_t
 rx_header_len(const uint8_t *hdr)

@@ -31,6 +31,12 @@ size_t ws_frame_control(uint8_t *out, uint8_t opcode, const void *payload, size_
 /* ws_frame_close - a close frame with code and reason (truncated to fit). */
 size_t ws_frame_close(uint8_t *out, uint16_t code, const char *reason);
 
+/* ws_close_code_valid - 1 if a peer may send code in a close frame: 1000-1003,
+ * 1007-1014 (RFC 6455 7.4.1 and the IANA registry: 1012 service restart, 1013
+ * try again later, 1014 bad gateway) and 3000-4999.  1004 is reserved; 1005,
+ * 1006 and 1015 never appear on the wire; 1016-2999 are unassigned. */
+int ws_close_code_valid(uint16_t code);
+
 /* Where a connection's incoming byte stream stands, frame-wise.  wslay does the
  * real parsing; this only follows frame headers and lengths so the connection
  * knows when wslay holds no state worth keeping (no partial frame, no

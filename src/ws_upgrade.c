@@ -77,13 +77,40 @@ has_token(const char *value, const char *token)
     return 0;
 }
 
+/* From the request on, the window keeps the client's events (ws_min_cursor). */
+static void
+pending_add(struct worker *w, struct ws_pending *p, uint64_t start_seq)
+{
+    p->start_seq = start_seq;
+    p->next = w->pending;
+    if (p->next != NULL)
+        p->next->pprev = &p->next;
+    p->pprev = &w->pending;
+    w->pending = p;
+}
+
+void
+ws_upgrade_forget(struct http_request *rq)
+{
+    struct ws_pending *p = &rq->ws;
+    if (p->pprev == NULL)
+        return;
+    *p->pprev = p->next;
+    if (p->next != NULL)
+        p->next->pprev = p->pprev;
+    p->next = NULL;
+    p->pprev = NULL;
+}
+
 static void
 upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const char *extra_in,
            size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
     (void)connection;
     struct worker *w = cls;
-    const struct http_request *rq = req_cls;
+    struct http_request *rq = req_cls;
+    /* The connection holds its own cursor from here on (or there is none). */
+    ws_upgrade_forget(rq);
     int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         log_warn("fcntl(F_DUPFD_CLOEXEC) on an upgraded socket");
@@ -93,7 +120,7 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
         log_warn("fcntl(O_NONBLOCK) on an upgraded socket");
         close(fd);
     } else if (fd >= 0) {
-        (void)ws_conn_new(w, fd, rq->ws_start_seq, extra_in, extra_in_size);
+        (void)ws_conn_new(w, fd, rq->ws.start_seq, extra_in, extra_in_size);
     }
     if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
         log_warnx("MHD_upgrade_action(CLOSE) failed");
@@ -104,6 +131,17 @@ enum MHD_Result
 ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
                   struct http_request *rq)
 {
+    if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 || strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
+        /* Not a handshake gone wrong but a question about the resource (a
+         * probe, a CORS preflight): /ws exists, and only for GET. */
+        struct MHD_Response *r = http_json_response("{\"error\":\"method not allowed\"}");
+        r = http_with_header(r, MHD_HTTP_HEADER_ALLOW, MHD_HTTP_METHOD_GET);
+        if (r == NULL)
+            return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "WebSocket handshake needs GET");
     const char *upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
@@ -134,8 +172,10 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *met
         return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections");
     /* The client's stream starts at the first event after this point: the 101
      * may reach the client before the upgrade callback runs, and an event
-     * the client causes right after seeing it must not be missed. */
-    rq->ws_start_seq = ring_head(w->ring) + 1;
+     * the client causes right after seeing it must not be missed.  Writing
+     * the 101 can take long (a full socket buffer): until the hand-off, the
+     * window keeps what this client will need. */
+    pending_add(w, &rq->ws, ring_head(w->ring) + 1);
     char accept[29];
     ws_upgrade_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(upgrade_cb, w);

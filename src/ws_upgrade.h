@@ -21,9 +21,15 @@ int ws_upgrade_key_valid(const char *key);
 
 struct http_request;
 
-/* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503.
+/* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503
+ * (405 with Allow: GET for HEAD and OPTIONS).
  * rq is the request's context (it carries the client's start seq to the hand-off). */
 enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
                                   struct http_request *rq);
+
+/* ws_upgrade_forget - the request is done: the window no longer keeps events
+ * for its handshake (a no-op unless a 101 was queued and never handed off).
+ * Called from the request-completed callback. */
+void ws_upgrade_forget(struct http_request *rq);
 
 #endif

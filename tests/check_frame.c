@@ -167,6 +167,20 @@ START_TEST(rx_track_fragmented_message)
 }
 END_TEST
 
+START_TEST(close_code_table)
+{
+    /* RFC 6455 7.4.1 and the IANA "WebSocket Close Code Number" registry */
+    static const uint16_t valid[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                                     1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
+    static const uint16_t invalid[] = {0,    999,  1004, 1005, 1006, 1015,
+                                       1016, 1100, 2000, 2999, 5000, 65535};
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
+        ck_assert_msg(ws_close_code_valid(valid[i]), "%u should be valid", valid[i]);
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
+        ck_assert_msg(!ws_close_code_valid(invalid[i]), "%u should be invalid", invalid[i]);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -180,6 +194,7 @@ main(void)
     tcase_add_test(tc, window_large_frame);
     tcase_add_test(tc, rx_track_boundaries);
     tcase_add_test(tc, rx_track_fragmented_message);
+    tcase_add_test(tc, close_code_table);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
