@@ -1,10 +1,13 @@
 /*
  * config - command line and config file parsing; see config.h.
  *
- * Both sources go through one table of options and one setter, config_set(), so a
- * key means the same on the command line and in the file.  Options given on the
- * command line are remembered in a bit set and not overridden by the file, which
- * is read after the command line (it is named there).
+ * Every option is one row of opts[] (name, short name, help, default, the member it
+ * sets and its range); getopt's tables, the --help text, the config file's keys and
+ * the defaults are all generated from it, so a new option is one row.  Both sources
+ * go through one setter, config_set(), so a key means the same on the command line
+ * and in the file.  Options given on the command line are remembered in a bit set
+ * and not overridden by the file, which is read after the command line (it is named
+ * there).
  */
 #include "build_config.h"
 
@@ -15,6 +18,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,66 +28,130 @@
 #define PERSONAD_DEFAULT_PERSONAS_DIR "/var/lib/personad/personas"
 #endif
 
-enum opt_id {
-    OPT_LISTEN,
-    OPT_PERSONAS_DIR,
-    OPT_WORKERS,
-    OPT_RING_SIZE,
-    OPT_PING_PERIOD,
-    OPT_PONG_WAIT,
-    OPT_WRITE_DEADLINE,
-    OPT_MAX_MESSAGE,
-    OPT_RESCAN_INTERVAL,
-    OPT_MAX_CONNECTIONS,
-    OPT_SNAPSHOT_MAX,
-    OPT_VERBOSE,
-    OPT_CONFIG,
-    OPT_HELP,
-    OPT_VERSION,
-    OPT_COUNT
+/* What an option's value is, and so how it is parsed and where it goes. */
+enum opt_kind {
+    OPT_COUNT,   /* a decimal integer in [min, max], into an unsigned member of 4 or 8 bytes */
+    OPT_SECONDS, /* seconds with an optional fraction, into an int64_t member in ms, 1..max */
+    OPT_LISTEN,  /* [ADDR:]PORT, into listen_addr and listen_port */
+    OPT_PATH,    /* a non-empty path, into a char[CONFIG_PATH_MAX] member */
+    OPT_FLAG,    /* no value on the command line (1); 1/yes/true or 0/no/false in the file */
+    OPT_HELP,    /* print the help and stop */
+    OPT_VERSION, /* print the version and stop */
 };
 
-static const struct option long_options[] = {
-    {"listen", required_argument, NULL, 'l'},
-    {"personas-dir", required_argument, NULL, 'd'},
-    {"workers", required_argument, NULL, 'w'},
-    {"ring-size", required_argument, NULL, 256 + OPT_RING_SIZE},
-    {"ping-period", required_argument, NULL, 256 + OPT_PING_PERIOD},
-    {"pong-wait", required_argument, NULL, 256 + OPT_PONG_WAIT},
-    {"write-deadline", required_argument, NULL, 256 + OPT_WRITE_DEADLINE},
-    {"max-message", required_argument, NULL, 256 + OPT_MAX_MESSAGE},
-    {"rescan-interval", required_argument, NULL, 256 + OPT_RESCAN_INTERVAL},
-    {"max-connections", required_argument, NULL, 256 + OPT_MAX_CONNECTIONS},
-    {"snapshot-max", required_argument, NULL, 256 + OPT_SNAPSHOT_MAX},
-    {"verbose", no_argument, NULL, 'v'},
-    {"config", required_argument, NULL, 'c'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+/* One option: its long name (also its config-file key), short name, help line,
+ * default, and the member of struct config it sets.  Everything else (getopt's
+ * tables, --help, the file's keys, the defaults) is generated from opts[]. */
+struct opt {
+    const char *name;    /* the long option, and the config-file key */
+    char short_name;     /* 0: long only */
+    const char *metavar; /* the value's name in --help; NULL: no value on the command line */
+    const char *def;     /* the default: set like a value before the command line is read,
+                            and printed for "%s" in help; NULL: zero or "" */
+    const char *help;    /* "\n" starts an indented continuation line */
+    enum opt_kind kind;
+    size_t off, size;  /* the member of struct config, for COUNT, SECONDS, PATH and FLAG */
+    uint64_t min, max; /* COUNT: the accepted range; SECONDS: max = the longest, in ms */
+    enum { OPT_FILE_KEY, OPT_CMDLINE_ONLY } where; /* also a config-file key, or not */
 };
 
-static const char usage_text[] =
-    "Usage: personad [OPTION]...\n"
-    "Stream cluster-persona events over WebSocket (/ws) and serve them over REST.\n"
-    "\n"
-    "  -l, --listen=[ADDR:]PORT       default 8080 on all addresses\n"
-    "                                 (\"127.0.0.1:8080\", \"[::1]:8080\")\n"
-    "  -d, --personas-dir=DIR         directory of persona files\n"
-    "                                 (default " PERSONAD_DEFAULT_PERSONAS_DIR ")\n"
-    "  -w, --workers=N                worker processes (default: online CPUs)\n"
-    "      --ring-size=N              events kept in the shared-memory ring (default 4096)\n"
-    "      --ping-period=SECONDS      default 54 (durations accept fractions, e.g. 0.2)\n"
-    "      --pong-wait=SECONDS        default 60\n"
-    "      --write-deadline=SECONDS   default 10\n"
-    "      --max-message=BYTES        largest accepted incoming message, default 512\n"
-    "                                 (pings and closes may always carry 125 bytes)\n"
-    "      --rescan-interval=SECONDS  periodic full rescan of DIR, default 30\n"
-    "      --max-connections=N        WebSocket connections per worker, default 20000\n"
-    "      --snapshot-max=BYTES       largest REST snapshot, default 33554432\n"
-    "  -v, --verbose                  debug logging\n"
-    "  -c, --config=FILE              \"key = value\" lines, keys = the long option names\n"
-    "  -h, --help                     show this help and exit\n"
-    "  -V, --version                  show the version and exit\n";
+/* The row helpers; each checks at build time that the member fits the kind (and a
+ * COUNT's upper bound fits its member). */
+#define BUILD_CHECK(cond) (0 * sizeof(char[(cond) ? 1 : -1]))
+#define MEMBER_SIZE(m) sizeof(((struct config *)0)->m)
+#define MEMBER(m, ok) offsetof(struct config, m), MEMBER_SIZE(m) + BUILD_CHECK(ok)
+#define COUNT(m, lo, hi)                                                                           \
+    OPT_COUNT, MEMBER(m, MEMBER_SIZE(m) == 4 || MEMBER_SIZE(m) == 8), (lo),                        \
+        (uint64_t)(hi) + BUILD_CHECK((uint64_t)(hi) <= UINT64_MAX >> (64 - 8 * MEMBER_SIZE(m)))
+#define SECONDS(m, max_ms) OPT_SECONDS, MEMBER(m, MEMBER_SIZE(m) == sizeof(int64_t)), 1, (max_ms)
+#define PATH(m) OPT_PATH, MEMBER(m, MEMBER_SIZE(m) == CONFIG_PATH_MAX), 0, 0
+#define FLAG(m) OPT_FLAG, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0
+#define SPECIAL(kind) kind, 0, 0, 0, 0 /* LISTEN, HELP, VERSION: no member of their own */
+#define DAY_MS 86400000
+
+/* In --help order. */
+static const struct opt opts[] = {
+    {"listen", 'l', "[ADDR:]PORT", "8080",
+     "default %s on all addresses\n(\"127.0.0.1:8080\", \"[::1]:8080\")", SPECIAL(OPT_LISTEN),
+     OPT_FILE_KEY},
+    {"personas-dir", 'd', "DIR", PERSONAD_DEFAULT_PERSONAS_DIR,
+     "directory of persona files\n(default %s)", PATH(personas_dir), OPT_FILE_KEY},
+    {"workers", 'w', "N", NULL, "worker processes (default: online CPUs)", COUNT(workers, 1, 256),
+     OPT_FILE_KEY},
+    {"ring-size", 0, "N", "4096", "events kept in the shared-memory ring (default %s)",
+     COUNT(ring_size, 16, 1u << 20), OPT_FILE_KEY},
+    {"ping-period", 0, "SECONDS", "54", "default %s (durations accept fractions, e.g. 0.2)",
+     SECONDS(ping_period_ms, DAY_MS), OPT_FILE_KEY},
+    {"pong-wait", 0, "SECONDS", "60", "default %s", SECONDS(pong_wait_ms, DAY_MS), OPT_FILE_KEY},
+    {"write-deadline", 0, "SECONDS", "10", "default %s", SECONDS(write_deadline_ms, DAY_MS),
+     OPT_FILE_KEY},
+    {"max-message", 0, "BYTES", "512",
+     "largest accepted incoming message, default %s\n"
+     "(pings and closes may always carry 125 bytes)",
+     COUNT(max_message_bytes, 1, 1u << 24), OPT_FILE_KEY},
+    {"rescan-interval", 0, "SECONDS", "30", "periodic full rescan of DIR, default %s",
+     SECONDS(rescan_interval_ms, DAY_MS), OPT_FILE_KEY},
+    {"max-connections", 0, "N", "20000", "WebSocket connections per worker, default %s",
+     COUNT(max_connections, 1, 1000000), OPT_FILE_KEY},
+    {"snapshot-max", 0, "BYTES", "33554432", "largest REST snapshot, default %s",
+     COUNT(snapshot_max_bytes, 4096, (uint64_t)1 << 34), OPT_FILE_KEY},
+    {"verbose", 'v', NULL, NULL, "debug logging", FLAG(verbose), OPT_FILE_KEY},
+    {"config", 'c', "FILE", NULL, "\"key = value\" lines, keys = the long option names",
+     PATH(config_file), OPT_CMDLINE_ONLY},
+    {"help", 'h', NULL, NULL, "show this help and exit", SPECIAL(OPT_HELP), OPT_CMDLINE_ONLY},
+    {"version", 'V', NULL, NULL, "show the version and exit", SPECIAL(OPT_VERSION),
+     OPT_CMDLINE_ONLY},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+#define HELP_COLUMN 33 /* where the help text starts */
+
+/* config_usage - the --help text, generated from opts[]. */
+static void
+config_usage(FILE *out)
+{
+    fputs("Usage: personad [OPTION]...\n"
+          "Stream cluster-persona events over WebSocket (/ws) and serve them over REST.\n"
+          "\n",
+          out);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        size_t n = strlen("  -x, --") + strlen(o->name);
+        if (o->short_name != 0)
+            fprintf(out, "  -%c, --%s", o->short_name, o->name);
+        else
+            fprintf(out, "      --%s", o->name);
+        if (o->metavar != NULL) {
+            fprintf(out, "=%s", o->metavar);
+            n += 1 + strlen(o->metavar);
+        }
+        if (n + 2 > HELP_COLUMN) {
+            fputc('\n', out);
+            n = 0;
+        }
+        fprintf(out, "%*s", (int)(HELP_COLUMN - n), "");
+        for (const char *h = o->help; *h != '\0'; h++) {
+            if (h[0] == '%' && h[1] == 's') {
+                fputs(o->def != NULL ? o->def : "", out);
+                h++;
+            } else if (*h == '\n') {
+                fprintf(out, "\n%*s", HELP_COLUMN, "");
+            } else {
+                fputc(*h, out);
+            }
+        }
+        fputc('\n', out);
+    }
+}
+
+const char *
+config_option(size_t i, int *file_key)
+{
+    if (i >= NOPTS)
+        return NULL;
+    *file_key = opts[i].where == OPT_FILE_KEY;
+    return opts[i].name;
+}
 
 static int
 parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -99,16 +167,16 @@ parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
-/* Seconds with an optional fraction -> milliseconds, at least 1 ms, at most a day. */
+/* Seconds with an optional fraction -> milliseconds, at least 1 ms, at most max_ms. */
 static int
-parse_seconds(const char *s, int64_t *out_ms)
+parse_seconds(const char *s, uint64_t max_ms, int64_t *out_ms)
 {
     char *end;
     if (*s == '\0' || isspace((unsigned char)*s))
         return -1;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > 86400)
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > (double)max_ms / 1000.0)
         return -1;
     int64_t ms = (int64_t)llround(v * 1000.0);
     *out_ms = ms < 1 ? 1 : ms;
@@ -161,93 +229,77 @@ copy_path(char *dst, const char *src)
     return 0;
 }
 
-/* config_set - apply one option; "where" names its source for the error message. */
+/* opt_store - parse val for option o into cfg; 0, or -1 when it is not a valid value. */
 static int
-config_set(struct config *cfg, enum opt_id id, const char *name, const char *val, const char *where)
+opt_store(struct config *cfg, const struct opt *o, const char *val)
 {
-    uint64_t u;
-    int rc = 0;
-    switch (id) {
+    unsigned char *member = (unsigned char *)cfg + o->off;
+    switch (o->kind) {
+    case OPT_COUNT: {
+        uint64_t u;
+        if (parse_u64(val, o->min, o->max, &u) != 0)
+            return -1;
+        if (o->size == sizeof(uint32_t)) {
+            uint32_t u32 = (uint32_t)u;
+            memcpy(member, &u32, sizeof(u32));
+        } else {
+            memcpy(member, &u, sizeof(u));
+        }
+        return 0;
+    }
+    case OPT_SECONDS: {
+        int64_t ms;
+        if (parse_seconds(val, o->max, &ms) != 0)
+            return -1;
+        memcpy(member, &ms, sizeof(ms));
+        return 0;
+    }
     case OPT_LISTEN:
-        rc = parse_listen(cfg, val);
-        break;
-    case OPT_PERSONAS_DIR:
-        rc = copy_path(cfg->personas_dir, val);
-        break;
-    case OPT_CONFIG:
-        rc = copy_path(cfg->config_file, val);
-        break;
-    case OPT_WORKERS:
-        rc = parse_u64(val, 1, 256, &u);
-        if (rc == 0)
-            cfg->workers = (unsigned)u;
-        break;
-    case OPT_RING_SIZE:
-        rc = parse_u64(val, 16, 1u << 20, &u);
-        if (rc == 0)
-            cfg->ring_size = (uint32_t)u;
-        break;
-    case OPT_PING_PERIOD:
-        rc = parse_seconds(val, &cfg->ping_period_ms);
-        break;
-    case OPT_PONG_WAIT:
-        rc = parse_seconds(val, &cfg->pong_wait_ms);
-        break;
-    case OPT_WRITE_DEADLINE:
-        rc = parse_seconds(val, &cfg->write_deadline_ms);
-        break;
-    case OPT_RESCAN_INTERVAL:
-        rc = parse_seconds(val, &cfg->rescan_interval_ms);
-        break;
-    case OPT_MAX_MESSAGE:
-        rc = parse_u64(val, 1, 1u << 24, &u);
-        if (rc == 0)
-            cfg->max_message_bytes = (uint32_t)u;
-        break;
-    case OPT_MAX_CONNECTIONS:
-        rc = parse_u64(val, 1, 1000000, &u);
-        if (rc == 0)
-            cfg->max_connections = (uint32_t)u;
-        break;
-    case OPT_SNAPSHOT_MAX:
-        rc = parse_u64(val, 4096, (uint64_t)1 << 34, &u);
-        if (rc == 0)
-            cfg->snapshot_max_bytes = u;
-        break;
-    case OPT_VERBOSE:
+        return parse_listen(cfg, val);
+    case OPT_PATH:
+        return copy_path((char *)member, val);
+    case OPT_FLAG: {
+        int on;
         if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 ||
             strcmp(val, "true") == 0)
-            cfg->verbose = 1;
+            on = 1;
         else if (strcmp(val, "0") == 0 || strcmp(val, "no") == 0 || strcmp(val, "false") == 0)
-            cfg->verbose = 0;
+            on = 0;
         else
-            rc = -1;
-        break;
-    default:
-        rc = -1;
+            return -1;
+        memcpy(member, &on, sizeof(on));
+        return 0;
+    }
+    case OPT_HELP:
+    case OPT_VERSION:
         break;
     }
-    if (rc != 0)
-        fprintf(stderr, "personad: %sinvalid value for --%s: '%s'\n", where, name, val ? val : "");
-    return rc;
+    return -1;
 }
 
-static void
+/* config_set - apply one option; "where" names its source for the error message. */
+static int
+config_set(struct config *cfg, const struct opt *o, const char *val, const char *where)
+{
+    if (opt_store(cfg, o, val) != 0) {
+        fprintf(stderr, "personad: %sinvalid value for --%s: '%s'\n", where, o->name,
+                val ? val : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int
 config_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->listen_port = 8080;
-    memcpy(cfg->personas_dir, PERSONAD_DEFAULT_PERSONAS_DIR, sizeof(PERSONAD_DEFAULT_PERSONAS_DIR));
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].def != NULL && config_set(cfg, &opts[i], opts[i].def, "default: ") != 0)
+            return -1;
+    /* The one default that is not a constant. */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (unsigned)ncpu;
-    cfg->ring_size = 4096;
-    cfg->ping_period_ms = 54000;
-    cfg->pong_wait_ms = 60000;
-    cfg->write_deadline_ms = 10000;
-    cfg->rescan_interval_ms = 30000;
-    cfg->max_message_bytes = 512;
-    cfg->max_connections = 20000;
-    cfg->snapshot_max_bytes = 32u << 20;
+    return 0;
 }
 
 static char *
@@ -261,37 +313,14 @@ trim(char *s)
     return s;
 }
 
-static int
+/* The option whose long name is name, or NULL. */
+static const struct opt *
 find_option(const char *name)
 {
-    for (int i = 0; long_options[i].name != NULL; i++)
-        if (strcmp(long_options[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
-static enum opt_id
-option_id(int table_index)
-{
-    int val = long_options[table_index].val;
-    switch (val) {
-    case 'l':
-        return OPT_LISTEN;
-    case 'd':
-        return OPT_PERSONAS_DIR;
-    case 'w':
-        return OPT_WORKERS;
-    case 'v':
-        return OPT_VERBOSE;
-    case 'c':
-        return OPT_CONFIG;
-    case 'h':
-        return OPT_HELP;
-    case 'V':
-        return OPT_VERSION;
-    default:
-        return (enum opt_id)(val - 256);
-    }
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strcmp(opts[i].name, name) == 0)
+            return &opts[i];
+    return NULL;
 }
 
 static int
@@ -323,18 +352,17 @@ config_read_file(struct config *cfg, const char *path, const unsigned char *from
         }
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
-        int idx = find_option(key);
-        enum opt_id id = idx < 0 ? OPT_COUNT : option_id(idx);
-        if (idx < 0 || id == OPT_CONFIG || id == OPT_HELP || id == OPT_VERSION) {
+        const struct opt *o = find_option(key);
+        if (o == NULL || o->where != OPT_FILE_KEY) {
             fprintf(stderr, "personad: %s:%u: unknown key '%s'\n", path, lineno, key);
             rc = -1;
             break;
         }
-        if (from_cmdline[id])
+        if (from_cmdline[o - opts])
             continue;
         char where[CONFIG_PATH_MAX + 32];
         snprintf(where, sizeof(where), "%s:%u: ", path, lineno);
-        rc = config_set(cfg, id, key, val, where);
+        rc = config_set(cfg, o, val, where);
     }
     if (rc == 0 && ferror(f)) {
         fprintf(stderr, "personad: reading %s: %s\n", path, strerror(errno));
@@ -347,13 +375,30 @@ config_read_file(struct config *cfg, const char *path, const unsigned char *from
 int
 config_parse(struct config *cfg, int argc, char **argv)
 {
-    unsigned char from_cmdline[OPT_COUNT] = {0};
-    config_defaults(cfg);
+    unsigned char from_cmdline[NOPTS] = {0};
+    /* getopt's tables: a long option returns 256 + its row, a short one its letter. */
+    struct option long_options[NOPTS + 1];
+    char short_options[1 + 2 * NOPTS + 1];
+    size_t ns = 0;
+    short_options[ns++] = ':';
+    for (size_t i = 0; i < NOPTS; i++) {
+        int has_arg = opts[i].metavar != NULL ? required_argument : no_argument;
+        long_options[i] = (struct option){opts[i].name, has_arg, NULL, 256 + (int)i};
+        if (opts[i].short_name != 0) {
+            short_options[ns++] = opts[i].short_name;
+            if (has_arg == required_argument)
+                short_options[ns++] = ':';
+        }
+    }
+    long_options[NOPTS] = (struct option){NULL, 0, NULL, 0};
+    short_options[ns] = '\0';
+
+    if (config_defaults(cfg) != 0)
+        return -1;
     optind = 1;
     opterr = 0;
     for (;;) {
-        int idx = -1;
-        int c = getopt_long(argc, argv, ":l:d:w:c:vhV", long_options, &idx);
+        int c = getopt_long(argc, argv, short_options, long_options, NULL);
         if (c == -1)
             break;
         if (c == '?' || c == ':') {
@@ -365,22 +410,25 @@ config_parse(struct config *cfg, int argc, char **argv)
             fprintf(stderr, "Try 'personad --help' for more information.\n");
             return -1;
         }
-        if (idx < 0) {
-            for (int i = 0; long_options[i].name != NULL; i++)
-                if (long_options[i].val == c)
-                    idx = i;
-        }
-        enum opt_id id = option_id(idx);
-        if (id == OPT_HELP) {
-            fputs(usage_text, stdout);
+        size_t i = 0;
+        if (c >= 256)
+            i = (size_t)(c - 256);
+        else
+            while (i < NOPTS && opts[i].short_name != c)
+                i++;
+        if (i >= NOPTS)
+            return -1; /* getopt returned what it was not given: cannot happen */
+        const struct opt *o = &opts[i];
+        if (o->kind == OPT_HELP) {
+            config_usage(stdout);
             return 1;
         }
-        if (id == OPT_VERSION) {
+        if (o->kind == OPT_VERSION) {
             printf("personad %s\n", PACKAGE_VERSION);
             return 1;
         }
-        from_cmdline[id] = 1;
-        if (config_set(cfg, id, long_options[idx].name, optarg, "") != 0)
+        from_cmdline[i] = 1;
+        if (config_set(cfg, o, optarg, "") != 0)
             return -1;
     }
     if (optind < argc) {

@@ -10,6 +10,7 @@
 #ifndef PERSONAD_CONFIG_H
 #define PERSONAD_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CONFIG_PATH_MAX 4096
@@ -35,5 +36,10 @@ struct config {
  * Returns 0 to run, 1 when --help/--version was printed (exit 0), -1 on error
  * (message already printed on stderr). */
 int config_parse(struct config *cfg, int argc, char **argv);
+
+/* config_option - the long name of option i (0, 1, ... in --help order), NULL past the
+ * last; *file_key is set to 1 when the name is also a config-file key.  Lets a test
+ * walk every option without a list of its own. */
+const char *config_option(size_t i, int *file_key);
 
 #endif

@@ -540,6 +540,125 @@ START_TEST(test_file_verbose_off_and_empty_file)
 }
 END_TEST
 
+/* --- the option table ------------------------------------------------------------ */
+
+/* config.c generates getopt's tables, --help and the file's keys from one table;
+ * config_option() walks it.  Every row must reach each of them: none half-added. */
+
+static size_t
+option_count(void)
+{
+    size_t n = 0;
+    int file_key;
+    while (config_option(n, &file_key) != NULL)
+        n++;
+    return n;
+}
+
+/* Redirect stdout to a temp file while config_parse runs; returns what was written. */
+static char captured_out[16384];
+
+static int
+parse_capturing_stdout(struct config *cfg, const char *const *args)
+{
+    fflush(stdout);
+    FILE *tmp = tmpfile();
+    ck_assert_ptr_nonnull(tmp);
+    int saved = dup(STDOUT_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(tmp), STDOUT_FILENO), 0);
+    int rc = parse_args(cfg, args);
+    fflush(stdout);
+    ck_assert_int_ge(dup2(saved, STDOUT_FILENO), 0);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(captured_out, 1, sizeof(captured_out) - 1, tmp);
+    captured_out[n] = '\0';
+    fclose(tmp);
+    return rc;
+}
+
+/* The option on a --help line ("  -x, --NAME..." or "      --NAME..."), or NULL. */
+static const char *
+help_line_option(const char *line)
+{
+    if (strncmp(line, "      --", 8) == 0)
+        return line + 8;
+    if (strncmp(line, "  -", 3) == 0 && line[3] != '-' && line[3] != '\0' &&
+        strncmp(line + 4, ", --", 4) == 0)
+        return line + 8;
+    return NULL;
+}
+
+/* Each line of captured_out in turn: call with NULL first, then with the last result. */
+static const char *
+next_line(const char *line)
+{
+    if (line == NULL)
+        return captured_out;
+    const char *nl = strchr(line, '\n');
+    return nl != NULL && nl[1] != '\0' ? nl + 1 : NULL;
+}
+
+START_TEST(test_help_lists_the_table)
+{
+    struct config cfg;
+    static const char *const args[] = {"--help", NULL};
+    ck_assert_int_eq(parse_capturing_stdout(&cfg, args), 1);
+    size_t lines = 0;
+    for (const char *l = next_line(NULL); l != NULL; l = next_line(l))
+        lines += help_line_option(l) != NULL;
+    ck_assert_uint_gt(option_count(), 0);
+    ck_assert_msg(lines == option_count(), "--help has %zu option lines, the table %zu rows:\n%s",
+                  lines, option_count(), captured_out);
+}
+END_TEST
+
+START_TEST(test_every_option_in_help)
+{
+    struct config cfg;
+    static const char *const args[] = {"--help", NULL};
+    ck_assert_int_eq(parse_capturing_stdout(&cfg, args), 1);
+    int file_key;
+    const char *name = config_option((size_t)_i, &file_key);
+    ck_assert_ptr_nonnull(name);
+    size_t n = strlen(name);
+    int found = 0;
+    for (const char *l = next_line(NULL); l != NULL; l = next_line(l)) {
+        const char *opt = help_line_option(l);
+        /* "--NAME=", "--NAME " or "--NAME" at the end: --ping is not --ping-period */
+        if (opt != NULL && strncmp(opt, name, n) == 0 &&
+            (opt[n] == '=' || opt[n] == ' ' || opt[n] == '\n'))
+            found = 1;
+    }
+    ck_assert_msg(found, "--%s is not in --help:\n%s", name, captured_out);
+}
+END_TEST
+
+START_TEST(test_every_option_a_file_key)
+{
+    int file_key;
+    const char *name = config_option((size_t)_i, &file_key);
+    ck_assert_ptr_nonnull(name);
+    char contents[256];
+    snprintf(contents, sizeof(contents), "%s = ?\n", name); /* a bad value for most kinds */
+    const char *path = write_config(contents);
+    struct config cfg;
+    const char *args[] = {"-c", path, NULL};
+    int rc = parse_capturing(&cfg, args);
+    unlink(path);
+    char unknown[128], invalid[128];
+    snprintf(unknown, sizeof(unknown), ":1: unknown key '%s'", name);
+    snprintf(invalid, sizeof(invalid), ":1: invalid value for --%s: '?'", name);
+    if (file_key)
+        ck_assert_msg(rc == 0 || (rc == -1 && strstr(captured, invalid) != NULL),
+                      "key '%s' not taken as --%s (rc %d): %s", name, name, rc, captured);
+    else
+        ck_assert_msg(rc == -1 && strstr(captured, unknown) != NULL,
+                      "command-line-only '%s' accepted as a key (rc %d): %s", name, rc, captured);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -565,6 +684,12 @@ config_suite(void)
     tcase_add_test(tf, test_missing_file);
     tcase_add_test(tf, test_file_verbose_off_and_empty_file);
     suite_add_tcase(s, tf);
+    TCase *tt = tcase_create("table");
+    tcase_set_timeout(tt, 10);
+    tcase_add_test(tt, test_help_lists_the_table);
+    tcase_add_loop_test(tt, test_every_option_in_help, 0, (int)option_count());
+    tcase_add_loop_test(tt, test_every_option_a_file_key, 0, (int)option_count());
+    suite_add_tcase(s, tt);
     return s;
 }
 
