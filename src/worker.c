@@ -2,7 +2,7 @@
  * worker - see worker.h.
  *
  * One loop pass: epoll_wait (timeout = the nearest deadline or MHD timeout),
- * handle ready sources, pull new ring entries into the frame window (one
+ * call the handlers of the ready sources, pull new ring entries into the frame window (one
  * framing per event per worker), fan them out, run MHD, expire deadlines, and
  * free the connections closed during the pass.
  */
@@ -61,11 +61,18 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static void
-epoll_add(struct worker *w, int fd, struct ev_source *src)
+epoll_add(struct worker *w, int fd, struct ev_handler *h)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = src};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    if (ev_add(w->epfd, fd, EPOLLIN, h) != 0)
         fatal("worker %u: epoll_ctl(ADD)", w->index);
+}
+
+/* MHD's epoll fd is ready: MHD runs after the handlers. */
+static void
+on_mhd(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    EV_CONTAINER(h, struct worker, ev_mhd)->mhd_ready = 1;
 }
 
 static void
@@ -88,7 +95,7 @@ worker_start_mhd(struct worker *w)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (info == NULL)
         fatalx("worker %u: libmicrohttpd has no epoll fd", w->index);
-    w->ev_mhd.kind = EV_MHD;
+    w->ev_mhd.on_event = on_mhd;
     epoll_add(w, info->epoll_fd, &w->ev_mhd);
 }
 
@@ -214,6 +221,31 @@ begin_stop(struct worker *w, const char *why)
     ws_close_all(w, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 
+/* The master's pipe: a doorbell byte, or EOF (the master is gone). */
+static void
+on_doorbell(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    struct worker *w = EV_CONTAINER(h, struct worker, ev_doorbell);
+    if (drain_doorbell(w) == 0)
+        return;
+    if (!w->stopping)
+        log_warnx("worker %u: master is gone; stopping", w->index);
+    if (ev_del(w->epfd, w->doorbell_fd) != 0)
+        log_warn("worker %u: epoll_ctl(DEL, doorbell)", w->index);
+    begin_stop(w, "master gone");
+}
+
+static void
+on_signal(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    struct worker *w = EV_CONTAINER(h, struct worker, ev_signal);
+    sig_drain();
+    if (sig_take(SIGTERM) || sig_take(SIGINT))
+        begin_stop(w, "signal");
+}
+
 _Noreturn void
 worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
             struct ring *ring, struct snapshot *snap)
@@ -241,9 +273,9 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     deadline_list_init(&w.write_list, cfg->write_deadline_ms);
     deadline_list_init(&w.linger_list, WS_CLOSE_LINGER_MS);
     worker_start_mhd(&w);
-    w.ev_doorbell.kind = EV_DOORBELL;
+    w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
-    w.ev_signal.kind = EV_SIGNAL;
+    w.ev_signal.on_event = on_signal;
     epoll_add(&w, sig_fd(), &w.ev_signal);
     log_debug("worker %u ready", index);
 
@@ -254,33 +286,13 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         if (n < 0 && errno != EINTR)
             fatal("worker %u: epoll_wait", index);
         w.now_ms = clock_now_ms();
-        /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
-        int run_mhd = w.now_ms >= w.mhd_due_ms;
+        w.mhd_ready = 0;
         for (int i = 0; i < n; i++) {
-            struct ev_source *src = evs[i].data.ptr;
-            switch (src->kind) {
-            case EV_MHD:
-                run_mhd = 1;
-                break;
-            case EV_DOORBELL:
-                if (drain_doorbell(&w) != 0) {
-                    if (!w.stopping)
-                        log_warnx("worker %u: master is gone; stopping", index);
-                    if (epoll_ctl(w.epfd, EPOLL_CTL_DEL, doorbell_fd, NULL) != 0)
-                        log_warn("worker %u: epoll_ctl(DEL, doorbell)", index);
-                    begin_stop(&w, "master gone");
-                }
-                break;
-            case EV_SIGNAL:
-                sig_drain();
-                if (sig_take(SIGTERM) || sig_take(SIGINT))
-                    begin_stop(&w, "signal");
-                break;
-            case EV_CONN:
-                ws_conn_on_event((struct ws_conn *)src, evs[i].events);
-                break;
-            }
+            struct ev_handler *h = evs[i].data.ptr;
+            h->on_event(h, evs[i].events);
         }
+        /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
+        int run_mhd = w.mhd_ready || w.now_ms >= w.mhd_due_ms;
         if (!w.stopping && pull_ring(&w) > 0) {
             ws_fanout(&w);
             /* O(connections), like the fan-out itself: once per batch, not per pass. */

@@ -2,6 +2,8 @@
  * worker - one pre-forked worker process: one thread, one epoll loop holding
  * libmicrohttpd (external epoll mode, on this worker's listening socket), the
  * upgraded WebSocket connections, the master's doorbell pipe and the signal pipe.
+ * Each source in the epoll set carries its handler (ev.h): the loop knows no
+ * kinds.
  *
  * The master's pipe is both the doorbell (a byte means "new ring entries") and
  * the lifeline: EOF means the master is gone, and the worker exits.
@@ -18,6 +20,7 @@
 #include "../shm/snapshot.h"
 #include "config.h"
 #include "deadline.h"
+#include "ev.h"
 #include "log.h"
 #include "ws_frame.h"
 
@@ -36,13 +39,6 @@ struct ws_pending {
     uint64_t start_seq;
 };
 
-/* What an epoll registration points at. */
-enum ev_kind { EV_MHD, EV_DOORBELL, EV_SIGNAL, EV_CONN };
-
-struct ev_source {
-    enum ev_kind kind;
-};
-
 struct worker_stats {
     uint64_t events_framed; /* events read from the ring and framed */
     uint64_t conns_opened;
@@ -58,8 +54,9 @@ struct worker {
     int epfd;
     int listen_fd;
     int doorbell_fd;
-    struct ev_source ev_mhd, ev_doorbell, ev_signal;
+    struct ev_handler ev_mhd, ev_doorbell, ev_signal; /* the worker's epoll sources */
     struct MHD_Daemon *mhd;
+    int mhd_ready;             /* MHD's epoll fd was ready in this pass */
     int mhd_run_again;         /* an upgraded connection was handed back to MHD */
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */

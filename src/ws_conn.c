@@ -45,7 +45,7 @@
 enum ws_state { WS_OPEN, WS_CLOSING, WS_DEAD };
 
 struct ws_conn {
-    struct ev_source ev; /* first: epoll's data.ptr points here */
+    struct ev_handler ev; /* first: epoll's data.ptr points here */
     struct worker *w;
     struct ws_conn *prev, *next; /* w->conns */
     struct ws_conn *reap_next;
@@ -86,8 +86,7 @@ conn_epoll_mask(struct ws_conn *c, int want_out)
 {
     if (c->want_out == (unsigned)want_out || c->state == WS_DEAD)
         return;
-    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = &c->ev};
-    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+    if (ev_mod(c->w->epfd, c->fd, EPOLLIN | (want_out ? EPOLLOUT : 0), &c->ev) != 0)
         panic("epoll_ctl(MOD) on a live connection failed");
     c->want_out = (unsigned)want_out;
 }
@@ -103,7 +102,7 @@ conn_kill(struct ws_conn *c)
     deadline_disarm(&c->ping_dl);
     deadline_disarm(&c->pong_dl);
     deadline_disarm(&c->write_dl);
-    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+    if (ev_del(w->epfd, c->fd) != 0)
         log_warn("epoll_ctl(DEL)");
     c->reap_next = w->reap;
     w->reap = c;
@@ -589,9 +588,10 @@ conn_read(struct ws_conn *c)
     conn_wslay_release_if_idle(c);
 }
 
-void
-ws_conn_on_event(struct ws_conn *c, uint32_t events)
+static void
+ws_conn_on_event(struct ev_handler *h, uint32_t events)
 {
+    struct ws_conn *c = EV_CONTAINER(h, struct ws_conn, ev);
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         conn_read(c);
     if ((events & EPOLLOUT) && c->state != WS_DEAD) {
@@ -612,7 +612,7 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
         log_warnx("out of memory accepting a WebSocket connection");
         return NULL;
     }
-    c->ev.kind = EV_CONN;
+    c->ev.on_event = ws_conn_on_event;
     c->w = w;
     c->fd = fd;
     c->state = WS_OPEN;
@@ -630,8 +630,7 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
 #else
     (void)one;
 #endif
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ev};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (ev_add(w->epfd, fd, EPOLLIN, &c->ev) != 0) {
         log_warn("epoll_ctl(ADD) for a WebSocket connection");
         free(c->extra);
         free(c);

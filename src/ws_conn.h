@@ -38,9 +38,6 @@
 struct ws_conn *ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra,
                             size_t extra_len);
 
-/* ws_conn_on_event - epoll reported events for c. */
-void ws_conn_on_event(struct ws_conn *c, uint32_t events);
-
 /* ws_conn_fanout - new frames are in the window: write them to every connection
  * that is not blocked, and close the ones that fell too far behind. */
 void ws_fanout(struct worker *w);
