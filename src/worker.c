@@ -2,8 +2,8 @@
  * worker - see worker.h.
  *
  * One loop pass: epoll_wait (timeout = the nearest deadline or MHD timeout),
- * call the handlers of the ready sources, pull new ring entries into the frame window (one
- * framing per event per worker), fan them out, run MHD, expire deadlines, and
+ * call the handlers of the ready sources, pull new ring entries into the event window (one
+ * encoding per event per worker per protocol), fan them out, run MHD, expire deadlines, and
  * free the connections closed during the pass.
  */
 #include "build_config.h"
@@ -118,7 +118,7 @@ drain_doorbell(struct worker *w)
     }
 }
 
-/* Frame every ring entry this worker has not seen.  Returns how many. */
+/* Encode every ring entry this worker has not seen.  Returns how many. */
 static uint64_t
 pull_ring(struct worker *w)
 {
@@ -136,19 +136,19 @@ pull_ring(struct worker *w)
             log_warnx("worker %u: lapped by the event ring at %llu; skipping to %llu", w->index,
                       (unsigned long long)seq, (unsigned long long)head + 1);
             ws_lapped(w, head + 1);
-            ws_window_reset(&w->window, head + 1);
+            event_window_reset(&w->window, head + 1);
             continue;
         }
         if (w->window.next_seq - w->window.first_seq == w->window.capacity) {
             ws_lapped(w, w->window.first_seq + 1);
-            ws_window_release(&w->window, w->window.first_seq + 1);
+            event_window_release(&w->window, w->window.first_seq + 1);
         }
-        if (ws_window_push(&w->window, seq, buf, len) != 0) {
+        if (event_window_push(&w->window, seq, buf, len) != 0) {
             /* Out of memory: nobody may silently miss seq. */
             log_warnx("worker %u: out of memory framing event %llu", w->index,
                       (unsigned long long)seq);
             ws_lapped(w, seq + 1);
-            ws_window_reset(&w->window, seq + 1);
+            event_window_reset(&w->window, seq + 1);
             continue;
         }
         w->stats.events_framed++;
@@ -266,7 +266,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w.epfd < 0)
         fatal("worker %u: epoll_create1", index);
-    if (ws_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
+    if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
         fatalx("worker %u: out of memory", index);
     deadline_list_init(&w.ping_list, cfg->ping_period_ms);
     deadline_list_init(&w.pong_list, cfg->pong_wait_ms);
@@ -296,7 +296,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         if (!w.stopping && pull_ring(&w) > 0) {
             ws_fanout(&w);
             /* O(connections), like the fan-out itself: once per batch, not per pass. */
-            ws_window_release(&w.window, ws_min_cursor(&w, w.window.next_seq));
+            event_window_release(&w.window, ws_min_cursor(&w, w.window.next_seq));
         }
         if (run_mhd && MHD_run(w.mhd) != MHD_YES)
             log_warnx("worker %u: MHD_run failed", index);
@@ -322,7 +322,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
     http_api_release(&w);
-    ws_window_free(&w.window);
+    event_window_free(&w.window);
     log_debug("worker %u exiting", index);
     exit(0);
 }

@@ -22,7 +22,7 @@
 #include "deadline.h"
 #include "ev.h"
 #include "log.h"
-#include "ws_frame.h"
+#include "event_window.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
 
@@ -40,7 +40,7 @@ struct ws_pending {
 };
 
 struct worker_stats {
-    uint64_t events_framed; /* events read from the ring and framed */
+    uint64_t events_framed; /* events read from the ring and encoded */
     uint64_t conns_opened;
     uint64_t conns_closed;
     uint64_t conns_lapped;  /* closed 1013: too slow or lapped */
@@ -61,7 +61,7 @@ struct worker {
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
     struct snap_ref *snap_cur; /* this worker's copy of the newest snapshot, refcounted */
-    struct ws_window window;   /* framed events, shared by all connections */
+    struct event_window window; /* encoded events, shared by all connections */
     struct ws_pending *pending; /* handshakes not yet handed off; their starts are kept */
     struct ws_conn *conns;     /* all connections (doubly linked) */
     struct ws_conn *reap;      /* connections to free after this loop pass */

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "net.h"
 #include "ws_conn.h"
+#include "ws_frame.h"
 
 #define WS_CTRL_BYTES 256
 #define WS_IOV_MAX 64
@@ -265,14 +266,16 @@ conn_flush(struct ws_conn *c)
     size_t total = 0;
     uint64_t seq = c->next_seq;
     if (c->frame_off > 0) {
-        struct ws_frame *f = ws_window_get(&w->window, seq);
-        if (f == NULL) {
+        const struct event_entry *e = event_window_get(&w->window, seq);
+        if (e == NULL) {
             conn_lost_frame(c);
             return;
         }
-        iov[n] = (struct iovec){f->bytes + c->frame_off, f->len - c->frame_off};
+        uint32_t len;
+        const uint8_t *bytes = event_entry_bytes(e, STREAM_PROTO_WS, &len);
+        iov[n] = (struct iovec){(void *)(bytes + c->frame_off), len - c->frame_off};
         is_frame[n++] = 1;
-        total += f->len - c->frame_off;
+        total += len - c->frame_off;
         seq++;
     }
     if (c->ctrl_off < c->ctrl_len) {
@@ -282,14 +285,16 @@ conn_flush(struct ws_conn *c)
     }
     if (c->state == WS_OPEN) {
         while (n < WS_IOV_MAX && total < WS_SEND_MAX_BYTES_PER_WAKEUP && seq < w->window.next_seq) {
-            struct ws_frame *f = ws_window_get(&w->window, seq);
-            if (f == NULL) {
+            const struct event_entry *e = event_window_get(&w->window, seq);
+            if (e == NULL) {
                 conn_lost_frame(c); /* only ever the first: the window is contiguous */
                 return;
             }
-            iov[n] = (struct iovec){f->bytes, f->len};
+            uint32_t len;
+            const uint8_t *bytes = event_entry_bytes(e, STREAM_PROTO_WS, &len);
+            iov[n] = (struct iovec){(void *)bytes, len};
             is_frame[n++] = 1;
-            total += f->len;
+            total += len;
             seq++;
         }
     }
@@ -319,9 +324,9 @@ conn_flush(struct ws_conn *c)
         size_t take = left < iov[i].iov_len ? left : iov[i].iov_len;
         left -= take;
         if (is_frame[i]) {
-            struct ws_frame *f = ws_window_get(&w->window, c->next_seq);
+            const struct event_entry *e = event_window_get(&w->window, c->next_seq);
             c->frame_off += (uint32_t)take;
-            if (c->frame_off == f->len) {
+            if (c->frame_off == e->enc[STREAM_PROTO_WS].len) {
                 c->next_seq++;
                 c->frame_off = 0;
             }
@@ -647,7 +652,7 @@ ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra, siz
     deadline_arm_force(&w->ping_list, &c->ping_dl, w->now_ms);
     deadline_arm_force(&w->pong_list, &c->pong_dl, w->now_ms);
     if (start_seq < w->window.first_seq ||
-        ws_window_pending(&w->window, start_seq, 0) > WS_QUEUE_MAX_BYTES) {
+        event_window_pending(&w->window, STREAM_PROTO_WS, start_seq, 0) > WS_QUEUE_MAX_BYTES) {
         /* Its first events left the window while the handshake was in flight
          * (the window or the ring lapped them), or it is as far behind as
          * ws_fanout allows nobody to be: close it before anything. */
@@ -690,7 +695,8 @@ ws_fanout(struct worker *w)
         if (c->state != WS_OPEN)
             continue;
         if (c->next_seq < w->window.first_seq ||
-            ws_window_pending(&w->window, c->next_seq, c->frame_off) > WS_QUEUE_MAX_BYTES) {
+            event_window_pending(&w->window, STREAM_PROTO_WS, c->next_seq, c->frame_off) >
+                WS_QUEUE_MAX_BYTES) {
             w->stats.conns_lapped++;
             ws_conn_close(c, WS_CLOSE_TRY_AGAIN, "client too slow; reconnect and refetch");
             continue;
@@ -730,7 +736,8 @@ ws_min_cursor(const struct worker *w, uint64_t fallback)
      * to the same cap: further behind, it is closed 1013 at the hand-off. */
     for (const struct ws_pending *p = w->pending; p != NULL; p = p->next)
         if (p->start_seq < min && p->start_seq >= w->window.first_seq &&
-            ws_window_pending(&w->window, p->start_seq, 0) <= WS_QUEUE_MAX_BYTES)
+            event_window_pending(&w->window, STREAM_PROTO_WS, p->start_seq, 0) <=
+                WS_QUEUE_MAX_BYTES)
             min = p->start_seq;
     return min;
 }
