@@ -66,21 +66,22 @@ snap_ref_put(void *cls)
 void
 http_api_release(struct worker *w)
 {
-    snap_ref_put(w->snap_cur);
-    w->snap_cur = NULL;
+    snap_ref_put(worker_snap_cached(w));
+    worker_snap_cache(w, NULL);
 }
 
 /* The newest snapshot, copied once per generation.  NULL if it cannot be had. */
 static struct snap_ref *
 snap_current(struct worker *w)
 {
-    uint64_t known = w->snap_cur != NULL ? w->snap_cur->gen : 0;
+    struct snap_ref *cur = worker_snap_cached(w);
+    uint64_t known = cur != NULL ? cur->gen : 0;
     uint8_t *blob;
     size_t len;
     uint64_t gen;
     enum snapshot_status st = snapshot_copy(w->snap, known, &blob, &len, &gen);
     if (st == SNAPSHOT_UNCHANGED)
-        return w->snap_cur;
+        return cur;
     if (st != SNAPSHOT_OK) {
         log_warnx("cannot copy the snapshot (%s)", st == SNAPSHOT_BUSY ? "busy" : "out of memory");
         return NULL;
@@ -95,7 +96,7 @@ snap_current(struct worker *w)
     }
     *r = (struct snap_ref){.refs = 1, .gen = gen, .len = len, .blob = blob};
     http_api_release(w);
-    w->snap_cur = r;
+    worker_snap_cache(w, r);
     return r;
 }
 

@@ -25,7 +25,7 @@
 struct http_request {
     const char *target_end; /* end of the request target in MHD's line buffer */
     int headers_done;       /* the handler's first call has happened */
-    struct ws_pending ws;   /* /ws: the first event the client gets, kept until the hand-off */
+    struct conn_pending ws; /* /ws: the first event the client gets, kept until the hand-off */
 };
 
 /* http_api_uri_logger - MHD's URI log callback: allocates the request context

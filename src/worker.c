@@ -2,9 +2,10 @@
  * worker - see worker.h.
  *
  * One loop pass: epoll_wait (timeout = the nearest deadline or MHD timeout),
- * call the handlers of the ready sources, pull new ring entries into the event window (one
- * encoding per event per worker per protocol), fan them out, run MHD, expire deadlines, and
- * free the connections closed during the pass.
+ * call the handlers of the ready sources, pull new ring entries into the event
+ * window (one encoding per event per worker per protocol), fan them out to the
+ * set, run MHD, expire the set's deadlines, and free the connections closed
+ * during the pass.
  */
 #include "build_config.h"
 
@@ -27,7 +28,6 @@
 #include "log.h"
 #include "sig.h"
 #include "worker.h"
-#include "ws_conn.h"
 
 #define WORKER_EPOLL_EVENTS 256
 #define WORKER_STOP_GRACE_MS 1500
@@ -135,19 +135,19 @@ pull_ring(struct worker *w)
             head = ring_head(w->ring);
             log_warnx("worker %u: lapped by the event ring at %llu; skipping to %llu", w->index,
                       (unsigned long long)seq, (unsigned long long)head + 1);
-            ws_lapped(w, head + 1);
+            conn_set_lapped(&w->set, head + 1);
             event_window_reset(&w->window, head + 1);
             continue;
         }
         if (w->window.next_seq - w->window.first_seq == w->window.capacity) {
-            ws_lapped(w, w->window.first_seq + 1);
+            conn_set_lapped(&w->set, w->window.first_seq + 1);
             event_window_release(&w->window, w->window.first_seq + 1);
         }
         if (event_window_push(&w->window, seq, buf, len) != 0) {
             /* Out of memory: nobody may silently miss seq. */
             log_warnx("worker %u: out of memory framing event %llu", w->index,
                       (unsigned long long)seq);
-            ws_lapped(w, seq + 1);
+            conn_set_lapped(&w->set, seq + 1);
             event_window_reset(&w->window, seq + 1);
             continue;
         }
@@ -160,13 +160,7 @@ pull_ring(struct worker *w)
 static int
 next_timeout_ms(struct worker *w)
 {
-    int64_t next = deadline_next_ms(&w->ping_list);
-    const struct deadline_list *lists[] = {&w->pong_list, &w->write_list, &w->linger_list};
-    for (size_t i = 0; i < 3; i++) {
-        int64_t t = deadline_next_ms(lists[i]);
-        if (t < next)
-            next = t;
-    }
+    int64_t next = conn_set_next_due_ms(&w->set);
     /* A rate limit that suppressed lines reports them when its second ends. */
     const struct log_limit *limits[] = {&w->mhd_log, &w->client_log};
     for (size_t i = 0; i < 2; i++) {
@@ -175,7 +169,7 @@ next_timeout_ms(struct worker *w)
             next = t;
     }
 #if HAVE_MALLOC_TRIM
-    if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
+    if (w->set.stats.opened + w->set.stats.closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
 #endif
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
@@ -200,7 +194,7 @@ static void
 worker_trim(struct worker *w)
 {
 #if HAVE_MALLOC_TRIM
-    uint64_t churn = w->stats.conns_opened + w->stats.conns_closed;
+    uint64_t churn = w->set.stats.opened + w->set.stats.closed;
     if (churn == w->trim_churn || w->now_ms < w->trim_due_ms)
         return;
     w->trim_churn = churn;
@@ -218,7 +212,7 @@ begin_stop(struct worker *w, const char *why)
         return;
     log_debug("worker %u stopping: %s", w->index, why);
     w->stopping = 1;
-    ws_close_all(w, WS_CLOSE_GOING_AWAY, "server shutting down");
+    conn_set_close_all(&w->set, CONN_CLOSE_GOING_AWAY, "server shutting down");
 }
 
 /* The master's pipe: a doorbell byte, or EOF (the master is gone). */
@@ -268,10 +262,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         fatal("worker %u: epoll_create1", index);
     if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
         fatalx("worker %u: out of memory", index);
-    deadline_list_init(&w.ping_list, cfg->ping_period_ms);
-    deadline_list_init(&w.pong_list, cfg->pong_wait_ms);
-    deadline_list_init(&w.write_list, cfg->write_deadline_ms);
-    deadline_list_init(&w.linger_list, WS_CLOSE_LINGER_MS);
+    conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.now_ms);
     worker_start_mhd(&w);
     w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
@@ -286,6 +277,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         if (n < 0 && errno != EINTR)
             fatal("worker %u: epoll_wait", index);
         w.now_ms = clock_now_ms();
+        conn_set_set_now(&w.set, w.now_ms);
         w.mhd_ready = 0;
         for (int i = 0; i < n; i++) {
             struct ev_handler *h = evs[i].data.ptr;
@@ -294,9 +286,9 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
         int run_mhd = w.mhd_ready || w.now_ms >= w.mhd_due_ms;
         if (!w.stopping && pull_ring(&w) > 0) {
-            ws_fanout(&w);
+            conn_set_fanout(&w.set);
             /* O(connections), like the fan-out itself: once per batch, not per pass. */
-            event_window_release(&w.window, ws_min_cursor(&w, w.window.next_seq));
+            event_window_release(&w.window, conn_set_min_cursor(&w.set, w.window.next_seq));
         }
         if (run_mhd && MHD_run(w.mhd) != MHD_YES)
             log_warnx("worker %u: MHD_run failed", index);
@@ -304,20 +296,20 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             w.mhd_run_again = 0;
             (void)MHD_run(w.mhd);
         }
-        ws_expire(&w);
-        ws_reap(&w);
+        conn_set_expire(&w.set);
+        conn_set_reap(&w.set);
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
         worker_trim(&w);
         if (w.stopping) {
             if (stop_by == 0)
                 stop_by = w.now_ms + WORKER_STOP_GRACE_MS;
-            if (w.nconns == 0 || w.now_ms >= stop_by)
+            if (w.set.nconns == 0 || w.now_ms >= stop_by)
                 break;
         }
     }
     /* Whatever is left after the grace period goes now. */
-    ws_drop_all(&w);
+    conn_set_drop_all(&w.set);
     MHD_stop_daemon(w.mhd);
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
