@@ -143,6 +143,11 @@ conn_set_flush(struct conn *c)
     case STREAM_FLUSH_FAILED:
         c->ops->drop(c, CONN_DROP_WRITE_FAILED, err);
         break;
+    case STREAM_FLUSH_EPOLL:
+        /* One connection the loop cannot watch goes; the worker and its
+         * other clients carry on. */
+        c->ops->drop(c, CONN_DROP_EPOLL, err);
+        break;
     }
 }
 

@@ -48,6 +48,7 @@ enum conn_drop {
     CONN_DROP_LAPPED,         /* lapped in the middle of an event */
     CONN_DROP_WRITE_FAILED,   /* writev failed (err) */
     CONN_DROP_WRITE_DEADLINE, /* no output progress for --write-deadline */
+    CONN_DROP_EPOLL,          /* epoll_ctl(MOD) failed (err) */
 };
 
 /* The protocol's own timers (the set runs the write deadline and the linger). */
@@ -62,7 +63,7 @@ struct conn_ops {
     /* close - begin the protocol's goodbye (a no-op unless c is open); reason
      * is for the peer and the log (NULL: the protocol's own). */
     void (*close)(struct conn *c, enum conn_close why, const char *reason);
-    /* drop - log why (err: errno, for WRITE_FAILED) within the
+    /* drop - log why (err: errno, for WRITE_FAILED and EPOLL) within the
      * set's rate limit, and conn_set_kill(c); the protocol may try a last
      * word that cannot block first. */
     void (*drop)(struct conn *c, enum conn_drop why, int err);

@@ -98,16 +98,17 @@ stream_out_stop(struct stream_out *o)
     deadline_disarm(&o->write_dl);
 }
 
-/* EPOLLOUT in the mask or not. */
-static void
+/* EPOLLOUT in the mask or not; -1 (errno) if epoll_ctl failed. */
+static int
 out_mask(struct stream_out *o, const struct stream_ctx *x, int fd, struct ev_handler *h,
          int want_out)
 {
     if (o->want_out == (unsigned)want_out)
-        return;
+        return 0;
     if (ev_mod(x->epfd, fd, EPOLLIN | (want_out ? EPOLLOUT : 0), h) != 0)
-        panic("epoll_ctl(MOD) on a live connection failed");
+        return -1;
     o->want_out = (unsigned)want_out;
+    return 0;
 }
 
 /* Account for r bytes written of the pieces in iov (is_event: a piece of an
@@ -178,8 +179,7 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
     }
     if (n == 0) {
         deadline_disarm(&o->write_dl);
-        out_mask(o, x, fd, h, 0);
-        return STREAM_FLUSH_DRAINED;
+        return out_mask(o, x, fd, h, 0) != 0 ? STREAM_FLUSH_EPOLL : STREAM_FLUSH_DRAINED;
     }
     ssize_t r;
     do {
@@ -190,7 +190,8 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return STREAM_FLUSH_FAILED;
         o->blocked = 1;
-        out_mask(o, x, fd, h, 1);
+        if (out_mask(o, x, fd, h, 1) != 0)
+            return STREAM_FLUSH_EPOLL;
         if (!deadline_armed(&o->write_dl))
             deadline_arm_force(&x->write_list, &o->write_dl, x->now_ms);
         return STREAM_FLUSH_WAITING;
@@ -198,8 +199,7 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
     out_advance(o, x, iov, is_event, n, (size_t)r);
     if (!stream_out_has_output(o, x, events)) {
         deadline_disarm(&o->write_dl);
-        out_mask(o, x, fd, h, 0);
-        return STREAM_FLUSH_DRAINED;
+        return out_mask(o, x, fd, h, 0) != 0 ? STREAM_FLUSH_EPOLL : STREAM_FLUSH_DRAINED;
     }
     /* More to send: the socket is full, or this wake-up's budget is spent.
      * Either way EPOLLOUT brings us back, if the peer ever reads.  The write
@@ -207,7 +207,8 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
      * this pass made some, so it restarts now (a full write can leave the
      * socket buffer full, and then EPOLLOUT may never come). */
     o->blocked = 1;
-    out_mask(o, x, fd, h, 1);
+    if (out_mask(o, x, fd, h, 1) != 0)
+        return STREAM_FLUSH_EPOLL;
     deadline_arm(&x->write_list, &o->write_dl, x->now_ms);
     return STREAM_FLUSH_WAITING;
 }

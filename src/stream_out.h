@@ -101,6 +101,7 @@ enum stream_flush {
     STREAM_FLUSH_WAITING, /* more to send: blocked until EPOLLOUT, write deadline runs */
     STREAM_FLUSH_LOST,    /* the next event is not in the window: nothing written */
     STREAM_FLUSH_FAILED,  /* writev failed (errno): the stream is broken */
+    STREAM_FLUSH_EPOLL,   /* epoll_ctl(MOD) failed (errno): the stream cannot wait */
 };
 
 /* stream_out_flush - one writev of what is queued on fd (further events only

@@ -96,7 +96,9 @@ log_close(struct ws_conn *c, enum log_level level, const char *what, uint16_t co
     if (strcmp(peer, "?:0") == 0) /* reset already: the address is gone */
         snprintf(peer, sizeof(peer), "fd %d", c->base.fd);
     const char *sep = reason[0] != '\0' ? ": " : "";
-    if (level == LOG_LEVEL_INFO)
+    if (level == LOG_LEVEL_WARN)
+        log_warnx("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
+    else if (level == LOG_LEVEL_INFO)
         log_info("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
     else
         log_debug("ws %s: %s (close %u%s%s)", peer, what, (unsigned)code, sep, reason);
@@ -422,6 +424,9 @@ ws_op_drop(struct conn *base, enum conn_drop why, int err)
             ssize_t r = write(base->fd, frame, len);
             (void)r;
         }
+        break;
+    case CONN_DROP_EPOLL:
+        log_close(c, LOG_LEVEL_WARN, "epoll_ctl(MOD) failed, dropped", 1011, strerror(err));
         break;
     }
     conn_set_kill(base);

@@ -856,6 +856,42 @@ START_TEST(drop_all_frees_everything)
 }
 END_TEST
 
+/* --- a failed epoll_ctl(MOD) drops one connection, not the worker ------------------------ */
+
+START_TEST(epoll_mod_failure_drops_one_connection)
+{
+    fx_init(64, 512);
+    int server;
+    int cl = fx_connect(&server);
+    int other = fx_connect(NULL);
+    /* The loop can no longer watch the first connection: its registration is gone. */
+    ck_assert_int_eq(epoll_ctl(F.epfd, EPOLL_CTL_DEL, server, NULL), 0);
+    char ev[2000];
+    memset(ev, 'b', sizeof(ev));
+    for (int i = 0; i < 200 && F.set.nconns == 2; i++) {
+        fx_event(ev, sizeof(ev));
+        conn_set_reap(&F.set);
+        /* The other client reads, so only the first one blocks. */
+        while (read(other, F.rx, RX_BYTES) > 0)
+            ;
+    }
+    ck_assert_uint_eq(F.set.nconns, 1);
+    ck_assert_ptr_nonnull(strstr(fx_log(), "epoll_ctl(MOD) failed, dropped (close 1011"));
+    client_eof_wait(cl);
+    /* The other connection carries on. */
+    F.rx_len = 0;
+    fx_event("{\"after\":1}", 11);
+    uint8_t op, p[64];
+    long n;
+    do
+        n = client_frame_wait(other, &op, p, sizeof(p));
+    while (n != 11);
+    ck_assert_mem_eq(p, "{\"after\":1}", 11);
+    close(cl);
+    close(other);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -889,6 +925,7 @@ main(void)
     tcase_add_test(tc, close_all_sends_1001);
     tcase_add_test(tc, pending_handshakes_hold_the_window);
     tcase_add_test(tc, drop_all_frees_everything);
+    tcase_add_test(tc, epoll_mod_failure_drops_one_connection);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
