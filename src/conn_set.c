@@ -128,10 +128,7 @@ conn_set_flush(struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
-    enum stream_flush r =
-        stream_out_flush(&c->out, &c->set->out, c->fd, &c->ev, c->state == CONN_OPEN);
-    int err = errno;
-    switch (r) {
+    switch (stream_out_flush(&c->out, &c->set->out, c->fd, &c->ev, c->state == CONN_OPEN)) {
     case STREAM_FLUSH_DRAINED:
         conn_drained(c);
         break;
@@ -141,12 +138,12 @@ conn_set_flush(struct conn *c)
         conn_lost_event(c);
         break;
     case STREAM_FLUSH_FAILED:
-        c->ops->drop(c, CONN_DROP_WRITE_FAILED, err);
+        c->ops->drop(c, CONN_DROP_WRITE_FAILED, errno); /* as writev left it */
         break;
     case STREAM_FLUSH_EPOLL:
         /* One connection the loop cannot watch goes; the worker and its
          * other clients carry on. */
-        c->ops->drop(c, CONN_DROP_EPOLL, err);
+        c->ops->drop(c, CONN_DROP_EPOLL, errno); /* as epoll_ctl left it */
         break;
     }
 }

@@ -90,22 +90,3 @@ event_window_push(struct event_window *w, uint64_t seq, const void *payload, uin
     w->next_seq = seq + 1;
     return 0;
 }
-
-const struct event_entry *
-event_window_get(const struct event_window *w, uint64_t seq)
-{
-    if (seq < w->first_seq || seq >= w->next_seq)
-        return NULL;
-    return w->slot[seq % w->capacity];
-}
-
-uint64_t
-event_window_pending(const struct event_window *w, enum stream_proto proto, uint64_t seq,
-                     uint32_t off)
-{
-    const struct event_entry *e = event_window_get(w, seq);
-    if (e == NULL)
-        return 0;
-    const struct event_encoding *enc = &e->enc[proto];
-    return w->stream_bytes[proto] - (enc->stream_end - enc->len) - off;
-}

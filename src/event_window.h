@@ -57,8 +57,15 @@ void event_window_free(struct event_window *w);
  * full.  -1 on ENOMEM (the window is unchanged). */
 int event_window_push(struct event_window *w, uint64_t seq, const void *payload, uint32_t len);
 
-/* event_window_get - the entry for seq, or NULL if not held. */
-const struct event_entry *event_window_get(const struct event_window *w, uint64_t seq);
+/* event_window_get - the entry for seq, or NULL if not held.  Inline, like
+ * event_window_pending: the fan-out calls them per connection per event. */
+static inline const struct event_entry *
+event_window_get(const struct event_window *w, uint64_t seq)
+{
+    if (seq < w->first_seq || seq >= w->next_seq)
+        return NULL;
+    return w->slot[seq % w->capacity];
+}
 
 /* event_entry_bytes - proto's encoding of e; its length in *len. */
 static inline const uint8_t *
@@ -76,7 +83,15 @@ void event_window_reset(struct event_window *w, uint64_t next_seq);
 
 /* event_window_pending - bytes of proto's stream a cursor (seq, off) has still
  * to send; 0 if seq is not held. */
-uint64_t event_window_pending(const struct event_window *w, enum stream_proto proto, uint64_t seq,
-                              uint32_t off);
+static inline uint64_t
+event_window_pending(const struct event_window *w, enum stream_proto proto, uint64_t seq,
+                     uint32_t off)
+{
+    const struct event_entry *e = event_window_get(w, seq);
+    if (e == NULL)
+        return 0;
+    const struct event_encoding *enc = &e->enc[proto];
+    return w->stream_bytes[proto] - (enc->stream_end - enc->len) - off;
+}
 
 #endif

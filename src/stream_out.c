@@ -62,34 +62,10 @@ stream_out_ctrl_add(struct stream_out *o, const uint8_t *bytes, size_t len)
     return 0;
 }
 
-int
-stream_out_too_slow(const struct stream_out *o, const struct stream_ctx *x)
-{
-    return o->next_seq < x->window->first_seq ||
-           event_window_pending(x->window, (enum stream_proto)o->proto, o->next_seq, o->event_off) >
-               STREAM_QUEUE_MAX_BYTES;
-}
-
-int
-stream_out_holds(const struct stream_out *o, int events, uint64_t *seq)
-{
-    if (!events && o->event_off == 0)
-        return 0;
-    *seq = o->next_seq;
-    return 1;
-}
-
 void
 stream_out_skip(struct stream_out *o, uint64_t seq)
 {
     o->next_seq = seq;
-}
-
-int
-stream_out_has_output(const struct stream_out *o, const struct stream_ctx *x, int events)
-{
-    return o->event_off > 0 || o->ctrl_off < o->ctrl_len ||
-           (events && o->next_seq < x->window->next_seq);
 }
 
 void

@@ -81,12 +81,26 @@ stream_out_mid_event(const struct stream_out *o)
 }
 
 /* stream_out_too_slow - 1 if the stream's next event left the window, or its
- * queued event bytes exceed STREAM_QUEUE_MAX_BYTES. */
-int stream_out_too_slow(const struct stream_out *o, const struct stream_ctx *x);
+ * queued event bytes exceed STREAM_QUEUE_MAX_BYTES.  (This and the next two
+ * are inline: the passes call them per connection.) */
+static inline int
+stream_out_too_slow(const struct stream_out *o, const struct stream_ctx *x)
+{
+    return o->next_seq < x->window->first_seq ||
+           event_window_pending(x->window, (enum stream_proto)o->proto, o->next_seq, o->event_off) >
+               STREAM_QUEUE_MAX_BYTES;
+}
 
 /* stream_out_holds - 1 if the stream still needs window entries from *seq on:
  * with events (the stream takes further events) or in the middle of one. */
-int stream_out_holds(const struct stream_out *o, int events, uint64_t *seq);
+static inline int
+stream_out_holds(const struct stream_out *o, int events, uint64_t *seq)
+{
+    if (!events && o->event_off == 0)
+        return 0;
+    *seq = o->next_seq;
+    return 1;
+}
 
 /* stream_out_skip - no further events (the stream is closing and must not hold
  * the window below seq); only at an event boundary. */
@@ -94,7 +108,12 @@ void stream_out_skip(struct stream_out *o, uint64_t seq);
 
 /* stream_out_has_output - 1 if anything is queued: part of an event, control
  * bytes, or (with events) events not yet sent. */
-int stream_out_has_output(const struct stream_out *o, const struct stream_ctx *x, int events);
+static inline int
+stream_out_has_output(const struct stream_out *o, const struct stream_ctx *x, int events)
+{
+    return o->event_off > 0 || o->ctrl_off < o->ctrl_len ||
+           (events && o->next_seq < x->window->next_seq);
+}
 
 enum stream_flush {
     STREAM_FLUSH_DRAINED, /* nothing left: write deadline disarmed, EPOLLOUT off */
