@@ -221,6 +221,22 @@ map_or_die(const struct config *cfg, const char *kind, size_t bytes)
     return mem;
 }
 
+/* Workers inherit the limit: each must hold its --max-connections clients. */
+static void
+raise_nofile(const struct config *cfg)
+{
+    uint64_t need = worker_nofile_needed(cfg), soft, hard;
+    if (net_raise_nofile(need, &soft, &hard) != 0)
+        log_warn("RLIMIT_NOFILE: cannot raise the soft limit from %llu to %llu (hard %llu)",
+                 (unsigned long long)soft, (unsigned long long)need, (unsigned long long)hard);
+    else if (soft < need)
+        log_warnx("RLIMIT_NOFILE: the hard limit %llu is below the %llu descriptors a worker "
+                  "needs for --max-connections=%u (and its HTTP connections); soft limit "
+                  "raised to %llu: a worker will accept fewer connections",
+                  (unsigned long long)hard, (unsigned long long)need, cfg->max_connections,
+                  (unsigned long long)soft);
+}
+
 static int64_t
 next_wakeup(const struct master *m, int64_t next_rescan)
 {
@@ -238,7 +254,7 @@ master_run(const struct config *cfg)
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
     char msg[512];
-    net_raise_nofile();
+    raise_nofile(cfg);
     /* The directory is checked first (exit 1 before binding anything); its store
      * needs the shared memory, which needs the port: it is attached below. */
     if (persona_dir_open(&m.dir, cfg->personas_dir, NULL, msg, sizeof(msg)) != 0) {

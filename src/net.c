@@ -151,12 +151,27 @@ net_peer_name(int fd, char *buf, size_t size)
     snprintf(buf, size, "%s:%u", host, port);
 }
 
-void
-net_raise_nofile(void)
+static uint64_t
+rlim_u64(rlim_t v)
+{
+    return v == RLIM_INFINITY ? UINT64_MAX : (uint64_t)v;
+}
+
+int
+net_raise_nofile(uint64_t want, uint64_t *soft, uint64_t *hard)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    *soft = *hard = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    *soft = rlim_u64(rl.rlim_cur);
+    *hard = rlim_u64(rl.rlim_max);
+    if (*soft >= want)
+        return 0;
+    /* Fits rlim_t: either want (at most about a million) or the hard limit. */
+    rl.rlim_cur = want < *hard ? (rlim_t)want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    *soft = rlim_u64(rl.rlim_cur);
+    return 0;
 }

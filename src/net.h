@@ -22,7 +22,10 @@ int net_set_cloexec(int fd);
 /* net_peer_name - "ADDR:PORT" of a connected socket into buf ("?" on failure). */
 void net_peer_name(int fd, char *buf, size_t size);
 
-/* net_raise_nofile - raise RLIMIT_NOFILE's soft limit to the hard limit. */
-void net_raise_nofile(void);
+/* net_raise_nofile - raise RLIMIT_NOFILE's soft limit to want descriptors, or
+ * as far as the hard limit allows; never lower it.  *soft and *hard get the
+ * limits in force afterwards (UINT64_MAX: unlimited).  Returns 0, or -1 with
+ * errno when getrlimit/setrlimit failed; the caller compares *soft with want. */
+int net_raise_nofile(uint64_t want, uint64_t *soft, uint64_t *hard);
 
 #endif
