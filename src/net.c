@@ -130,6 +130,45 @@ net_listen(const char *addr, uint16_t port, int *fds, int want, char *msg, size_
     return n;
 }
 
+int
+net_unlisten(int *fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(*fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    int reuseport = 0;
+#if HAVE_DECL_SO_REUSEPORT
+    socklen_t optlen = sizeof(reuseport);
+    if (getsockopt(*fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, &optlen) != 0)
+        reuseport = 0;
+#endif
+    struct addrinfo ai;
+    memset(&ai, 0, sizeof(ai));
+    ai.ai_family = ss.ss_family;
+    ai.ai_socktype = SOCK_STREAM;
+    ai.ai_addr = (struct sockaddr *)&ss;
+    ai.ai_addrlen = len;
+    if (reuseport) {
+        /* Bound beside the old socket first: the port is never free. */
+        int fresh = bind_one(&ai, 1, 0);
+        if (fresh < 0)
+            return -1;
+        close(*fd);
+        *fd = fresh;
+        return 0;
+    }
+    close(*fd);
+    *fd = bind_one(&ai, 0, 0);
+    return *fd < 0 ? -1 : 0;
+}
+
+int
+net_relisten(int fd)
+{
+    return listen(fd, NET_BACKLOG);
+}
+
 void
 net_peer_name(int fd, char *buf, size_t size)
 {

@@ -16,6 +16,18 @@
  * if anything already listens on the port.  Returns the number of sockets. */
 int net_listen(const char *addr, uint16_t port, int *fds, int want, char *msg, size_t msg_size);
 
+/* net_unlisten - stop listening on *fd but keep its port: a fresh socket bound
+ * to the same address (with SO_REUSEPORT if *fd has it), not listening,
+ * replaces it, and the old one is closed.  Connections queued on it are reset;
+ * with SO_REUSEPORT the kernel sends new ones to the group's other listening
+ * sockets, or refuses them when none is left.  Returns 0, or -1 with errno:
+ * then *fd is unchanged and still listening (SO_REUSEPORT), or -1 (a socket
+ * without SO_REUSEPORT is closed before the address can be bound again). */
+int net_unlisten(int *fd);
+
+/* net_relisten - make a socket from net_unlisten listen again. */
+int net_relisten(int fd);
+
 int net_set_nonblock(int fd);
 int net_set_cloexec(int fd);
 
