@@ -290,7 +290,7 @@ raise_nofile(const struct config *cfg)
     else if (soft < need)
         log_warnx("RLIMIT_NOFILE: the hard limit %llu is below the %llu descriptors a worker "
                   "needs for --max-connections=%u (and its HTTP connections); soft limit "
-                  "raised to %llu: a worker will accept fewer connections",
+                  "now %llu: a worker will accept fewer connections",
                   (unsigned long long)hard, (unsigned long long)need, cfg->max_connections,
                   (unsigned long long)soft);
 }
