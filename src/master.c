@@ -9,6 +9,12 @@
  * Each worker has its own pipe from the master: a byte is the doorbell ("new
  * events"), EOF tells the worker the master is gone.  After fork a child closes
  * every other worker's pipe ends, so the master's death is always seen.
+ *
+ * Worker i accepts on listening socket i % nlisten (its own with SO_REUSEPORT).
+ * While no live worker uses a socket, it does not listen (net_unlisten): the
+ * kernel would otherwise keep queueing connections on it that nobody accepts
+ * for the whole respawn back-off.  It keeps its port, and listens again just
+ * before the next worker that uses it is forked.
  */
 #include "build_config.h"
 
@@ -47,7 +53,8 @@ struct worker_slot {
 
 struct master {
     const struct config *cfg;
-    int listen_fds[256];
+    int listen_fds[256];  /* -1 only after a failed net_unlisten without SO_REUSEPORT */
+    int listen_idle[256]; /* 1: bound but not listening (no live worker uses it) */
     int nlisten;
     struct ring ring;
     struct snapshot snap;
@@ -76,14 +83,63 @@ commit_and_notify(struct master *m)
         ring_doorbell(m);
 }
 
+/* Worker i is gone: unless a live worker shares its listening socket, the
+ * socket stops listening (queued clients are reset, new ones go to the other
+ * workers or are refused) and keeps the port for the respawn. */
+static void
+listener_release(struct master *m, unsigned i)
+{
+    int k = (int)(i % (unsigned)m->nlisten);
+    if (m->listen_idle[k])
+        return;
+    for (unsigned j = 0; j < m->cfg->workers; j++)
+        if (m->slots[j].pid != 0 && (int)(j % (unsigned)m->nlisten) == k)
+            return;
+    if (net_unlisten(&m->listen_fds[k]) != 0) {
+        log_warn("worker %u: cannot stop its listening socket", i);
+        if (m->listen_fds[k] >= 0)
+            return; /* still listening: clients wait for the respawn */
+    }
+    m->listen_idle[k] = 1;
+    log_debug("worker %u: listening socket idle until the respawn", i);
+}
+
+/* Before forking worker i: its listening socket listens.  Returns 0 or -1. */
+static int
+listener_acquire(struct master *m, unsigned i)
+{
+    int k = (int)(i % (unsigned)m->nlisten);
+    if (!m->listen_idle[k])
+        return 0;
+    if (m->listen_fds[k] < 0) {
+        char msg[512];
+        if (net_listen(m->cfg->listen_addr, m->cfg->listen_port, &m->listen_fds[k], 1, msg,
+                       sizeof(msg)) != 1) {
+            m->listen_fds[k] = -1;
+            log_warnx("worker %u: %s; retrying", i, msg);
+            return -1;
+        }
+    } else if (net_relisten(m->listen_fds[k]) != 0) {
+        log_warn("worker %u: listen; retrying", i);
+        return -1;
+    }
+    m->listen_idle[k] = 0;
+    return 0;
+}
+
 static void
 spawn_worker(struct master *m, unsigned i)
 {
     struct worker_slot *s = &m->slots[i];
+    if (listener_acquire(m, i) != 0) {
+        s->respawn_at = clock_now_ms() + RESPAWN_MAX_DELAY_MS;
+        return;
+    }
     int p[2];
     if (pipe(p) != 0) {
         log_warn("pipe for worker %u; retrying", i);
         s->respawn_at = clock_now_ms() + RESPAWN_MAX_DELAY_MS;
+        listener_release(m, i);
         return;
     }
     pid_t pid = fork();
@@ -92,6 +148,7 @@ spawn_worker(struct master *m, unsigned i)
         close(p[0]);
         close(p[1]);
         s->respawn_at = clock_now_ms() + RESPAWN_MAX_DELAY_MS;
+        listener_release(m, i);
         return;
     }
     if (pid == 0) {
@@ -103,7 +160,7 @@ spawn_worker(struct master *m, unsigned i)
         persona_dir_close(&m->dir);
         int lfd = m->listen_fds[i % (unsigned)m->nlisten];
         for (int k = 0; k < m->nlisten; k++)
-            if (m->listen_fds[k] != lfd)
+            if (m->listen_fds[k] != lfd && m->listen_fds[k] >= 0)
                 close(m->listen_fds[k]);
         if (net_set_nonblock(p[0]) != 0 || net_set_cloexec(p[0]) != 0)
             fatal("worker %u: fcntl(doorbell)", i);
@@ -136,6 +193,7 @@ reap_children(struct master *m)
         s->doorbell_wr = -1;
         if (m->stopping)
             continue;
+        listener_release(m, i);
         int64_t now = clock_now_ms();
         if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_NO_RESPAWN) {
             log_error("worker %u (pid %ld) exited with status 2; not respawning", i, (long)pid);
@@ -221,6 +279,22 @@ map_or_die(const struct config *cfg, const char *kind, size_t bytes)
     return mem;
 }
 
+/* Workers inherit the limit: each must hold its --max-connections clients. */
+static void
+raise_nofile(const struct config *cfg)
+{
+    uint64_t need = worker_nofile_needed(cfg), soft, hard;
+    if (net_raise_nofile(need, &soft, &hard) != 0)
+        log_warn("RLIMIT_NOFILE: cannot raise the soft limit from %llu to %llu (hard %llu)",
+                 (unsigned long long)soft, (unsigned long long)need, (unsigned long long)hard);
+    else if (soft < need)
+        log_warnx("RLIMIT_NOFILE: the hard limit %llu is below the %llu descriptors a worker "
+                  "needs for --max-connections=%u (and its HTTP connections); soft limit "
+                  "now %llu: a worker will accept fewer connections",
+                  (unsigned long long)hard, (unsigned long long)need, cfg->max_connections,
+                  (unsigned long long)soft);
+}
+
 static int64_t
 next_wakeup(const struct master *m, int64_t next_rescan)
 {
@@ -238,7 +312,7 @@ master_run(const struct config *cfg)
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
     char msg[512];
-    net_raise_nofile();
+    raise_nofile(cfg);
     /* The directory is checked first (exit 1 before binding anything); its store
      * needs the shared memory, which needs the port: it is attached below. */
     if (persona_dir_open(&m.dir, cfg->personas_dir, NULL, msg, sizeof(msg)) != 0) {
@@ -333,7 +407,8 @@ master_run(const struct config *cfg)
     store_free(m.store);
     free(m.slots);
     for (int i = 0; i < m.nlisten; i++)
-        close(m.listen_fds[i]);
+        if (m.listen_fds[i] >= 0)
+            close(m.listen_fds[i]);
     log_info("stopped");
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * worker - one pre-forked worker process: one thread, one epoll loop holding
- * libmicrohttpd (external epoll mode, on this worker's listening socket), the
- * upgraded WebSocket connections, the master's doorbell pipe and the signal pipe.
+ * libmicrohttpd (external epoll mode, fed the sockets the worker accepts on its
+ * listening socket), the upgraded WebSocket connections, the master's doorbell
+ * pipe and the signal pipe.
  *
  * The master's pipe is both the doorbell (a byte means "new ring entries") and
  * the lifeline: EOF means the master is gone, and the worker exits.
@@ -37,7 +38,7 @@ struct ws_pending {
 };
 
 /* What an epoll registration points at. */
-enum ev_kind { EV_MHD, EV_DOORBELL, EV_SIGNAL, EV_CONN };
+enum ev_kind { EV_MHD, EV_DOORBELL, EV_SIGNAL, EV_CONN, EV_LISTEN };
 
 struct ev_source {
     enum ev_kind kind;
@@ -56,9 +57,9 @@ struct worker {
     const struct config *cfg;
     unsigned index;
     int epfd;
-    int listen_fd;
+    int listen_fd; /* the worker accepts itself and hands sockets to MHD */
     int doorbell_fd;
-    struct ev_source ev_mhd, ev_doorbell, ev_signal;
+    struct ev_source ev_mhd, ev_doorbell, ev_signal, ev_listen;
     struct MHD_Daemon *mhd;
     int mhd_run_again;         /* an upgraded connection was handed back to MHD */
     struct ring *ring;         /* shared memory, not owned */
@@ -77,8 +78,17 @@ struct worker {
     struct log_limit mhd_log, client_log;
     int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
     uint64_t trim_churn;      /* conns opened + closed at the last trim */
+    int64_t accept_paused_until; /* 0: accepting; else when accept() is retried */
+    uint64_t accept_paused_held; /* client connections open when it was paused */
+    int accept_limited;          /* at a limit; logged once until the queue drains */
     struct worker_stats stats;
 };
+
+/* worker_nofile_needed - descriptors one worker may hold with cfg: its
+ * --max-connections WebSockets, the HTTP connections libmicrohttpd may hold
+ * beside them, and its own few (listening socket, epoll, pipes, stdio).  The
+ * master needs fewer (at most two per worker, and the directory). */
+uint64_t worker_nofile_needed(const struct config *cfg);
 
 /* worker_main - run worker index on listen_fd until stopped; never returns. */
 _Noreturn void worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
