@@ -27,10 +27,22 @@
 
 #include <string.h>
 
+/* bytes is at most 64 + 2^32 * 2048 here: no 64-bit overflow. */
+static size_t
+size_or_max(uint64_t bytes)
+{
+#if SIZE_MAX < UINT64_MAX
+    if (bytes > SIZE_MAX)
+        return SIZE_MAX;
+#endif
+    return (size_t)bytes;
+}
+
 size_t
 ring_bytes(uint32_t slot_count)
 {
-    return sizeof(struct ring_header) + (size_t)slot_count * sizeof(struct ring_slot);
+    return size_or_max(sizeof(struct ring_header) +
+                       (uint64_t)slot_count * sizeof(struct ring_slot));
 }
 
 void
@@ -54,7 +66,7 @@ ring_attach(struct ring *r, void *mem, size_t mem_bytes)
     struct ring_header *h = mem;
     if (mem_bytes < sizeof(*h) || h->magic != RING_MAGIC || h->version != RING_VERSION ||
         h->slot_bytes != RING_SLOT_BYTES || h->slot_count == 0 ||
-        ring_bytes(h->slot_count) > mem_bytes)
+        sizeof(*h) + (uint64_t)h->slot_count * sizeof(struct ring_slot) > (uint64_t)mem_bytes)
         return -1;
     r->hdr = h;
     r->slots = (struct ring_slot *)(h + 1);

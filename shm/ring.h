@@ -33,7 +33,8 @@ struct ring {
     struct ring_slot *slots;
 };
 
-/* ring_bytes - bytes of shared memory needed for slot_count slots. */
+/* ring_bytes - bytes of shared memory needed for slot_count slots, computed in
+ * 64 bits; SIZE_MAX when that does not fit a size_t (a 32-bit target). */
 size_t ring_bytes(uint32_t slot_count);
 
 /* ring_init - format fresh, zero-filled memory (producer, before any reader

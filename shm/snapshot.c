@@ -31,10 +31,24 @@
 
 #define SNAPSHOT_READ_RETRIES 64
 
+/* The mapping's size for half_bytes in 64 bits: UINT64_MAX on overflow. */
+static uint64_t
+bytes_u64(uint64_t half_bytes)
+{
+    if (half_bytes > (UINT64_MAX - sizeof(struct snap_header)) / 2)
+        return UINT64_MAX;
+    return sizeof(struct snap_header) + 2 * half_bytes;
+}
+
 size_t
 snapshot_bytes(uint64_t half_bytes)
 {
-    return sizeof(struct snap_header) + 2 * (size_t)half_bytes;
+    uint64_t n = bytes_u64(half_bytes);
+#if SIZE_MAX < UINT64_MAX
+    if (n > SIZE_MAX)
+        return SIZE_MAX;
+#endif
+    return (size_t)n;
 }
 
 void
@@ -85,17 +99,19 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     int tail_len = snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
     if (tail_len < 0)
         return NULL;
-    size_t names = 0, list = sizeof(head) - 1 + (size_t)tail_len;
+    /* 64-bit sums: at most 2^32 items of two 32-bit lengths each, no wrap, and
+     * the 4 GiB check below holds on a 32-bit size_t too. */
+    uint64_t names = 0, list = sizeof(head) - 1 + (uint64_t)tail_len;
     for (uint32_t i = 0; i < count; i++) {
         names += items[i].name_len;
-        list += items[i].obj_len + (i > 0);
+        list += (uint64_t)items[i].obj_len + (i > 0);
     }
-    size_t names_off = sizeof(struct snap_blob) + (size_t)count * sizeof(struct snap_entry);
-    size_t list_off = names_off + names;
-    size_t total = list_off + list;
-    if (total > UINT32_MAX)
+    uint64_t names_off = sizeof(struct snap_blob) + (uint64_t)count * sizeof(struct snap_entry);
+    uint64_t list_off = names_off + names;
+    uint64_t total = list_off + list;
+    if (total > UINT32_MAX || total > SIZE_MAX)
         return NULL;
-    uint8_t *blob = malloc(total);
+    uint8_t *blob = malloc((size_t)total);
     if (blob == NULL)
         return NULL;
     struct snap_blob *b = (struct snap_blob *)(void *)blob;
@@ -125,7 +141,7 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     b->list_off = (uint32_t)list_off;
     b->list_len = (uint32_t)list;
     b->list_etag = snapshot_list_etag(blob);
-    *blob_len = total;
+    *blob_len = (size_t)total;
     return blob;
 }
 
@@ -196,15 +212,17 @@ snapshot_blob_valid(const uint8_t *blob, size_t len)
     if (len < sizeof(struct snap_blob))
         return 0;
     const struct snap_blob *b = snapshot_blob_header(blob);
-    size_t index_end = sizeof(*b) + (size_t)b->count * sizeof(struct snap_entry);
-    if (index_end > len || b->names_off < index_end || b->list_off < b->names_off ||
-        (size_t)b->list_off + b->list_len > len)
+    /* Every sum in 64 bits: 32-bit offsets plus 32-bit lengths (and count * 24)
+     * would wrap a 32-bit size_t and pass the checks. */
+    uint64_t n = len;
+    uint64_t index_end = sizeof(*b) + (uint64_t)b->count * sizeof(struct snap_entry);
+    uint64_t list_end = (uint64_t)b->list_off + b->list_len;
+    if (index_end > n || b->names_off < index_end || b->list_off < b->names_off || list_end > n)
         return 0;
     const struct snap_entry *e = snapshot_blob_entries(blob);
     for (uint32_t i = 0; i < b->count; i++) {
-        if ((size_t)e[i].name_off + e[i].name_len > b->list_off || e[i].name_off < b->names_off ||
-            e[i].obj_off < b->list_off ||
-            (size_t)e[i].obj_off + e[i].obj_len > (size_t)b->list_off + b->list_len)
+        if ((uint64_t)e[i].name_off + e[i].name_len > b->list_off || e[i].name_off < b->names_off ||
+            e[i].obj_off < b->list_off || (uint64_t)e[i].obj_off + e[i].obj_len > list_end)
             return 0;
     }
     return 1;

@@ -39,6 +39,8 @@ struct snap_item {
     uint64_t etag; /* snapshot_hash(obj), or 0 to have snapshot_build compute it */
 };
 
+/* snapshot_bytes - shared memory for two halves of half_bytes, computed in 64
+ * bits; SIZE_MAX when that does not fit a size_t. */
 size_t snapshot_bytes(uint64_t half_bytes);
 void snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes);
 
@@ -83,7 +85,8 @@ snapshot_blob_entries(const uint8_t *blob)
 }
 
 /* snapshot_blob_valid - check a private blob's header and index bounds (readers
- * check once per copy, so lookups can trust offsets). */
+ * check once per copy, so lookups can trust offsets).  Offsets plus lengths are
+ * summed in 64 bits, so they cannot wrap on a 32-bit target. */
 int snapshot_blob_valid(const uint8_t *blob, size_t len);
 
 /* snapshot_name_cmp - the order of the index: bytes (memcmp), shorter first on a

@@ -78,7 +78,8 @@ static const char usage_text[] =
     "      --max-message=BYTES        largest accepted incoming message, default 512\n"
     "      --rescan-interval=SECONDS  periodic full rescan of DIR, default 30\n"
     "      --max-connections=N        WebSocket connections per worker, default 20000\n"
-    "      --snapshot-max=BYTES       largest REST snapshot, default 33554432\n"
+    "      --snapshot-max=BYTES       largest REST snapshot, default 33554432, at most\n"
+    "                                 1073741824 (1 GiB)\n"
     "  -v, --verbose                  debug logging\n"
     "  -c, --config=FILE              \"key = value\" lines, keys = the long option names\n"
     "  -h, --help                     show this help and exit\n"
@@ -209,7 +210,12 @@ config_set(struct config *cfg, enum opt_id id, const char *name, const char *val
             cfg->max_connections = (uint32_t)u;
         break;
     case OPT_SNAPSHOT_MAX:
-        rc = parse_u64(val, 4096, (uint64_t)1 << 34, &u);
+        rc = parse_u64(val, 4096, UINT64_MAX, &u);
+        if (rc == 0 && u > CONFIG_SNAPSHOT_MAX_LIMIT) {
+            fprintf(stderr, "personad: %s--%s: '%s' is over the limit of %llu bytes (1 GiB)\n",
+                    where, name, val, (unsigned long long)CONFIG_SNAPSHOT_MAX_LIMIT);
+            return -1;
+        }
         if (rc == 0)
             cfg->snapshot_max_bytes = u;
         break;

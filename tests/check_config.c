@@ -200,7 +200,7 @@ static const struct good_opt good_opts[] = {
     {{"--max-connections=1"}, F_MAXCONN, 1, NULL},
     {{"--max-connections=1000000"}, F_MAXCONN, 1000000, NULL},
     {{"--snapshot-max=4096"}, F_SNAPMAX, 4096, NULL},
-    {{"--snapshot-max=17179869184"}, F_SNAPMAX, 17179869184LL, NULL},
+    {{"--snapshot-max=1073741824"}, F_SNAPMAX, 1073741824LL, NULL},
     {{"-v"}, F_VERBOSE, 1, NULL},
     {{"--verbose"}, F_VERBOSE, 1, NULL},
 };
@@ -334,6 +334,10 @@ static const struct bad_opt bad_opts[] = {
     {{"--max-connections=1000001"}},
     {{"--snapshot-max=4095"}},
     {{"--snapshot-max=17179869185"}},
+    /* capped at 1 GiB (issue 8): larger would wrap size arithmetic on 32-bit */
+    {{"--snapshot-max=1073741825"}},
+    {{"--snapshot-max=17179869184"}},
+    {{"--snapshot-max=18446744073709551615"}},
     /* syntax */
     {{"--bogus"}},
     {{"-x"}},
@@ -361,6 +365,18 @@ START_TEST(test_bad_value_message_names_option)
     ck_assert_int_eq(parse_capturing(&cfg, args), -1);
     ck_assert_msg(strstr(captured, "--workers") != NULL && strstr(captured, "'0'") != NULL,
                   "message does not name the option and value: %s", captured);
+}
+END_TEST
+
+START_TEST(test_snapshot_max_over_cap_message)
+{
+    struct config cfg;
+    static const char *const args[] = {"--snapshot-max=2147483648", NULL};
+    ck_assert_int_eq(parse_capturing(&cfg, args), -1);
+    ck_assert_msg(strstr(captured, "--snapshot-max") != NULL &&
+                      strstr(captured, "2147483648") != NULL &&
+                      strstr(captured, "1073741824") != NULL,
+                  "message does not name the option, the value and the limit: %s", captured);
 }
 END_TEST
 
@@ -552,6 +568,7 @@ config_suite(void)
     tcase_add_loop_test(tc, test_good_option, 0, (int)(sizeof(good_opts) / sizeof(good_opts[0])));
     tcase_add_loop_test(tc, test_bad_option, 0, (int)(sizeof(bad_opts) / sizeof(bad_opts[0])));
     tcase_add_test(tc, test_bad_value_message_names_option);
+    tcase_add_test(tc, test_snapshot_max_over_cap_message);
     suite_add_tcase(s, tc);
     TCase *tf = tcase_create("file");
     tcase_set_timeout(tf, 10);
