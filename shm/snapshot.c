@@ -20,6 +20,11 @@
  *  The writer only touches half h again when publishing g + 2, and step 1 of
  *  that publish is ordered before its copy, so a reader that still sees v2 == g
  *  after its copy has a whole blob.
+ *
+ *  Trust: half offsets and the bound on blob_bytes come from half_bytes cached
+ *  in struct snapshot, and the writer counts generations in its own struct; the
+ *  header's gen words and blob_bytes are read, never believed beyond those
+ *  bounds.  Readers only load, so a read-only mapping is enough for them.
  */
 #include "build_config.h"
 
@@ -51,16 +56,43 @@ snapshot_bytes(uint64_t half_bytes)
     return (size_t)n;
 }
 
+/* Half h (0 or 1).  half_bytes was mapped twice, so h * half_bytes fits a size_t. */
+static uint8_t *
+half_at(const struct snapshot *s, uint64_t h)
+{
+    return s->halves + (size_t)(h * s->half_bytes);
+}
+
 void
 snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes)
 {
     s->hdr = mem;
     s->halves = (uint8_t *)(s->hdr + 1);
+    s->half_bytes = half_bytes;
+    s->gen = 0;
     memset(s->hdr, 0, sizeof(*s->hdr));
     s->hdr->magic = SNAP_MAGIC;
     s->hdr->version = SNAP_VERSION;
     s->hdr->half_bytes = half_bytes;
     atomic_store_explicit(&s->hdr->gen, 0, memory_order_release);
+}
+
+int
+snapshot_attach(struct snapshot *s, void *mem, size_t mem_bytes)
+{
+    struct snap_header *h = mem;
+    if (mem_bytes < sizeof(*h))
+        return -1;
+    /* Read once: what is checked is what is cached. */
+    uint64_t half_bytes = h->half_bytes;
+    if (h->magic != SNAP_MAGIC || h->version != SNAP_VERSION ||
+        bytes_u64(half_bytes) > (uint64_t)mem_bytes)
+        return -1;
+    s->hdr = h;
+    s->halves = (uint8_t *)(h + 1);
+    s->half_bytes = half_bytes;
+    s->gen = atomic_load_explicit(&h->gen, memory_order_acquire);
+    return 0;
 }
 
 uint64_t
@@ -148,16 +180,17 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
 enum snapshot_status
 snapshot_publish(struct snapshot *s, const void *blob, size_t len)
 {
-    if (len > s->hdr->half_bytes)
+    if ((uint64_t)len > s->half_bytes)
         return SNAPSHOT_TOOBIG;
-    uint64_t g = atomic_load_explicit(&s->hdr->gen, memory_order_relaxed) + 1;
+    uint64_t g = s->gen + 1;
     struct snap_half_meta *m = &s->hdr->half[g & 1];
     atomic_store_explicit(&m->gen, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    memcpy(s->halves + (g & 1) * s->hdr->half_bytes, blob, len);
+    memcpy(half_at(s, g & 1), blob, len);
     m->blob_bytes = len;
     atomic_store_explicit(&m->gen, g, memory_order_release);
     atomic_store_explicit(&s->hdr->gen, g, memory_order_release);
+    s->gen = g;
     return SNAPSHOT_OK;
 }
 
@@ -183,8 +216,8 @@ snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size
         if (atomic_load_explicit(&m->gen, memory_order_acquire) != g)
             continue;
         uint64_t bytes = m->blob_bytes;
-        if (bytes > s->hdr->half_bytes)
-            continue;             /* torn length; the re-check would reject it anyway */
+        if (bytes > s->half_bytes)
+            continue;             /* torn or bogus length: never copy past the half */
         size_t n = (size_t)bytes; /* <= half_bytes, which was mapped, so it fits */
         if (n > cap) {
             free(buf);
@@ -193,7 +226,7 @@ snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size
                 return SNAPSHOT_NOMEM;
             cap = n;
         }
-        memcpy(buf, s->halves + (g & 1) * s->hdr->half_bytes, n);
+        memcpy(buf, half_at(s, g & 1), n);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&m->gen, memory_order_relaxed) != g)
             continue;

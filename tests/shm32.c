@@ -6,8 +6,10 @@
  *
  * The cases feed sizes whose 32-bit sums wrap: snapshot index offsets plus
  * lengths, count * sizeof(entry), snapshot_bytes/ring_bytes of huge halves or
- * slot counts, snapshot_build items over 4 GiB in total, and a ring header of
- * the same kind to ring_attach.
+ * slot counts, snapshot_build items over 4 GiB in total, and headers of the
+ * same kind to ring_attach/snapshot_attach.  The last case maps the objects
+ * read-only as a worker does and reads them (64-bit atomic loads on i386 must
+ * not be read-modify-writes) and checks that a write faults.
  */
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS */
 #include "build_config.h"
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "ring.h"
+#include "shm_map.h"
 #include "snapshot.h"
 
 static int failed_checks;
@@ -125,6 +128,16 @@ case_attach_rejects_wrapping_sizes(void)
     CHECK(ring_attach(&r2, mem.bytes, sizeof(mem.bytes)) == 0);
     r.hdr->slot_count = 1u << 21; /* 64 + 2^32 bytes: 64 in 32 bits */
     CHECK(ring_attach(&r2, mem.bytes, sizeof(mem.bytes)) == -1);
+
+    static union {
+        uint64_t align;
+        uint8_t bytes[sizeof(struct snap_header) + 2 * 4096];
+    } smem;
+    struct snapshot s, s2;
+    snapshot_init(&s, smem.bytes, 4096);
+    CHECK(snapshot_attach(&s2, smem.bytes, sizeof(smem.bytes)) == 0);
+    s.hdr->half_bytes = (uint64_t)1 << 31; /* 2 * 2^31 + 128: 128 in 32 bits */
+    CHECK(snapshot_attach(&s2, smem.bytes, sizeof(smem.bytes)) == -1);
 }
 
 static void
@@ -142,6 +155,50 @@ case_build_over_4gib(void)
     free(b);
 }
 
+static void
+case_readonly_mapping(void)
+{
+    char rname[64], sname[64];
+    snprintf(rname, sizeof(rname), "/personad-shm32-%ld-ring", (long)getpid());
+    snprintf(sname, sizeof(sname), "/personad-shm32-%ld-snapshot", (long)getpid());
+    size_t rbytes = ring_bytes(16), sbytes = snapshot_bytes(4096);
+    const char *call = "?";
+    int ring_fd, snap_fd;
+    void *rmem = shm_map_create(rname, rbytes, &ring_fd, &call);
+    CHECK(rmem != NULL);
+    void *smem = shm_map_create(sname, sbytes, &snap_fd, &call);
+    CHECK(smem != NULL);
+    if (rmem == NULL || smem == NULL)
+        return;
+    struct ring r;
+    struct snapshot s;
+    ring_init(&r, rmem, 16);
+    snapshot_init(&s, smem, 4096);
+    CHECK(ring_append(&r, RING_EVENT_ADDED, "hello", 5) == 1);
+    CHECK(snapshot_publish(&s, "blob", 4) == SNAPSHOT_OK);
+    CHECK(shm_map_readonly(rmem, rbytes, ring_fd) == 0);
+    CHECK(shm_map_readonly(smem, sbytes, snap_fd) == 0);
+    uint8_t buf[RING_PAYLOAD_MAX];
+    uint32_t len, type;
+    CHECK(ring_head(&r) == 1);
+    CHECK(ring_read(&r, 1, buf, &len, &type) == RING_OK && len == 5 &&
+          memcmp(buf, "hello", 5) == 0);
+    uint8_t *copy = NULL;
+    size_t clen = 0;
+    uint64_t gen = 0;
+    CHECK(snapshot_copy(&s, 0, &copy, &clen, &gen) == SNAPSHOT_OK && clen == 4 && gen == 1);
+    free(copy);
+    CHECK(mprotect(rmem, rbytes, PROT_READ | PROT_WRITE) == -1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ((volatile uint8_t *)smem)[0] = 1;
+        _exit(0);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+}
+
 struct test_case {
     const char *name;
     void (*fn)(void);
@@ -152,6 +209,7 @@ static const struct test_case cases[] = {
     {"bytes_saturate", case_bytes_saturate},
     {"attach_rejects_wrapping_sizes", case_attach_rejects_wrapping_sizes},
     {"build_over_4gib", case_build_over_4gib},
+    {"readonly_mapping", case_readonly_mapping},
 };
 
 int
