@@ -36,6 +36,7 @@ enum opt_id {
     OPT_RESCAN_INTERVAL,
     OPT_MAX_CONNECTIONS,
     OPT_SNAPSHOT_MAX,
+    OPT_REST_DEADLINE,
     OPT_VERBOSE,
     OPT_CONFIG,
     OPT_HELP,
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
     {"rescan-interval", required_argument, NULL, 256 + OPT_RESCAN_INTERVAL},
     {"max-connections", required_argument, NULL, 256 + OPT_MAX_CONNECTIONS},
     {"snapshot-max", required_argument, NULL, 256 + OPT_SNAPSHOT_MAX},
+    {"rest-deadline", required_argument, NULL, 256 + OPT_REST_DEADLINE},
     {"verbose", no_argument, NULL, 'v'},
     {"config", required_argument, NULL, 'c'},
     {"help", no_argument, NULL, 'h'},
@@ -80,6 +82,8 @@ static const char usage_text[] =
     "      --max-connections=N        WebSocket connections per worker, default 20000\n"
     "      --snapshot-max=BYTES       largest REST snapshot, default 33554432, at most\n"
     "                                 1073741824 (1 GiB)\n"
+    "      --rest-deadline=SECONDS    time a REST response may take, per 2 MiB of body\n"
+    "                                 begun; then it is cut.  Default 30\n"
     "  -v, --verbose                  debug logging\n"
     "  -c, --config=FILE              \"key = value\" lines, keys = the long option names\n"
     "  -h, --help                     show this help and exit\n"
@@ -219,6 +223,9 @@ config_set(struct config *cfg, enum opt_id id, const char *name, const char *val
         if (rc == 0)
             cfg->snapshot_max_bytes = u;
         break;
+    case OPT_REST_DEADLINE:
+        rc = parse_seconds(val, &cfg->rest_deadline_ms);
+        break;
     case OPT_VERBOSE:
         if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 ||
             strcmp(val, "true") == 0)
@@ -253,6 +260,7 @@ config_defaults(struct config *cfg)
     cfg->max_message_bytes = 512;
     cfg->max_connections = 20000;
     cfg->snapshot_max_bytes = 32u << 20;
+    cfg->rest_deadline_ms = 30000;
 }
 
 static char *

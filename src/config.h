@@ -33,6 +33,7 @@ struct config {
     uint32_t max_message_bytes;  /* largest accepted incoming message */
     uint32_t max_connections;    /* per worker */
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
+    int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
     int verbose;                 /* 1: debug logging */
 };
 

@@ -41,6 +41,11 @@
 #define WORKER_MHD_IDLE_TIMEOUT_S 30
 
 #define WORKER_MHD_LOG_PER_SECOND 5
+/* Snapshot copies (up to --snapshot-max each) come and go with generations.
+ * glibc's dynamic mmap threshold would soon put them on the heap, where a freed
+ * copy stays resident (and the heap fragments as sizes drift); a fixed
+ * threshold keeps each one its own mapping, returned as soon as it is freed. */
+#define WORKER_MMAP_THRESHOLD_BYTES (256 * 1024)
 
 /* libmicrohttpd logs per request (e.g. each oversized header it refuses):
  * clients must not be able to flood the log, so at most a few lines a second. */
@@ -167,6 +172,8 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
+    if (http_api_next_ms(w) < next)
+        next = http_api_next_ms(w);
 #if HAVE_MALLOC_TRIM
     if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
@@ -227,6 +234,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ring = ring;
     w.snap = snap;
     w.now_ms = clock_now_ms();
+#if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)
+    if (mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD_BYTES) != 1)
+        log_debug("worker %u: mallopt(M_MMAP_THRESHOLD) not supported", index);
+#endif
     if (sig_setup() != 0)
         fatal("worker %u: signal set-up", index);
     w.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -291,6 +302,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             (void)MHD_run(w.mhd);
         }
         ws_expire(&w);
+        http_api_expire(&w);
         ws_reap(&w);
         worker_trim(&w);
         if (w.stopping) {

@@ -25,6 +25,7 @@
 struct MHD_Daemon;
 struct ws_conn;
 struct snap_ref;
+struct rest_hold;
 
 /* What an epoll registration points at. */
 enum ev_kind { EV_MHD, EV_DOORBELL, EV_SIGNAL, EV_CONN };
@@ -54,6 +55,8 @@ struct worker {
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
     struct snap_ref *snap_cur; /* this worker's copy of the newest snapshot, refcounted */
+    struct rest_hold *rest_holds; /* REST responses reading snapshot copies (http_api.c) */
+    int64_t rest_sweep_ms;        /* next deadline sweep of rest_holds */
     struct ws_window window;   /* framed events, shared by all connections */
     struct ws_conn *conns;     /* all connections (doubly linked) */
     struct ws_conn *reap;      /* connections to free after this loop pass */

@@ -124,6 +124,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg.max_message_bytes, 512);
     ck_assert_uint_eq(cfg.max_connections, 20000);
     ck_assert_uint_eq(cfg.snapshot_max_bytes, 32u << 20);
+    ck_assert_int_eq(cfg.rest_deadline_ms, 30000);
     ck_assert_int_eq(cfg.verbose, 0);
 }
 END_TEST
@@ -156,6 +157,7 @@ enum field {
     F_MAXMSG,
     F_MAXCONN,
     F_SNAPMAX,
+    F_RESTDL,
     F_VERBOSE,
 };
 
@@ -201,6 +203,8 @@ static const struct good_opt good_opts[] = {
     {{"--max-connections=1000000"}, F_MAXCONN, 1000000, NULL},
     {{"--snapshot-max=4096"}, F_SNAPMAX, 4096, NULL},
     {{"--snapshot-max=1073741824"}, F_SNAPMAX, 1073741824LL, NULL},
+    {{"--rest-deadline=0.5"}, F_RESTDL, 500, NULL},
+    {{"--rest-deadline", "600"}, F_RESTDL, 600000, NULL},
     {{"-v"}, F_VERBOSE, 1, NULL},
     {{"--verbose"}, F_VERBOSE, 1, NULL},
 };
@@ -231,6 +235,8 @@ field_value(const struct config *cfg, enum field f)
         return cfg->max_connections;
     case F_SNAPMAX:
         return (int64_t)cfg->snapshot_max_bytes;
+    case F_RESTDL:
+        return cfg->rest_deadline_ms;
     case F_VERBOSE:
         return cfg->verbose;
     }
@@ -338,6 +344,9 @@ static const struct bad_opt bad_opts[] = {
     {{"--snapshot-max=1073741825"}},
     {{"--snapshot-max=17179869184"}},
     {{"--snapshot-max=18446744073709551615"}},
+    {{"--rest-deadline=0"}},
+    {{"--rest-deadline=-1"}},
+    {{"--rest-deadline=abc"}},
     /* syntax */
     {{"--bogus"}},
     {{"-x"}},
