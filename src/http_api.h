@@ -9,7 +9,9 @@
  *
  * REST bodies are bytes of the master's snapshot: the worker keeps one private
  * copy per snapshot generation (refcounted, shared by in-flight responses) and
- * never rebuilds JSON.  Every error is JSON {"error":"..."}.
+ * never rebuilds JSON.  A response has an absolute deadline, and at most a few
+ * generations older than the current one stay alive: their slow readers are
+ * cut (http_api.c).  Every error is JSON {"error":"..."}.
  */
 #ifndef PERSONAD_HTTP_API_H
 #define PERSONAD_HTTP_API_H
@@ -54,8 +56,16 @@ size_t http_api_keep_escaped(void *cls, struct MHD_Connection *conn, char *s);
  * invalid escape or %00, or HTTP_NAME_TOO_LONG. */
 long http_api_decode_name(const char *in, char *out, size_t out_size);
 
-/* http_api_release - drop the worker's snapshot copy (at exit). */
+/* http_api_release - drop the worker's snapshot copy (at exit, after
+ * MHD_stop_daemon freed the responses). */
 void http_api_release(struct worker *w);
+
+/* http_api_next_ms - when http_api_expire next has work (INT64_MAX: never). */
+int64_t http_api_next_ms(const struct worker *w);
+
+/* http_api_expire - cut the REST responses whose deadline passed (at w->now_ms);
+ * call once per loop pass, cheap when nothing is due. */
+void http_api_expire(struct worker *w);
 
 /* http_with_header - add a header to r; on failure destroy r and return NULL
  * (queue a NULL response and the connection is closed instead). */

@@ -58,6 +58,7 @@ struct master {
     int nlisten;
     struct ring ring;
     struct snapshot snap;
+    int ring_ro_fd, snap_ro_fd; /* read-only descriptors of the shm objects, for workers */
     struct store *store;
     struct persona_dir dir;
     struct worker_slot *slots;
@@ -127,6 +128,19 @@ listener_acquire(struct master *m, unsigned i)
     return 0;
 }
 
+/* In a new worker: the shared memory becomes read-only (see shm_map.h), and
+ * the read-only descriptors are closed, so the worker holds none at all. */
+static void
+worker_map_readonly(struct master *m, unsigned i)
+{
+    if (shm_map_readonly(m->ring.hdr, ring_bytes(m->cfg->ring_size), m->ring_ro_fd) != 0)
+        fatal("worker %u: mmap(ring, PROT_READ)", i);
+    if (shm_map_readonly(m->snap.hdr, snapshot_bytes(m->cfg->snapshot_max_bytes), m->snap_ro_fd) !=
+        0)
+        fatal("worker %u: mmap(snapshot, PROT_READ)", i);
+    m->ring_ro_fd = m->snap_ro_fd = -1;
+}
+
 static void
 spawn_worker(struct master *m, unsigned i)
 {
@@ -164,6 +178,7 @@ spawn_worker(struct master *m, unsigned i)
                 close(m->listen_fds[k]);
         if (net_set_nonblock(p[0]) != 0 || net_set_cloexec(p[0]) != 0)
             fatal("worker %u: fcntl(doorbell)", i);
+        worker_map_readonly(m, i);
         worker_main(m->cfg, i, lfd, p[0], &m->ring, &m->snap);
     }
     close(p[0]);
@@ -266,14 +281,14 @@ stop_workers(struct master *m)
 }
 
 static void *
-map_or_die(const struct config *cfg, const char *kind, size_t bytes)
+map_or_die(const struct config *cfg, const char *kind, size_t bytes, int *ro_fd)
 {
     char tag[300], name[400];
     snprintf(tag, sizeof(tag), "%s-%u", cfg->listen_addr[0] ? cfg->listen_addr : "any",
              (unsigned)cfg->listen_port);
     shm_map_name(name, sizeof(name), tag, kind);
     const char *call = "?";
-    void *mem = shm_map_create(name, bytes, &call);
+    void *mem = shm_map_create(name, bytes, ro_fd, &call);
     if (mem == NULL)
         fatal("shared memory %s (%zu bytes): %s", name, bytes, call);
     return mem;
@@ -325,9 +340,12 @@ master_run(const struct config *cfg)
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
-    ring_init(&m.ring, map_or_die(cfg, "ring", ring_bytes(cfg->ring_size)), cfg->ring_size);
-    snapshot_init(&m.snap, map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes)),
-                  cfg->snapshot_max_bytes);
+    ring_init(&m.ring, map_or_die(cfg, "ring", ring_bytes(cfg->ring_size), &m.ring_ro_fd),
+              cfg->ring_size);
+    snapshot_init(
+        &m.snap,
+        map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes), &m.snap_ro_fd),
+        cfg->snapshot_max_bytes);
     m.store = store_new(&m.snap, &m.ring);
     if (m.store == NULL)
         fatalx("out of memory");
@@ -409,6 +427,8 @@ master_run(const struct config *cfg)
     for (int i = 0; i < m.nlisten; i++)
         if (m.listen_fds[i] >= 0)
             close(m.listen_fds[i]);
+    close(m.ring_ro_fd);
+    close(m.snap_ro_fd);
     log_info("stopped");
     return 0;
 }

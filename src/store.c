@@ -494,7 +494,7 @@ store_commit(struct store *st, int baseline)
     } else if (snapshot_publish(st->snap, blob, blob_len) != SNAPSHOT_OK) {
         log_error("snapshot of %zu bytes exceeds --snapshot-max (%llu bytes per copy); "
                   "%s, %zu change(s) held back",
-                  blob_len, (unsigned long long)st->snap->hdr->half_bytes,
+                  blob_len, (unsigned long long)st->snap->half_bytes,
                   st->published != NULL ? "still serving the previous one"
                                         : "serving an empty list until it fits",
                   nd);

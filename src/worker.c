@@ -61,6 +61,11 @@
 /* Lines a second from libmicrohttpd, and from the WebSocket connections. */
 #define WORKER_MHD_LOG_PER_SECOND 5
 #define WORKER_CLIENT_LOG_PER_SECOND 10
+/* Snapshot copies (up to --snapshot-max each) come and go with generations.
+ * glibc's dynamic mmap threshold would soon put them on the heap, where a freed
+ * copy stays resident (and the heap fragments as sizes drift); a fixed
+ * threshold keeps each one its own mapping, returned as soon as it is freed. */
+#define WORKER_MMAP_THRESHOLD_BYTES (256 * 1024)
 
 /* libmicrohttpd logs per request (e.g. each oversized header it refuses):
  * clients must not be able to flood the log, so at most a few lines a second. */
@@ -319,6 +324,8 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
+    if (http_api_next_ms(w) < next)
+        next = http_api_next_ms(w);
 #if HAVE_MALLOC_TRIM
     if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
@@ -383,6 +390,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.now_ms = clock_now_ms();
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
+#if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)
+    if (mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD_BYTES) != 1)
+        log_debug("worker %u: mallopt(M_MMAP_THRESHOLD) not supported", index);
+#endif
     if (sig_setup() != 0)
         fatal("worker %u: signal set-up", index);
     w.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -455,6 +466,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             (void)MHD_run(w.mhd);
         }
         ws_expire(&w);
+        http_api_expire(&w);
         ws_reap(&w);
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
