@@ -41,6 +41,7 @@ struct store_file {
     struct persona good;  /* last good content; name == NULL if never good */
     int bad;              /* current content is bad (good is kept) */
     const char *bad_why;  /* bad: the reason warned about (static) */
+    uint64_t bad_hash;    /* bad: snapshot_hash of that content */
     const char *rejected; /* not read, and why (static, warned once); NULL: read */
     int rejected_errno;   /* rejected: the errno warned about, or 0 */
     int seen;             /* mark for store_rescan */
@@ -232,7 +233,6 @@ file_load(struct store *st, struct store_file *f, int fd, const struct stat *sb)
     const char *err = NULL;
     size_t len = 0;
     char *data = NULL;
-    struct file_sig old = f->sig;
     sig_of(sb, &f->sig);
     if ((uintmax_t)sb->st_size > PERSONA_FILE_MAX_BYTES)
         err = "file is larger than 1 MiB";
@@ -241,12 +241,13 @@ file_load(struct store *st, struct store_file *f, int fd, const struct stat *sb)
     struct persona p;
     if (err == NULL)
         err = persona_parse(data, len, &p);
+    /* What the bad content was, to warn once per content: re-reading the same
+     * bytes (a touch, a notification without a change) is not news. */
+    uint64_t bad_hash = data != NULL ? snapshot_hash(data, len) : (uint64_t)sb->st_size;
     free(data);
     f->conflict_warned = 0;
     if (err != NULL) {
-        /* Once per content: re-reading the same bytes (a notification without
-         * a change) is not news. */
-        if (!f->bad || f->bad_why != err || !sig_equal(&old, &f->sig)) {
+        if (!f->bad || f->bad_why != err || f->bad_hash != bad_hash) {
             if (f->good.name != NULL)
                 log_warnx("persona file %s: %s; keeping cluster %s as it was", f->filename, err,
                           f->good.name);
@@ -255,6 +256,7 @@ file_load(struct store *st, struct store_file *f, int fd, const struct stat *sb)
         }
         f->bad = 1;
         f->bad_why = err;
+        f->bad_hash = bad_hash;
         return;
     }
     if (f->bad)
