@@ -1,10 +1,12 @@
 /*
  * master - see master.h.
  *
- * Start-up order matters: personas directory (exit 1 if missing), listening
+ * Start-up order matters: signal handlers (a SIGTERM during a long initial
+ * scan is a clean stop), personas directory (exit 1 if missing), listening
  * sockets (exit 1 if the port is taken, before touching anything a running
  * instance owns), shared memory, the initial scan (the baseline: no events),
- * then the workers, which inherit the sockets and the mappings.
+ * then the workers, which inherit the sockets and the mappings.  Every scan
+ * stops between files once SIGTERM/SIGINT is in (store_set_interrupt).
  *
  * Each worker has its own pipe from the master: a byte is the doorbell ("new
  * events"), EOF tells the worker the master is gone.  After fork a child closes
@@ -55,7 +57,19 @@ struct master {
     struct persona_dir dir;
     struct worker_slot *slots;
     int stopping;
+    int stop_requested; /* SIGTERM or SIGINT arrived (sticky) */
 };
+
+/* 1 once SIGTERM or SIGINT has arrived: the loop's stop condition and the
+ * store's interrupt, which scans check between files. */
+static int
+stop_requested(void *arg)
+{
+    struct master *m = arg;
+    if (sig_take(SIGTERM) || sig_take(SIGINT))
+        m->stop_requested = 1;
+    return m->stop_requested;
+}
 
 static void
 ring_doorbell(struct master *m)
@@ -238,6 +252,8 @@ master_run(const struct config *cfg)
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
     char msg[512];
+    if (sig_setup() != 0)
+        fatal("signal set-up");
     net_raise_nofile();
     /* The directory is checked first (exit 1 before binding anything); its store
      * needs the shared memory, which needs the port: it is attached below. */
@@ -255,22 +271,23 @@ master_run(const struct config *cfg)
     snapshot_init(&m.snap, map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes)),
                   cfg->snapshot_max_bytes);
     m.store = store_new(&m.snap, &m.ring);
-    if (m.store == NULL)
+    m.slots = calloc(cfg->workers, sizeof(*m.slots));
+    if (m.store == NULL || m.slots == NULL)
         fatalx("out of memory");
+    for (unsigned i = 0; i < cfg->workers; i++)
+        m.slots[i].doorbell_wr = -1;
+    store_set_interrupt(m.store, stop_requested, &m);
     m.dir.st = m.store;
-    if (persona_dir_rescan(&m.dir) != 0)
+    if (persona_dir_rescan(&m.dir) != 0 && !m.stop_requested)
         return 1;
+    if (m.stop_requested) {
+        log_info("stopping during the initial scan");
+        goto out;
+    }
     /* Data over --snapshot-max must not become a crash loop under a supervisor:
      * start with an empty list (the error is logged) and retry at each change. */
     if (store_commit(m.store, 1) != 0 && store_publish_empty(m.store) != 0)
         fatalx("cannot publish even an empty snapshot");
-    if (sig_setup() != 0)
-        fatal("signal set-up");
-    m.slots = calloc(cfg->workers, sizeof(*m.slots));
-    if (m.slots == NULL)
-        fatalx("out of memory");
-    for (unsigned i = 0; i < cfg->workers; i++)
-        m.slots[i].doorbell_wr = -1;
     for (unsigned i = 0; i < cfg->workers; i++)
         spawn_worker(&m, i);
     struct store_stats ss;
@@ -286,14 +303,14 @@ master_run(const struct config *cfg)
         struct pollfd pfd[2] = {{.fd = sig_fd(), .events = POLLIN},
                                 {.fd = persona_dir_fd(&m.dir), .events = POLLIN}};
         int64_t timeout = next_wakeup(&m, next_rescan) - clock_now_ms();
-        if (timeout < 0)
+        if (timeout < 0 || m.stop_requested)
             timeout = 0;
         int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)(timeout > 60000 ? 60000 : timeout));
         if (n < 0 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
             sig_drain();
-        if (sig_take(SIGTERM) || sig_take(SIGINT)) {
+        if (stop_requested(&m)) {
             log_info("stopping");
             break;
         }
@@ -328,6 +345,7 @@ master_run(const struct config *cfg)
                 m.slots[i].respawn_at <= now)
                 spawn_worker(&m, i);
     }
+out:
     stop_workers(&m);
     persona_dir_close(&m.dir);
     store_free(m.store);
