@@ -8,6 +8,10 @@
  * then the workers, which inherit the sockets and the mappings.  Every scan
  * stops between files once SIGTERM/SIGINT is in (store_set_interrupt).
  *
+ * When the personas directory goes missing (persona_dir.h), nothing is
+ * committed until it is back: the workers serve the last snapshot, and the
+ * snapshot's SNAP_FLAG_DIR_MISSING tells their /healthz.
+ *
  * Each worker has its own pipe from the master: a byte is the doorbell ("new
  * events"), EOF tells the worker the master is gone.  After fork a child closes
  * every other worker's pipe ends, so the master's death is always seen.
@@ -58,6 +62,7 @@ struct master {
     struct worker_slot *slots;
     int stopping;
     int stop_requested; /* SIGTERM or SIGINT arrived (sticky) */
+    uint32_t flags;     /* the SNAP_FLAG_* word last published */
 };
 
 /* 1 once SIGTERM or SIGINT has arrived: the loop's stop condition and the
@@ -69,6 +74,17 @@ stop_requested(void *arg)
     if (sig_take(SIGTERM) || sig_take(SIGINT))
         m->stop_requested = 1;
     return m->stop_requested;
+}
+
+/* Tell the workers (/healthz) whether the personas directory is missing. */
+static void
+publish_flags(struct master *m)
+{
+    uint32_t flags = persona_dir_missing(&m->dir) ? SNAP_FLAG_DIR_MISSING : 0;
+    if (flags != m->flags) {
+        snapshot_set_flags(&m->snap, flags);
+        m->flags = flags;
+    }
 }
 
 static void
@@ -88,6 +104,13 @@ commit_and_notify(struct master *m)
 {
     if (store_commit(m->store, 0) > 0)
         ring_doorbell(m);
+}
+
+static void
+rescan_and_notify(struct master *m)
+{
+    if (persona_dir_rescan(&m->dir) == 0)
+        commit_and_notify(m);
 }
 
 static void
@@ -239,6 +262,8 @@ static int64_t
 next_wakeup(const struct master *m, int64_t next_rescan)
 {
     int64_t next = next_rescan;
+    if (persona_dir_next_retry_ms(&m->dir) < next)
+        next = persona_dir_next_retry_ms(&m->dir);
     for (unsigned i = 0; i < m->cfg->workers; i++)
         if (m->slots[i].respawn_at != 0 && m->slots[i].respawn_at < next)
             next = m->slots[i].respawn_at;
@@ -324,22 +349,27 @@ master_run(const struct config *cfg)
         if (sig_take(SIGHUP)) {
             log_info("SIGHUP: rescanning %s (options are read at start-up only)",
                      cfg->personas_dir);
-            if (persona_dir_rescan(&m.dir) == 0)
-                commit_and_notify(&m);
+            if (persona_dir_missing(&m.dir))
+                persona_dir_retry_now(&m.dir); /* below; rescans when it is back */
+            else
+                rescan_and_notify(&m);
         }
         if (sig_take(SIGUSR1))
             log_info("SIGUSR1: logs go to stderr; nothing to reopen");
         if (pfd[1].fd >= 0 && (pfd[1].revents & POLLIN)) {
             if (persona_dir_on_notify(&m.dir))
                 (void)persona_dir_rescan(&m.dir);
-            commit_and_notify(&m);
+            if (!persona_dir_missing(&m.dir))
+                commit_and_notify(&m);
         }
         int64_t now = clock_now_ms();
+        if (persona_dir_retry(&m.dir, now))
+            rescan_and_notify(&m);
         if (now >= next_rescan) {
-            if (persona_dir_rescan(&m.dir) == 0)
-                commit_and_notify(&m);
+            rescan_and_notify(&m);
             next_rescan = now + cfg->rescan_interval_ms;
         }
+        publish_flags(&m);
         for (unsigned i = 0; i < cfg->workers; i++)
             if (m.slots[i].pid == 0 && !m.slots[i].retired && m.slots[i].respawn_at != 0 &&
                 m.slots[i].respawn_at <= now)
