@@ -527,44 +527,72 @@ elapsed_s(const struct timespec *a)
     return (double)(z.tv_sec - a->tv_sec) + (double)(z.tv_nsec - a->tv_nsec) / 1e9;
 }
 
-START_TEST(test_sort_is_not_quadratic)
+/* {"name":"big","spec":{"o0":{...},...}}: nobj objects of m members each, keys
+ * ascending. */
+static struct gen
+objects_file(int nobj, int m)
 {
-    /* Nine objects at the member cap, keys ascending (the insertion sort's
-     * worst case: every insertion walked the whole list), ~1 MiB: the old sort
-     * took seconds, the master's loop with it.  Also the issue's file: 50 000
-     * equal keys (250 KB), now refused as duplicates. */
     struct gen g = {0};
     gen_add(&g, "{\"name\":\"big\",\"spec\":{");
-    for (int o = 0; o < 9; o++) {
+    for (int o = 0; o < nobj; o++) {
         gen_add(&g, "%s\"o%d\":{", o ? "," : "", o);
-        for (int i = 0; i < PERSONA_MAX_OBJECT_MEMBERS; i++)
+        for (int i = 0; i < m; i++)
             gen_add(&g, "%s\"k%05d\":0", i ? "," : "", i);
         gen_add(&g, "}");
     }
     gen_add(&g, "}}");
-    ck_assert_uint_le(g.len, PERSONA_FILE_MAX_BYTES);
-    struct persona p;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    const char *err = parse_exact(g.buf, g.len, &p);
-    double dt = elapsed_s(&t0);
-    ck_assert_msg(err == NULL, "%s", err);
-    persona_free(&p);
-    free(g.buf);
-    ck_assert_msg(dt < 1.0, "%zu-byte file at the member cap took %.2f s to parse", g.len, dt);
+    return g;
+}
 
+/* The fastest of three parses, in seconds. */
+static double
+parse_time(const struct gen *g)
+{
+    double best = 1e9;
+    for (int k = 0; k < 3; k++) {
+        struct persona p;
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        const char *err = parse_exact(g->buf, g->len, &p);
+        double dt = elapsed_s(&t0);
+        ck_assert_msg(err == NULL, "%s", err);
+        persona_free(&p);
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+START_TEST(test_sort_is_not_quadratic)
+{
+    /* Nine objects at the member cap, keys ascending (the insertion sort's
+     * worst case: every insertion walked the whole list), ~1 MiB, against the
+     * same 90 000 members in 900 objects of 100: the old sort took ~20 times
+     * as long for the first (2.5 s), O(m log m) about as long.  A ratio, so
+     * that a loaded machine does not fail it. */
+    struct gen big = objects_file(9, PERSONA_MAX_OBJECT_MEMBERS);
+    struct gen small = objects_file(900, PERSONA_MAX_OBJECT_MEMBERS / 100);
+    ck_assert_uint_le(big.len, PERSONA_FILE_MAX_BYTES);
+    double t_big = parse_time(&big), t_small = parse_time(&small);
+    free(big.buf);
+    free(small.buf);
+    ck_assert_msg(t_big < 3 * t_small + 0.01,
+                  "9 objects of 10 000 members: %.3f s; 900 of 100: %.3f s", t_big, t_small);
+
+    /* The file: 50 000 equal keys (250 KB), now refused at once. */
     struct gen e = {0};
     gen_add(&e, "{\"name\":\"eq\",\"spec\":{");
     for (int i = 0; i < 50000; i++)
         gen_add(&e, "%s\"a\":0", i ? "," : "");
     gen_add(&e, "}}");
+    struct persona p;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    err = parse_exact(e.buf, e.len, &p);
-    dt = elapsed_s(&t0);
+    const char *err = parse_exact(e.buf, e.len, &p);
+    double dt = elapsed_s(&t0);
     free(e.buf);
     ck_assert_msg(err != NULL && strcmp(err, "an object has more than 10000 members") == 0, "%s",
                   err ? err : "accepted");
-    ck_assert_msg(dt < 1.0, "50 000 equal keys took %.2f s", dt);
+    ck_assert_msg(dt < 2.0, "50 000 equal keys took %.2f s", dt);
 }
 END_TEST
 
