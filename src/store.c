@@ -460,7 +460,10 @@ file_read_resolved(struct store *st, struct store_file *f, const struct resolved
         int err = errno;
         if (fd >= 0)
             close(fd);
-        if (err != ENOENT && err != ELOOP)
+        /* Gone or replaced by a link since the fstatat, or a lease held
+         * (EWOULDBLOCK with O_NONBLOCK): read at the next notification or
+         * rescan, the state kept meanwhile. */
+        if (err != ENOENT && err != ELOOP && err != EAGAIN && err != EWOULDBLOCK)
             file_reject(f, "cannot be opened", err);
         return;
     }
