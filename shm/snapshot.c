@@ -200,6 +200,18 @@ snapshot_generation(const struct snapshot *s)
     return atomic_load_explicit(&s->hdr->gen, memory_order_acquire);
 }
 
+void
+snapshot_set_flags(struct snapshot *s, uint32_t flags)
+{
+    atomic_store_explicit(&s->hdr->flags, flags, memory_order_release);
+}
+
+uint32_t
+snapshot_flags(const struct snapshot *s)
+{
+    return atomic_load_explicit(&s->hdr->flags, memory_order_acquire);
+}
+
 enum snapshot_status
 snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size_t *len,
               uint64_t *gen)

@@ -75,6 +75,12 @@ enum snapshot_status snapshot_publish(struct snapshot *s, const void *blob, size
 /* snapshot_generation - the newest published generation (0 = none yet). */
 uint64_t snapshot_generation(const struct snapshot *s);
 
+/* snapshot_set_flags - set the SNAP_FLAG_* word (writer only). */
+void snapshot_set_flags(struct snapshot *s, uint32_t flags);
+
+/* snapshot_flags - the SNAP_FLAG_* word (0 after snapshot_init). */
+uint32_t snapshot_flags(const struct snapshot *s);
+
 /* snapshot_copy - if the published generation differs from known_gen, copy its
  * blob into a malloc'd buffer (*blob, caller frees) and set *gen and *len.
  * Returns SNAPSHOT_OK, SNAPSHOT_UNCHANGED, SNAPSHOT_BUSY or SNAPSHOT_NOMEM.

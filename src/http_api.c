@@ -542,7 +542,13 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
         return reply_method_not_allowed(conn);
     switch (route) {
     case R_HEALTH:
-        return queue(conn, MHD_HTTP_OK, http_json_response("{\"status\":\"ok\"}"));
+        /* Still 200 while the personas directory is missing: the last state is
+         * served meanwhile. */
+        return queue(conn, MHD_HTTP_OK,
+                     http_json_response(snapshot_flags(w->snap) & SNAP_FLAG_DIR_MISSING
+                                            ? "{\"status\":\"degraded\",\"reason\":"
+                                              "\"personas directory missing\"}"
+                                            : "{\"status\":\"ok\"}"));
     case R_LIST:
         return serve_list(w, conn);
     case R_CLUSTER:

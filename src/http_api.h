@@ -1,7 +1,9 @@
 /*
  * http_api - the HTTP router of a worker and the REST API.
  *
- *   GET /healthz                  200 {"status":"ok"}
+ *   GET /healthz                  200 {"status":"ok"}, or while the personas directory
+ *                                 is missing (the last state is served meanwhile) 200
+ *                                 {"status":"degraded","reason":"personas directory missing"}
  *   GET /api/clusters             the snapshot's list JSON
  *   GET /api/clusters/{name}      one cluster (name percent-decoded, exact match)
  *   GET /ws                       WebSocket (ws_upgrade.c)

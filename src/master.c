@@ -1,10 +1,16 @@
 /*
  * master - see master.h.
  *
- * Start-up order matters: personas directory (exit 1 if missing), listening
+ * Start-up order matters: signal handlers (a SIGTERM during a long initial
+ * scan is a clean stop), personas directory (exit 1 if missing), listening
  * sockets (exit 1 if the port is taken, before touching anything a running
  * instance owns), shared memory, the initial scan (the baseline: no events),
- * then the workers, which inherit the sockets and the mappings.
+ * then the workers, which inherit the sockets and the mappings.  Every scan
+ * stops between files once SIGTERM/SIGINT is in (store_set_interrupt).
+ *
+ * When the personas directory goes missing (persona_dir.h), nothing is
+ * committed until it is back: the workers serve the last snapshot, and the
+ * snapshot's SNAP_FLAG_DIR_MISSING tells their /healthz.
  *
  * Each worker has its own pipe from the master: a byte is the doorbell ("new
  * events"), EOF tells the worker the master is gone.  After fork a child closes
@@ -63,7 +69,31 @@ struct master {
     struct persona_dir dir;
     struct worker_slot *slots;
     int stopping;
+    int stop_requested; /* SIGTERM or SIGINT arrived (sticky) */
+    uint32_t flags;     /* the SNAP_FLAG_* word last published */
 };
+
+/* 1 once SIGTERM or SIGINT has arrived: the loop's stop condition and the
+ * store's interrupt, which scans check between files. */
+static int
+stop_requested(void *arg)
+{
+    struct master *m = arg;
+    if (sig_take(SIGTERM) || sig_take(SIGINT))
+        m->stop_requested = 1;
+    return m->stop_requested;
+}
+
+/* Tell the workers (/healthz) whether the personas directory is missing. */
+static void
+publish_flags(struct master *m)
+{
+    uint32_t flags = persona_dir_missing(&m->dir) ? SNAP_FLAG_DIR_MISSING : 0;
+    if (flags != m->flags) {
+        snapshot_set_flags(&m->snap, flags);
+        m->flags = flags;
+    }
+}
 
 static void
 ring_doorbell(struct master *m)
@@ -139,6 +169,13 @@ worker_map_readonly(struct master *m, unsigned i)
         0)
         fatal("worker %u: mmap(snapshot, PROT_READ)", i);
     m->ring_ro_fd = m->snap_ro_fd = -1;
+}
+
+static void
+rescan_and_notify(struct master *m)
+{
+    if (persona_dir_rescan(&m->dir) == 0)
+        commit_and_notify(m);
 }
 
 static void
@@ -314,6 +351,8 @@ static int64_t
 next_wakeup(const struct master *m, int64_t next_rescan)
 {
     int64_t next = next_rescan;
+    if (persona_dir_next_retry_ms(&m->dir) < next)
+        next = persona_dir_next_retry_ms(&m->dir);
     for (unsigned i = 0; i < m->cfg->workers; i++)
         if (m->slots[i].respawn_at != 0 && m->slots[i].respawn_at < next)
             next = m->slots[i].respawn_at;
@@ -327,6 +366,8 @@ master_run(const struct config *cfg)
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
     char msg[512];
+    if (sig_setup() != 0)
+        fatal("signal set-up");
     raise_nofile(cfg);
     /* The directory is checked first (exit 1 before binding anything); its store
      * needs the shared memory, which needs the port: it is attached below. */
@@ -347,22 +388,23 @@ master_run(const struct config *cfg)
         map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes), &m.snap_ro_fd),
         cfg->snapshot_max_bytes);
     m.store = store_new(&m.snap, &m.ring);
-    if (m.store == NULL)
+    m.slots = calloc(cfg->workers, sizeof(*m.slots));
+    if (m.store == NULL || m.slots == NULL)
         fatalx("out of memory");
+    for (unsigned i = 0; i < cfg->workers; i++)
+        m.slots[i].doorbell_wr = -1;
+    store_set_interrupt(m.store, stop_requested, &m);
     m.dir.st = m.store;
-    if (persona_dir_rescan(&m.dir) != 0)
+    if (persona_dir_rescan(&m.dir) != 0 && !m.stop_requested)
         return 1;
+    if (m.stop_requested) {
+        log_info("stopping during the initial scan");
+        goto out;
+    }
     /* Data over --snapshot-max must not become a crash loop under a supervisor:
      * start with an empty list (the error is logged) and retry at each change. */
     if (store_commit(m.store, 1) != 0 && store_publish_empty(m.store) != 0)
         fatalx("cannot publish even an empty snapshot");
-    if (sig_setup() != 0)
-        fatal("signal set-up");
-    m.slots = calloc(cfg->workers, sizeof(*m.slots));
-    if (m.slots == NULL)
-        fatalx("out of memory");
-    for (unsigned i = 0; i < cfg->workers; i++)
-        m.slots[i].doorbell_wr = -1;
     for (unsigned i = 0; i < cfg->workers; i++)
         spawn_worker(&m, i);
     struct store_stats ss;
@@ -378,14 +420,14 @@ master_run(const struct config *cfg)
         struct pollfd pfd[2] = {{.fd = sig_fd(), .events = POLLIN},
                                 {.fd = persona_dir_fd(&m.dir), .events = POLLIN}};
         int64_t timeout = next_wakeup(&m, next_rescan) - clock_now_ms();
-        if (timeout < 0)
+        if (timeout < 0 || m.stop_requested)
             timeout = 0;
         int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)(timeout > 60000 ? 60000 : timeout));
         if (n < 0 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
             sig_drain();
-        if (sig_take(SIGTERM) || sig_take(SIGINT)) {
+        if (stop_requested(&m)) {
             log_info("stopping");
             break;
         }
@@ -399,27 +441,33 @@ master_run(const struct config *cfg)
         if (sig_take(SIGHUP)) {
             log_info("SIGHUP: rescanning %s (options are read at start-up only)",
                      cfg->personas_dir);
-            if (persona_dir_rescan(&m.dir) == 0)
-                commit_and_notify(&m);
+            if (persona_dir_missing(&m.dir))
+                persona_dir_retry_now(&m.dir); /* below; rescans when it is back */
+            else
+                rescan_and_notify(&m);
         }
         if (sig_take(SIGUSR1))
             log_info("SIGUSR1: logs go to stderr; nothing to reopen");
         if (pfd[1].fd >= 0 && (pfd[1].revents & POLLIN)) {
             if (persona_dir_on_notify(&m.dir))
                 (void)persona_dir_rescan(&m.dir);
-            commit_and_notify(&m);
+            if (!persona_dir_missing(&m.dir))
+                commit_and_notify(&m);
         }
         int64_t now = clock_now_ms();
+        if (persona_dir_retry(&m.dir, now))
+            rescan_and_notify(&m);
         if (now >= next_rescan) {
-            if (persona_dir_rescan(&m.dir) == 0)
-                commit_and_notify(&m);
+            rescan_and_notify(&m);
             next_rescan = now + cfg->rescan_interval_ms;
         }
+        publish_flags(&m);
         for (unsigned i = 0; i < cfg->workers; i++)
             if (m.slots[i].pid == 0 && !m.slots[i].retired && m.slots[i].respawn_at != 0 &&
                 m.slots[i].respawn_at <= now)
                 spawn_worker(&m, i);
     }
+out:
     stop_workers(&m);
     persona_dir_close(&m.dir);
     store_free(m.store);

@@ -36,12 +36,16 @@ struct file_sig {
 };
 
 struct store_file {
-    char *filename;      /* owned */
-    struct file_sig sig; /* as last read */
-    struct persona good; /* last good content; name == NULL if never good */
-    int bad;             /* current content is bad (good is kept) */
-    int seen;            /* mark for store_rescan */
-    int conflict_warned; /* lost a name to a smaller file name; warned */
+    char *filename;       /* owned */
+    struct file_sig sig;  /* as last read (zero while rejected) */
+    struct persona good;  /* last good content; name == NULL if never good */
+    int bad;              /* current content is bad (good is kept) */
+    const char *bad_why;  /* bad: the reason warned about (static) */
+    uint64_t bad_hash;    /* bad: snapshot_hash of that content */
+    const char *rejected; /* not read, and why (static, warned once); NULL: read */
+    int rejected_errno;   /* rejected: the errno warned about, or 0 */
+    int seen;             /* mark for store_rescan */
+    int conflict_warned;  /* lost a name to a smaller file name; warned */
 };
 
 struct store {
@@ -54,6 +58,8 @@ struct store {
     uint64_t *published_versions; /* owned: persona version of each published entry */
     uint64_t next_version;        /* last persona version handed out */
     uint64_t events;
+    int (*stop)(void *); /* store_set_interrupt, or NULL */
+    void *stop_arg;
 };
 
 /* One cluster of the desired state, pointing into files[]. */
@@ -86,6 +92,19 @@ store_free(struct store *st)
     free(st->published);
     free(st->published_versions);
     free(st);
+}
+
+void
+store_set_interrupt(struct store *st, int (*stop)(void *), void *arg)
+{
+    st->stop = stop;
+    st->stop_arg = arg;
+}
+
+int
+store_interrupted(const struct store *st)
+{
+    return st->stop != NULL && st->stop(st->stop_arg);
 }
 
 int
@@ -222,23 +241,242 @@ file_load(struct store *st, struct store_file *f, int fd, const struct stat *sb)
     struct persona p;
     if (err == NULL)
         err = persona_parse(data, len, &p);
+    /* What the bad content was, to warn once per content: re-reading the same
+     * bytes (a touch, a notification without a change) is not news. */
+    uint64_t bad_hash = data != NULL ? snapshot_hash(data, len) : (uint64_t)sb->st_size;
     free(data);
     f->conflict_warned = 0;
     if (err != NULL) {
-        if (f->good.name != NULL)
-            log_warnx("persona file %s: %s; keeping cluster %s as it was", f->filename, err,
-                      f->good.name);
-        else
-            log_warnx("persona file %s: %s; skipped", f->filename, err);
+        if (!f->bad || f->bad_why != err || f->bad_hash != bad_hash) {
+            if (f->good.name != NULL)
+                log_warnx("persona file %s: %s; keeping cluster %s as it was", f->filename, err,
+                          f->good.name);
+            else
+                log_warnx("persona file %s: %s; skipped", f->filename, err);
+        }
         f->bad = 1;
+        f->bad_why = err;
+        f->bad_hash = bad_hash;
         return;
     }
     if (f->bad)
         log_info("persona file %s is valid again", f->filename);
     f->bad = 0;
+    f->bad_why = NULL;
     persona_free(&f->good);
     f->good = p;
     f->good.version = ++st->next_version;
+}
+
+/* How far a name may lead: symlinks followed per name (a ConfigMap volume
+ * needs 2: name.json -> ..data/name.json, ..data -> ..2026_01_01_...), and
+ * directories below the personas directory. */
+#define STORE_LINKS_MAX 8
+#define STORE_DEPTH_MAX 8
+#define STORE_PATH_BYTES 4096
+
+enum resolve { RESOLVE_FILE, RESOLVE_GONE, RESOLVE_REJECTED };
+
+/* Where a candidate name leads.  RESOLVE_FILE: the regular file 'name' in the
+ * directory 'at' (the personas directory, or a descendant the caller closes
+ * when at_owned), as fstatat saw it in 'sb'.  RESOLVE_REJECTED: why and err. */
+struct resolved {
+    int at;
+    int at_owned;
+    const char *name; /* points into path */
+    struct stat sb;
+    const char *why; /* static */
+    int err;         /* errno for why, or 0 */
+    char path[STORE_PATH_BYTES];
+};
+
+static const char *
+not_regular(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "not a regular file (a directory)";
+    if (S_ISFIFO(mode))
+        return "not a regular file (a FIFO)";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "not a regular file (a device)";
+    if (S_ISSOCK(mode))
+        return "not a regular file (a socket)";
+    return "not a regular file";
+}
+
+/* Resolve fn in dir_fd without leaving that directory and without opening
+ * anything but directories: each component is looked at with fstatat
+ * (AT_SYMLINK_NOFOLLOW) and descended into with openat(O_NOFOLLOW), relative
+ * to the directory already reached, so no swap of a component sends the walk
+ * elsewhere.  A symlink is followed while its target is relative and its ".."
+ * never climbs above dir_fd; an absolute target is refused even when it names
+ * a file inside.  A dangling link is RESOLVE_GONE, like a missing file. */
+static enum resolve
+resolve_beneath(int dir_fd, const char *fn, struct resolved *r)
+{
+    int fds[STORE_DEPTH_MAX + 1];
+    int depth = 0, links = 0;
+    enum resolve res = RESOLVE_REJECTED;
+    fds[0] = dir_fd;
+    r->at_owned = 0;
+    r->why = "file name too long";
+    r->err = 0;
+    if (strlen(fn) >= sizeof(r->path))
+        return res;
+    strcpy(r->path, fn);
+    char *rest = r->path;
+    for (;;) {
+        char *comp = rest + strspn(rest, "/");
+        rest = comp + strcspn(comp, "/");
+        if (*rest != '\0')
+            *rest++ = '\0';
+        rest += strspn(rest, "/");
+        int last = *rest == '\0';
+        if (*comp == '\0' || strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0) {
+            if (strcmp(comp, "..") == 0) {
+                if (depth == 0) {
+                    r->why = "symbolic link leads out of the directory";
+                    break;
+                }
+                close(fds[depth--]);
+            }
+            if (last) {
+                r->why = not_regular(S_IFDIR);
+                break;
+            }
+            continue;
+        }
+        struct stat sb;
+        if (fstatat(fds[depth], comp, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                res = RESOLVE_GONE;
+            else
+                r->why = "cannot be examined", r->err = errno;
+            break;
+        }
+        if (S_ISLNK(sb.st_mode)) {
+            char target[STORE_PATH_BYTES];
+            ssize_t n = -1;
+            if (++links > STORE_LINKS_MAX) {
+                r->why = "too many levels of symbolic links";
+                break;
+            }
+            n = readlinkat(fds[depth], comp, target, sizeof(target));
+            if (n < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+                res = RESOLVE_GONE;
+                break;
+            }
+            if (n < 0) {
+                r->why = "cannot read the symbolic link", r->err = errno;
+                break;
+            }
+            size_t rest_len = strlen(rest);
+            if ((size_t)n + 1 + rest_len >= sizeof(r->path)) {
+                r->why = "symbolic link target too long";
+                break;
+            }
+            if (n > 0 && target[0] == '/') {
+                r->why = "symbolic link to an absolute path (only relative links are followed)";
+                break;
+            }
+            /* The target takes the link's place in what is left to resolve. */
+            memmove(r->path + n + 1, rest, rest_len + 1);
+            memcpy(r->path, target, (size_t)n);
+            r->path[n] = '/';
+            rest = r->path;
+            continue;
+        }
+        if (last && !S_ISREG(sb.st_mode)) {
+            r->why = not_regular(sb.st_mode);
+            break;
+        }
+        if (last) {
+            r->name = comp;
+            r->sb = sb;
+            res = RESOLVE_FILE;
+            break;
+        }
+        if (!S_ISDIR(sb.st_mode)) {
+            res = RESOLVE_GONE; /* as ENOTDIR would be */
+            break;
+        }
+        if (depth == STORE_DEPTH_MAX) {
+            r->why = "symbolic link leads too deep into subdirectories";
+            break;
+        }
+        int fd = openat(fds[depth], comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)) {
+            res = RESOLVE_GONE; /* replaced since the fstatat */
+            break;
+        }
+        if (fd < 0) {
+            r->why = "cannot be opened", r->err = errno;
+            break;
+        }
+        fds[++depth] = fd;
+    }
+    r->at = fds[depth];
+    r->at_owned = res == RESOLVE_FILE && depth > 0;
+    for (int k = res == RESOLVE_FILE ? depth - 1 : depth; k > 0; k--)
+        close(fds[k]);
+    return res;
+}
+
+/* f is not read: warn once per reason (until it changes), and drop the
+ * cluster it described. */
+static void
+file_reject(struct store_file *f, const char *why, int err)
+{
+    if (f->rejected != why || f->rejected_errno != err) {
+        if (err != 0)
+            log_warnx("persona file %s: %s: %s; ignored", f->filename, why, strerror(err));
+        else
+            log_warnx("persona file %s: %s; ignored", f->filename, why);
+    }
+    f->rejected = why;
+    f->rejected_errno = err;
+    persona_free(&f->good);
+    f->bad = 0;
+    f->bad_why = NULL;
+    f->conflict_warned = 0;
+    memset(&f->sig, 0, sizeof(f->sig));
+}
+
+/* Read the regular file r resolved to into f, unless unchanged.  It is opened
+ * without following a link and without blocking (a FIFO swapped in since the
+ * fstatat is not waited on), and must be the very file fstatat saw; if it was
+ * replaced in between, its own notification or the next rescan reads it. */
+static void
+file_read_resolved(struct store *st, struct store_file *f, const struct resolved *r,
+                   int only_if_changed)
+{
+    struct file_sig sig;
+    sig_of(&r->sb, &sig);
+    if (only_if_changed && f->rejected == NULL && sig_equal(&sig, &f->sig))
+        return;
+    int fd = openat(r->at, r->name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        /* Gone or replaced by a link since the fstatat, or a lease held
+         * (EWOULDBLOCK with O_NONBLOCK): read at the next notification or
+         * rescan, the state kept meanwhile. */
+        if (err != ENOENT && err != ELOOP && err != EAGAIN && err != EWOULDBLOCK)
+            file_reject(f, "cannot be opened", err);
+        return;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_dev != r->sb.st_dev || sb.st_ino != r->sb.st_ino) {
+        close(fd);
+        return;
+    }
+    if (f->rejected != NULL)
+        log_info("persona file %s can be read again", f->filename);
+    f->rejected = NULL;
+    f->rejected_errno = 0;
+    file_load(st, f, fd, &sb);
+    close(fd);
 }
 
 static void
@@ -246,37 +484,25 @@ file_refresh(struct store *st, int dir_fd, const char *fn, int only_if_changed)
 {
     int found;
     size_t i = file_index(st, fn, &found);
-    int fd = openat(dir_fd, fn, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        if (fd < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
-            log_warn("persona file %s: open", fn);
-        if (fd >= 0)
-            close(fd);
+    struct resolved r;
+    enum resolve res = resolve_beneath(dir_fd, fn, &r);
+    if (res == RESOLVE_GONE) {
         if (found)
             file_forget(st, i);
         return;
     }
-    struct store_file *f = found ? &st->files[i] : NULL;
-    if (f != NULL)
-        f->seen = 1;
-    struct file_sig sig;
-    sig_of(&sb, &sig);
-    if (f != NULL && only_if_changed && sig_equal(&sig, &f->sig)) {
-        close(fd);
-        return;
-    }
+    struct store_file *f = found ? &st->files[i] : file_insert(st, i, fn);
     if (f == NULL) {
-        f = file_insert(st, i, fn);
-        if (f == NULL) {
-            log_warnx("persona file %s: out of memory; skipped", fn);
-            close(fd);
-            return;
-        }
+        log_warnx("persona file %s: out of memory; skipped", fn);
+    } else {
         f->seen = 1;
+        if (res == RESOLVE_REJECTED)
+            file_reject(f, r.why, r.err);
+        else
+            file_read_resolved(st, f, &r, found && only_if_changed);
     }
-    file_load(st, f, fd, &sb);
-    close(fd);
+    if (r.at_owned)
+        close(r.at);
 }
 
 void
@@ -305,6 +531,11 @@ store_rescan(struct store *st, int dir_fd)
     while ((de = readdir(d)) != NULL) {
         if (store_is_candidate(de->d_name))
             file_refresh(st, dir_fd, de->d_name, 1);
+        if (store_interrupted(st)) {
+            closedir(d);
+            errno = EINTR;
+            return -1; /* nothing forgotten: the listing is partial */
+        }
         errno = 0;
     }
     int saved = errno;
@@ -533,8 +764,9 @@ store_get_stats(const struct store *st, struct store_stats *out)
 {
     memset(out, 0, sizeof(*out));
     out->events = st->events;
-    out->files = (uint32_t)st->nfiles;
     out->clusters = st->published ? snapshot_blob_header(st->published)->count : 0;
-    for (size_t i = 0; i < st->nfiles; i++)
+    for (size_t i = 0; i < st->nfiles; i++) {
+        out->files += st->files[i].rejected == NULL;
         out->bad_files += st->files[i].bad != 0;
+    }
 }

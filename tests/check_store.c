@@ -7,8 +7,11 @@
  * deleted events with their exact ring payloads and order; rewrites that change
  * only formatting or key order; a renamed name field; a file that turns bad;
  * two files claiming one name; store_rescan; the snapshot's seq and generation
- * right after each commit, and that it is published before the events; and a
- * snapshot too large for its half (nothing appended, the old one stays).
+ * right after each commit, and that it is published before the events; a
+ * snapshot too large for its half (nothing appended, the old one stays); what
+ * is read and what is not (FIFOs never opened, device nodes, symlinks inside
+ * and out, a ConfigMap volume's "..data" swap), with one warning per file and
+ * reason; and a rescan interrupted between files.
  */
 /* MAP_ANONYMOUS is not in POSIX 2008; glibc wants _DEFAULT_SOURCE for it. */
 #define _DEFAULT_SOURCE 1
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -833,6 +837,324 @@ START_TEST(test_snapshot_published_before_events)
 }
 END_TEST
 
+/* --- what is read, and warned about once ----------------------------------------- */
+
+/* stderr (the log) goes to a file for the rest of the test (each test runs in
+ * its own process). */
+static char log_path[600];
+
+static void
+log_capture(void)
+{
+    snprintf(log_path, sizeof(log_path), "%s/log-%ld", base_dir, (long)getpid());
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    close(fd);
+}
+
+/* Lines of the captured log holding both a and b. */
+static int
+log_count(const char *a, const char *b)
+{
+    FILE *fp = fopen(log_path, "r");
+    ck_assert_ptr_nonnull(fp);
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof(line), fp) != NULL)
+        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+    fclose(fp);
+    return n;
+}
+
+static void
+link_at(struct fx *f, const char *target, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/%s", f->dir, name);
+    ck_assert_msg(symlink(target, p) == 0, "symlink %s -> %s: %s", name, target, strerror(errno));
+}
+
+static void
+mkdir_at(struct fx *f, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/%s", f->dir, name);
+    ck_assert_int_eq(mkdir(p, 0700), 0);
+}
+
+static void
+rescan_commit(struct fx *f, int want_rc)
+{
+    ck_assert_int_eq(store_rescan(f->st, f->dir_fd), 0);
+    commit(f, 0, want_rc);
+}
+
+START_TEST(test_fifo_never_opened)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    char fifo[600];
+    snprintf(fifo, sizeof(fifo), "%s/pipe.json", f.dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    /* A child blocks in open(O_WRONLY) until some process opens the FIFO for
+     * reading: if the store ever does, even for an instant, the child gets
+     * through (the kernel counts the opens). */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(20);
+        int fd = open(fifo, O_WRONLY);
+        _exit(fd >= 0 ? 0 : 1);
+    }
+    usleep(100 * 1000); /* let the child block in open */
+    put(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+    for (int i = 0; i < 3; i++)
+        rescan_commit(&f, 0);
+    store_file_changed(f.st, f.dir_fd, "pipe.json");
+    commit(&f, 0, 0);
+    usleep(100 * 1000);
+    int status;
+    ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "the store opened the FIFO");
+    /* Nobody holds it open for reading now either. */
+    int w = open(fifo, O_WRONLY | O_NONBLOCK);
+    ck_assert_msg(w < 0 && errno == ENXIO, "a reader holds the FIFO open");
+    /* Let the child go: open it for reading ourselves. */
+    int r = open(fifo, O_RDONLY | O_NONBLOCK);
+    ck_assert_int_ge(r, 0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(r);
+    ck_assert_int_eq(log_count("pipe.json", "not a regular file (a FIFO); ignored"), 1);
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.files, 1);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_device_node_not_opened)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    char dev[600];
+    snprintf(dev, sizeof(dev), "%s/dev.json", f.dir);
+    /* Major 240 is for local use and normally has no driver: an open() would
+     * fail with ENXIO (and the failure was logged, at every rescan). */
+    if (mknod(dev, S_IFCHR | 0600, makedev(240, 0)) != 0) {
+        fprintf(stderr, "mknod: %s; not tested\n", strerror(errno));
+        fx_close(&f);
+        return;
+    }
+    baseline(&f);
+    for (int i = 0; i < 3; i++)
+        rescan_commit(&f, 0);
+    store_file_changed(f.st, f.dir_fd, "dev.json");
+    commit(&f, 0, 0);
+    ck_assert_int_eq(log_count("dev.json", "not a regular file (a device); ignored"), 1);
+    ck_assert_int_eq(log_count("dev.json", NULL), 1); /* nothing about an open */
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_symlinks)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    /* Outside the personas directory: a valid persona that must not be read. */
+    char outside[600];
+    snprintf(outside, sizeof(outside), "%s/outside-%ld.json", base_dir, (long)getpid());
+    FILE *fp = fopen(outside, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(persona_json("secret", 1), fp);
+    ck_assert_int_eq(fclose(fp), 0);
+    char rel_out[700], abs_in[700];
+    snprintf(rel_out, sizeof(rel_out), "../%s", strrchr(outside, '/') + 1);
+    snprintf(abs_in, sizeof(abs_in), "%s/.hidden", f.dir);
+
+    put(&f, ".hidden", persona_json("hidden", 1));
+    mkdir_at(&f, "sub");
+    put(&f, "sub/deep", persona_json("deep", 1));
+    link_at(&f, rel_out, "out.json");                 /* ../outside-N.json */
+    link_at(&f, outside, "out-abs.json");             /* /abs/outside-N.json */
+    link_at(&f, abs_in, "in-abs.json");               /* absolute, even though inside */
+    link_at(&f, "sub/../../d0/x.json", "climb.json"); /* climbs out through sub */
+    link_at(&f, ".hidden", "in.json");                /* inside: read */
+    link_at(&f, "sub/../sub/deep", "via-sub.json");   /* inside, through sub and back */
+    link_at(&f, "nowhere", "dangling.json");          /* dangling: as if absent */
+    link_at(&f, "loop-b.json", "loop-a.json");
+    link_at(&f, "loop-a.json", "loop-b.json");
+    link_at(&f, "sub", "dir-link.json"); /* a directory */
+    baseline(&f);
+    ck_assert_uint_eq(snap_count(&f), 2);
+    expect_obj(&f, "hidden", obj_of("hidden", 1));
+    expect_obj(&f, "deep", obj_of("deep", 1));
+    expect_obj(&f, "secret", NULL);
+    for (int i = 0; i < 3; i++)
+        rescan_commit(&f, 0);
+    store_file_changed(f.st, f.dir_fd, "out.json");
+    commit(&f, 0, 0);
+    ck_assert_int_eq(log_count("out.json", "symbolic link leads out of the directory; ignored"), 1);
+    ck_assert_int_eq(log_count("climb.json", "symbolic link leads out of the directory"), 1);
+    ck_assert_int_eq(log_count("out-abs.json", "absolute path"), 1);
+    ck_assert_int_eq(log_count("in-abs.json", "absolute path"), 1);
+    ck_assert_int_eq(log_count("loop-a.json", "too many levels of symbolic links"), 1);
+    ck_assert_int_eq(log_count("dir-link.json", "(a directory); ignored"), 1);
+    ck_assert_int_eq(log_count("dangling.json", NULL), 0);
+    ck_assert_int_eq(log_count("in.json", NULL), 0);
+
+    /* A good file turned into a link out: its cluster goes, one warning. */
+    del(&f, "in.json");
+    link_at(&f, rel_out, "in.json");
+    rescan_commit(&f, 1);
+    expect_events(&f, "deleted:hidden", NULL);
+    rescan_commit(&f, 0);
+    ck_assert_int_eq(log_count("in.json", "leads out of the directory; ignored"), 1);
+    /* And back: read again, one line saying so. */
+    del(&f, "in.json");
+    link_at(&f, ".hidden", "in.json");
+    rescan_commit(&f, 1);
+    expect_events(&f, "added:hidden", NULL);
+    ck_assert_int_eq(log_count("in.json", "can be read again"), 1);
+    unlink(outside);
+    fx_close(&f);
+}
+END_TEST
+
+/* A Kubernetes ConfigMap volume, as the kubelet's atomic writer lays it out:
+ * the files live in a timestamped directory, "..data" points at it, and each
+ * visible name is a link through "..data". */
+START_TEST(test_configmap_layout)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    mkdir_at(&f, "..2026_01_01_00_00_00.000000001");
+    put(&f, "..2026_01_01_00_00_00.000000001/a.json", persona_json("alpha", 1));
+    put(&f, "..2026_01_01_00_00_00.000000001/b.json", persona_json("beta", 1));
+    link_at(&f, "..2026_01_01_00_00_00.000000001", "..data");
+    link_at(&f, "..data/a.json", "a.json");
+    link_at(&f, "..data/b.json", "b.json");
+    baseline(&f);
+    ck_assert_uint_eq(snap_count(&f), 2);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+
+    /* The update: a new directory, "..data" swapped with one rename, then the
+     * links for new keys added and those for removed keys deleted. */
+    mkdir_at(&f, "..2026_01_01_00_01_00.000000002");
+    put(&f, "..2026_01_01_00_01_00.000000002/a.json", persona_json("alpha", 2));
+    put(&f, "..2026_01_01_00_01_00.000000002/c.json", persona_json("gamma", 1));
+    link_at(&f, "..2026_01_01_00_01_00.000000002", "..data_tmp");
+    char a[600], b[600];
+    snprintf(a, sizeof(a), "%s/..data_tmp", f.dir);
+    snprintf(b, sizeof(b), "%s/..data", f.dir);
+    ck_assert_int_eq(rename(a, b), 0);
+    rescan_commit(&f, 2); /* what the "..data" notification triggers */
+    expect_events(&f, "deleted:beta", "updated:alpha", NULL);
+    link_at(&f, "..data/c.json", "c.json");
+    store_file_changed(f.st, f.dir_fd, "c.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "added:gamma", NULL);
+    del_changed(&f, "b.json");
+    rescan_commit(&f, 0);
+    expect_obj(&f, "alpha", obj_of("alpha", 2));
+    ck_assert_int_eq(log_count("warn", NULL), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_unreadable_warned_once)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    put(&f, "a.json", persona_json("alpha", 1));
+    put(&f, "b.json", persona_json("beta", 1));
+    baseline(&f);
+    /* Bad content: one warning however often it is looked at. */
+    put_changed(&f, "b.json", "{broken");
+    for (int i = 0; i < 3; i++) {
+        store_file_changed(f.st, f.dir_fd, "b.json"); /* as a touch would */
+        rescan_commit(&f, 0);
+    }
+    ck_assert_int_eq(log_count("b.json", "invalid JSON"), 1);
+    /* A touch changes the stat signature, not the content: still quiet. */
+    struct timespec later[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    ck_assert_int_eq(utimensat(f.dir_fd, "b.json", later, 0), 0);
+    rescan_commit(&f, 0);
+    ck_assert_int_eq(log_count("b.json", "invalid JSON"), 1);
+    /* New bad content is news. */
+    put_changed(&f, "b.json", "[1]");
+    rescan_commit(&f, 0);
+    ck_assert_int_eq(log_count("b.json", "not a JSON object"), 1);
+    if (geteuid() == 0) {
+        fprintf(stderr, "running as root: permission denial not tested\n");
+        fx_close(&f);
+        return;
+    }
+    char p[600];
+    snprintf(p, sizeof(p), "%s/a.json", f.dir);
+    ck_assert_int_eq(chmod(p, 0), 0);
+    store_file_changed(f.st, f.dir_fd, "a.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:alpha", NULL);
+    for (int i = 0; i < 3; i++)
+        rescan_commit(&f, 0);
+    ck_assert_int_eq(log_count("a.json", "cannot be opened"), 1);
+    ck_assert_int_eq(chmod(p, 0600), 0);
+    rescan_commit(&f, 1);
+    expect_events(&f, "added:alpha", NULL);
+    fx_close(&f);
+}
+END_TEST
+
+static int
+stop_after_first(void *arg)
+{
+    int *calls = arg;
+    return ++*calls >= 1;
+}
+
+START_TEST(test_rescan_interrupted)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "f%d.json", i);
+        put(&f, name, persona_json(name, 1));
+    }
+    baseline(&f);
+    ck_assert_uint_eq(snap_count(&f), 5);
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "f%d.json", i);
+        del(&f, name);
+    }
+    put(&f, "new.json", persona_json("new", 1));
+    int calls = 0;
+    store_set_interrupt(f.st, stop_after_first, &calls);
+    errno = 0;
+    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), -1);
+    ck_assert_int_eq(errno, EINTR);
+    ck_assert_int_eq(store_interrupted(f.st), 1);
+    /* A partial listing forgets nothing. */
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_ge(ss.files, 5);
+    store_set_interrupt(f.st, NULL, NULL);
+    ck_assert_int_eq(store_interrupted(f.st), 0);
+    rescan_commit(&f, 6);
+    ck_assert_uint_eq(snap_count(&f), 1);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -856,6 +1178,12 @@ store_suite(void)
     tcase_add_test(tc, test_event_payload_escaping);
     tcase_add_test(tc, test_snapshot_too_big);
     tcase_add_test(tc, test_snapshot_published_before_events);
+    tcase_add_test(tc, test_fifo_never_opened);
+    tcase_add_test(tc, test_device_node_not_opened);
+    tcase_add_test(tc, test_symlinks);
+    tcase_add_test(tc, test_configmap_layout);
+    tcase_add_test(tc, test_unreadable_warned_once);
+    tcase_add_test(tc, test_rescan_interrupted);
     suite_add_tcase(s, tc);
     return s;
 }
