@@ -55,7 +55,25 @@ def shm_fds(pid, prefix):
     return out
 
 
+def wait_worker_running(pid, timeout=5.0):
+    """Wait until pid has created its epoll fd: worker_main does that first, and
+    the master's fork path maps the shared memory read-only before calling it,
+    so a worker seen right after fork (still on the inherited mapping) is not
+    judged too early."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[eventpoll]":
+                    return
+            except OSError:
+                pass
+        time.sleep(0.01)
+    raise AssertionError("worker %d never started its loop" % pid)
+
+
 def check_worker(pid, prefix):
+    wait_worker_running(pid)
     maps = shm_mappings(pid, prefix)
     assert sorted(maps) == ["ring", "snapshot"], "worker %d maps %r" % (pid, maps)
     for kind, perms in maps.items():
