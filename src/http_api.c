@@ -30,17 +30,15 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include <cjson/cJSON.h>
-
 #include "../shm/snapshot.h"
 #include "http_api.h"
+#include "http_reply.h"
 #include "http_static.h"
 #include "log.h"
 #include "persona.h"
 #include "ws_upgrade.h"
 
 #define CLUSTERS_PATH "/api/clusters"
-#define ETAG_LEN 19 /* quoted 16 hex digits */
 /* Old generations kept per worker while responses still read them: a reader
  * that began just before a change (or three) still gets its whole, consistent
  * body, and a worker holds at most 1 + 3 copies (each up to --snapshot-max;
@@ -284,89 +282,6 @@ snap_current(struct worker *w)
     return r;
 }
 
-struct MHD_Response *
-http_with_header(struct MHD_Response *r, const char *name, const char *value)
-{
-    if (r != NULL && MHD_add_response_header(r, name, value) != MHD_YES) {
-        MHD_destroy_response(r); /* never send a response without a header it needs */
-        return NULL;
-    }
-    return r;
-}
-
-struct MHD_Response *
-http_json_response(const char *json)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
-    r = http_with_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    r = http_with_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    return r;
-}
-
-static enum MHD_Result
-queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r)
-{
-    if (r == NULL)
-        return MHD_NO;
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-enum MHD_Result
-http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg)
-{
-    cJSON *o = cJSON_CreateObject();
-    char *body = NULL;
-    if (o != NULL && cJSON_AddStringToObject(o, "error", msg) != NULL)
-        body = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (body == NULL)
-        return MHD_NO;
-    struct MHD_Response *r = http_json_response(body);
-    free(body);
-    return queue(conn, status, r);
-}
-
-static enum MHD_Result
-reply_method_not_allowed(struct MHD_Connection *conn)
-{
-    struct MHD_Response *r = http_json_response("{\"error\":\"method not allowed\"}");
-    return queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-                 http_with_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD"));
-}
-
-/* 1 if If-None-Match lists etag (or is "*"). */
-static int
-etag_matches(struct MHD_Connection *conn, const char *etag)
-{
-    const char *inm =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (inm == NULL)
-        return 0;
-    size_t elen = strlen(etag);
-    const char *p = inm;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (p[0] == '*')
-            return 1;
-        if (p[0] == 'W' && p[1] == '/')
-            p += 2;
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
-        if (n == elen && memcmp(p, etag, n) == 0)
-            return 1;
-        if (end == NULL)
-            break;
-        p = end;
-    }
-    return 0;
-}
-
 /* Serve bytes with an ETag: 304 when the client has them, else 200.
  * ref, when not NULL, is the snapshot copy holding the bytes (see rest_hold). */
 static enum MHD_Result
@@ -375,26 +290,12 @@ reply_bytes(struct worker *w, struct MHD_Connection *conn, const void *data, siz
             struct snap_ref *ref)
 {
     struct MHD_Response *r;
-    unsigned status = etag_matches(conn, etag) ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK;
-    /* A 304 is built from the same bytes: libmicrohttpd sends no body for it,
-     * and a Content-Length, if any, must then be that of the 200 (RFC 9110
-     * 8.6), not 0. */
     if (ref != NULL) {
         r = hold_response(w, conn, ref, data, len);
     } else {
         r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
     }
-    r = http_with_header(r, MHD_HTTP_HEADER_ETAG, etag);
-    r = http_with_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
-    if (status == MHD_HTTP_OK)
-        r = http_with_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    return queue(conn, status, r);
-}
-
-static void
-format_etag(char out[ETAG_LEN + 1], uint64_t h)
-{
-    snprintf(out, ETAG_LEN + 1, "\"%016" PRIx64 "\"", h);
+    return http_reply_tagged(conn, r, etag, content_type, cache_control);
 }
 
 static int
@@ -445,8 +346,8 @@ serve_list(struct worker *w, struct MHD_Connection *conn)
     if (ref == NULL)
         return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "snapshot unavailable");
     const struct snap_blob *b = snapshot_blob_header(ref->blob);
-    char etag[ETAG_LEN + 1];
-    format_etag(etag, b->list_etag);
+    char etag[HTTP_REPLY_ETAG_LEN + 1];
+    http_reply_format_etag(etag, b->list_etag);
     return reply_bytes(w, conn, ref->blob + b->list_off, b->list_len, etag, "application/json",
                        "no-cache", ref);
 }
@@ -469,8 +370,8 @@ serve_cluster(struct worker *w, struct MHD_Connection *conn, const char *raw)
     const struct snap_entry *e = snapshot_find(ref->blob, name, (size_t)n);
     if (e == NULL)
         return http_reply_error(conn, MHD_HTTP_NOT_FOUND, "cluster not found");
-    char etag[ETAG_LEN + 1];
-    format_etag(etag, e->etag);
+    char etag[HTTP_REPLY_ETAG_LEN + 1];
+    http_reply_format_etag(etag, e->etag);
     return reply_bytes(w, conn, ref->blob + e->obj_off, e->obj_len, etag, "application/json",
                        "no-cache", ref);
 }
@@ -539,10 +440,10 @@ http_api_handler(void *cls, struct MHD_Connection *conn, const char *url, const 
     if (route == R_NONE)
         return http_reply_error(conn, MHD_HTTP_NOT_FOUND, "not found");
     if (!is_get && !is_head)
-        return reply_method_not_allowed(conn);
+        return http_reply_method_not_allowed(conn, "GET, HEAD");
     switch (route) {
     case R_HEALTH:
-        return queue(conn, MHD_HTTP_OK, http_json_response("{\"status\":\"ok\"}"));
+        return http_reply_queue(conn, MHD_HTTP_OK, http_json_response("{\"status\":\"ok\"}"));
     case R_LIST:
         return serve_list(w, conn);
     case R_CLUSTER:

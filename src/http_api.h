@@ -67,14 +67,4 @@ int64_t http_api_next_ms(const struct worker *w);
  * call once per loop pass, cheap when nothing is due. */
 void http_api_expire(struct worker *w);
 
-/* http_with_header - add a header to r; on failure destroy r and return NULL
- * (queue a NULL response and the connection is closed instead). */
-struct MHD_Response *http_with_header(struct MHD_Response *r, const char *name, const char *value);
-
-/* A response with a static JSON body and the API's headers. */
-struct MHD_Response *http_json_response(const char *json);
-
-/* Queue {"error": msg} with status. */
-enum MHD_Result http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg);
-
 #endif

@@ -20,6 +20,7 @@
 #include <nettle/sha1.h>
 
 #include "http_api.h"
+#include "http_reply.h"
 #include "log.h"
 #include "net.h"
 #include "ws_conn.h"

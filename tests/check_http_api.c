@@ -2,9 +2,9 @@
  * check_http_api - unit tests for the pure parts of src/http_api.c:
  * http_api_decode_name (strict percent-decoding of a cluster name: table of
  * valid names, %2F, %00 and invalid or truncated escapes, the length limit and
- * its exact boundary, no write past the buffer), http_api_keep_escaped, and
- * the headers of http_json_response.  The HTTP routing itself is covered by
- * tests/integration/test_rest_*.py over real sockets.
+ * its exact boundary, no write past the buffer) and http_api_keep_escaped.
+ * The HTTP routing itself is covered by tests/integration/test_rest_*.py over
+ * real sockets; the response helpers by check_http_reply.c.
  */
 #include "build_config.h"
 
@@ -186,20 +186,6 @@ START_TEST(test_keep_escaped)
 }
 END_TEST
 
-START_TEST(test_json_response_headers)
-{
-    struct MHD_Response *r = http_json_response("{\"error\":\"cluster not found\"}");
-    ck_assert_ptr_nonnull(r);
-    const char *ct = MHD_get_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    const char *cc = MHD_get_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL);
-    ck_assert_ptr_nonnull(ct);
-    ck_assert_ptr_nonnull(cc);
-    ck_assert_str_eq(ct, "application/json");
-    ck_assert_str_eq(cc, "no-cache");
-    MHD_destroy_response(r);
-}
-END_TEST
-
 static Suite *
 http_api_suite(void)
 {
@@ -215,7 +201,6 @@ http_api_suite(void)
     TCase *tr = tcase_create("responses");
     tcase_set_timeout(tr, 10);
     tcase_add_test(tr, test_keep_escaped);
-    tcase_add_test(tr, test_json_response_headers);
     suite_add_tcase(s, tr);
     return s;
 }
