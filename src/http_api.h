@@ -7,11 +7,9 @@
  *   GET /ws                       WebSocket (ws_upgrade.c)
  *   GET /, /app.js, ...           the embedded dashboard (http_static.c)
  *
- * REST bodies are bytes of the master's snapshot: the worker keeps one private
- * copy per snapshot generation (refcounted, shared by in-flight responses) and
- * never rebuilds JSON.  A response has an absolute deadline, and at most a few
- * generations older than the current one stay alive: their slow readers are
- * cut (http_api.c).  Every error is JSON {"error":"..."}.
+ * REST bodies are bytes of the master's snapshot, read from the worker's
+ * private copies (snap_cache.h): no JSON is rebuilt.  Every error is JSON
+ * {"error":"..."}.
  */
 #ifndef PERSONAD_HTTP_API_H
 #define PERSONAD_HTTP_API_H
@@ -55,16 +53,5 @@ size_t http_api_keep_escaped(void *cls, struct MHD_Connection *conn, char *s);
  * (out_size bytes).  Returns the decoded length, HTTP_NAME_BAD_ESCAPE for an
  * invalid escape or %00, or HTTP_NAME_TOO_LONG. */
 long http_api_decode_name(const char *in, char *out, size_t out_size);
-
-/* http_api_release - drop the worker's snapshot copy (at exit, after
- * MHD_stop_daemon freed the responses). */
-void http_api_release(struct worker *w);
-
-/* http_api_next_ms - when http_api_expire next has work (INT64_MAX: never). */
-int64_t http_api_next_ms(const struct worker *w);
-
-/* http_api_expire - cut the REST responses whose deadline passed (at w->now_ms);
- * call once per loop pass, cheap when nothing is due. */
-void http_api_expire(struct worker *w);
 
 #endif

@@ -324,8 +324,8 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
-    if (http_api_next_ms(w) < next)
-        next = http_api_next_ms(w);
+    if (snap_cache_next_ms(&w->snap_cache) < next)
+        next = snap_cache_next_ms(&w->snap_cache);
 #if HAVE_MALLOC_TRIM
     if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
@@ -388,6 +388,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ring = ring;
     w.snap = snap;
     w.now_ms = clock_now_ms();
+    snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
 #if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)
@@ -466,7 +467,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             (void)MHD_run(w.mhd);
         }
         ws_expire(&w);
-        http_api_expire(&w);
+        snap_cache_expire(&w.snap_cache);
         ws_reap(&w);
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
@@ -484,7 +485,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     MHD_stop_daemon(w.mhd);
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
-    http_api_release(&w);
+    snap_cache_release(&w.snap_cache);
     ws_window_free(&w.window);
     log_debug("worker %u exiting", index);
     exit(0);
