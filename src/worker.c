@@ -33,7 +33,7 @@
 #include <microhttpd.h>
 
 #include "clock.h"
-#include "http_api.h"
+#include "http_router.h"
 #include "log.h"
 #include "sig.h"
 #include "worker.h"
@@ -110,16 +110,16 @@ worker_start_mhd(struct worker *w)
     unsigned int flags =
         MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     w->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, http_api_handler, w,
+        flags, 0, NULL, NULL, http_router_handler, w,
         /* The logger first, or MHD logs earlier option errors its own way. */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_api_uri_logger,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_router_uri_logger,
         NULL,
         /* MHD's default limit (FD_SETSIZE - 4) silently stops accepting at 1020. */
         MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(w->cfg),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WORKER_MHD_IDLE_TIMEOUT_S,
-        MHD_OPTION_UNESCAPE_CALLBACK, http_api_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        http_api_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, http_router_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        http_router_completed, NULL, MHD_OPTION_END);
     if (w->mhd == NULL)
         fatalx("worker %u: MHD_start_daemon failed", w->index);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
