@@ -160,7 +160,7 @@ START_TEST(test_route_assets)
     const struct http_route *table = http_router_routes(&n);
     static const char *const paths[] = {"/", "/app.js", "/app.css"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-#if ENABLE_DASHBOARD
+#ifdef ENABLE_DASHBOARD
         ck_assert_ptr_nonnull(http_static_find(paths[i]));
         struct route_case get = FOUND(paths[i], "GET", http_static_handle, paths[i]);
         struct route_case head = FOUND(paths[i], "HEAD", http_static_handle, paths[i]);
