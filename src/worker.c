@@ -33,7 +33,7 @@
 #include <microhttpd.h>
 
 #include "clock.h"
-#include "http_api.h"
+#include "http_router.h"
 #include "log.h"
 #include "sig.h"
 #include "worker.h"
@@ -110,16 +110,16 @@ worker_start_mhd(struct worker *w)
     unsigned int flags =
         MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     w->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, http_api_handler, w,
+        flags, 0, NULL, NULL, http_router_handler, w,
         /* The logger first, or MHD logs earlier option errors its own way. */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_api_uri_logger,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_router_uri_logger,
         NULL,
         /* MHD's default limit (FD_SETSIZE - 4) silently stops accepting at 1020. */
         MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(w->cfg),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WORKER_MHD_IDLE_TIMEOUT_S,
-        MHD_OPTION_UNESCAPE_CALLBACK, http_api_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        http_api_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, http_router_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        http_router_completed, NULL, MHD_OPTION_END);
     if (w->mhd == NULL)
         fatalx("worker %u: MHD_start_daemon failed", w->index);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -324,8 +324,8 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
-    if (http_api_next_ms(w) < next)
-        next = http_api_next_ms(w);
+    if (snap_cache_next_ms(&w->snap_cache) < next)
+        next = snap_cache_next_ms(&w->snap_cache);
 #if HAVE_MALLOC_TRIM
     if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
@@ -388,6 +388,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ring = ring;
     w.snap = snap;
     w.now_ms = clock_now_ms();
+    snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
 #if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)
@@ -466,7 +467,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             (void)MHD_run(w.mhd);
         }
         ws_expire(&w);
-        http_api_expire(&w);
+        snap_cache_expire(&w.snap_cache);
         ws_reap(&w);
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
@@ -484,7 +485,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     MHD_stop_daemon(w.mhd);
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
-    http_api_release(&w);
+    snap_cache_release(&w.snap_cache);
     ws_window_free(&w.window);
     log_debug("worker %u exiting", index);
     exit(0);

@@ -20,14 +20,13 @@
 #include "config.h"
 #include "deadline.h"
 #include "log.h"
+#include "snap_cache.h"
 #include "ws_frame.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
 
 struct MHD_Daemon;
 struct ws_conn;
-struct snap_ref;
-struct rest_hold;
 
 /* A /ws handshake answered 101 but not yet handed off (libmicrohttpd may
  * still be writing the 101): the window keeps its events from start_seq on.
@@ -65,9 +64,7 @@ struct worker {
     int mhd_run_again;         /* an upgraded connection was handed back to MHD */
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
-    struct snap_ref *snap_cur; /* this worker's copy of the newest snapshot, refcounted */
-    struct rest_hold *rest_holds; /* REST responses reading snapshot copies (http_api.c) */
-    int64_t rest_sweep_ms;        /* next deadline sweep of rest_holds */
+    struct snap_cache snap_cache; /* copies of snap and the REST responses reading them */
     struct ws_window window;   /* framed events, shared by all connections */
     struct ws_pending *pending; /* handshakes not yet handed off; their starts are kept */
     struct ws_conn *conns;     /* all connections (doubly linked) */
