@@ -436,11 +436,33 @@ static const enum ring_event_type event_ring_type[] = {
     [DIFF_UPDATED] = RING_EVENT_UPDATED,
 };
 
+/* One event, serialised: the ring payload. */
+struct event {
+    enum ring_event_type type;
+    uint32_t len;
+    char *msg; /* owned */
+};
+
 static void
-append_events(struct store *st, const struct diff *d, size_t n)
+events_free(struct event *ev, size_t n)
 {
-    /* Deletions first, so a rename A -> B reads "deleted A, added B". */
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].msg);
+    free(ev);
+}
+
+/* The events of the n differences, serialised in the order they enter the
+ * ring: deletions first (so a rename A -> B reads "deleted A, added B"), then
+ * additions, then updates.  NULL on ENOMEM.  Done before the snapshot is
+ * published, so that nothing after the publish can fail. */
+static struct event *
+events_prepare(const struct diff *d, size_t n)
+{
     static const enum diff_kind order[] = {DIFF_DELETED, DIFF_ADDED, DIFF_UPDATED};
+    struct event *ev = malloc((n ? n : 1) * sizeof(*ev));
+    size_t k = 0;
+    if (ev == NULL)
+        return NULL;
     for (size_t o = 0; o < 3; o++) {
         for (size_t i = 0; i < n; i++) {
             if (d[i].kind != order[o])
@@ -449,16 +471,30 @@ append_events(struct store *st, const struct diff *d, size_t n)
             memcpy(name, d[i].name, d[i].name_len);
             name[d[i].name_len] = '\0';
             char *msg = persona_event_json(event_type_name[d[i].kind], name);
-            if (msg == NULL)
-                panic("out of memory serialising an event"); /* would leave a gap */
-            int64_t seq =
-                ring_append(st->ring, event_ring_type[d[i].kind], msg, (uint32_t)strlen(msg));
-            if (seq < 0)
+            if (msg == NULL) {
+                events_free(ev, k);
+                return NULL;
+            }
+            size_t len = strlen(msg);
+            /* A name is at most 253 bytes, escaped at most 6 bytes each. */
+            if (len > RING_PAYLOAD_MAX)
                 panic("event for %s does not fit a ring slot", name);
-            log_debug("event %lld %s", (long long)seq, msg);
-            free(msg);
-            st->events++;
+            ev[k++] = (struct event){event_ring_type[d[i].kind], (uint32_t)len, msg};
         }
+    }
+    return ev;
+}
+
+/* After the publish: appending checked payloads cannot fail. */
+static void
+events_append(struct store *st, const struct event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t seq = ring_append(st->ring, ev[i].type, ev[i].msg, ev[i].len);
+        if (seq < 0)
+            panic("ring_append of a checked event: %lld", (long long)seq);
+        log_debug("event %lld %s", (long long)seq, ev[i].msg);
+        st->events++;
     }
 }
 
@@ -483,12 +519,14 @@ store_commit(struct store *st, int baseline)
         free(want);
         return 0;
     }
-    uint64_t seq = ring_head(st->ring) + (baseline ? 0 : nd);
+    size_t nev = baseline ? 0 : nd;
+    struct event *ev = events_prepare(d, nev);
+    uint64_t seq = ring_head(st->ring) + nev;
     struct snap_item *items = malloc((nwant ? nwant : 1) * sizeof(*items));
     uint64_t *versions = malloc((nwant ? nwant : 1) * sizeof(*versions));
     size_t blob_len = 0;
     uint8_t *blob = NULL;
-    if (items != NULL && versions != NULL) {
+    if (ev != NULL && items != NULL && versions != NULL) {
         for (size_t i = 0; i < nwant; i++) {
             const struct persona *p = want[i].p;
             items[i] = (struct snap_item){p->name, (uint32_t)p->name_len, p->obj,
@@ -499,7 +537,9 @@ store_commit(struct store *st, int baseline)
     }
     free(items);
     int rc = -1;
-    if (blob == NULL) {
+    if (ev == NULL) {
+        log_error("out of memory serialising %zu event(s); will retry", nev);
+    } else if (blob == NULL) {
         log_error("out of memory building the snapshot; will retry");
     } else if (snapshot_publish(st->snap, blob, blob_len) != SNAPSHOT_OK) {
         log_error("snapshot of %zu bytes exceeds --snapshot-max (%llu bytes per copy); "
@@ -510,9 +550,8 @@ store_commit(struct store *st, int baseline)
                   nd);
     } else {
         /* Published: now, and only now, the events may enter the ring. */
-        if (!baseline)
-            append_events(st, d, nd);
-        rc = baseline ? 0 : (int)nd;
+        events_append(st, ev, nev);
+        rc = (int)nev;
         free(st->published);
         free(st->published_versions);
         st->published = blob;
@@ -521,6 +560,8 @@ store_commit(struct store *st, int baseline)
         blob = NULL;
         versions = NULL;
     }
+    if (ev != NULL)
+        events_free(ev, nev);
     free(versions);
     free(blob);
     free(d);

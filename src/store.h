@@ -16,7 +16,9 @@
  *
  * Changes take effect at store_commit.  Invariant (read-your-event): it
  * publishes the snapshot that includes an event before it appends the event to
- * the ring, so a worker that sees event S can serve the state of S or newer.
+ * the ring, so a worker that sees event S can serve the state of S or newer;
+ * and every event is serialised before that publish, so once a snapshot is out
+ * nothing can fail: its events always follow it.
  */
 #ifndef PERSONAD_STORE_H
 #define PERSONAD_STORE_H
@@ -96,11 +98,12 @@ void store_set_interrupt(struct store *st, int (*stop)(void *), void *arg);
 int store_interrupted(const struct store *st);
 
 /* store_commit - compute the clusters the records now describe, and if they
- * differ from the published ones: publish the snapshot, then append one event
- * per difference (deletions, then additions, then updates; each by name).
- * baseline != 0 publishes without events (the initial scan).
- * Returns the number of events appended, or -1 if the snapshot could not be
- * published (logged; the previous snapshot and the pending changes stay). */
+ * differ from the published ones: serialise one event per difference
+ * (deletions, then additions, then updates; each by name), publish the
+ * snapshot, then append the events.  baseline != 0 publishes without events
+ * (the initial scan).  Returns the number of events appended, or -1 if
+ * nothing was published (out of memory, or a snapshot over --snapshot-max;
+ * logged; the previous snapshot and the pending changes stay). */
 int store_commit(struct store *st, int baseline);
 
 /* store_publish_empty - publish an empty cluster list (start-up when the real

@@ -12,13 +12,15 @@
  * one name, in one source and across sources; syncs (touch, cancel, one source
  * at a time); the snapshot's seq and generation right after each commit, and
  * that it is published before the events; a snapshot too large for its half
- * (nothing appended, the old one stays).
+ * (nothing appended, the old one stays); and a commit under allocation
+ * failures (nothing published, or everything).
  */
 /* MAP_ANONYMOUS is not in POSIX 2008; glibc wants _DEFAULT_SOURCE for it. */
 #define _DEFAULT_SOURCE 1
 #include "build_config.h"
 
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -42,6 +44,58 @@
 #define FX_RING_SLOTS 256u
 #define FX_HALF_BYTES (256u * 1024u)
 #define FX_RECORDS_MAX 64
+
+/* --- allocation failures ----------------------------------------------------------
+ * This program is linked with --wrap for malloc, calloc and realloc (Makefile.am):
+ * every such call in its own objects and in libpersonad.a and libpersonashm.a
+ * comes here; cJSON's (a shared library) too once its hooks are set to the
+ * wrapped malloc (alloc_hooks_on).  alloc_fail_nth(k) makes the k-th
+ * allocation from now fail (0: the next one), once. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static long alloc_left = -1; /* allocations that still succeed before one fails; -1: none fails */
+static int alloc_failed;     /* the failure was injected */
+
+static int
+alloc_fails(void)
+{
+    if (alloc_left < 0)
+        return 0;
+    if (alloc_left-- > 0)
+        return 0;
+    alloc_failed = 1;
+    return 1;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_fails() ? NULL : __real_calloc(n, size);
+}
+
+void *
+__wrap_realloc(void *p, size_t n)
+{
+    return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+
+static void
+alloc_fail_nth(long k)
+{
+    alloc_left = k;
+    alloc_failed = 0;
+}
 
 /* stderr (the log) goes to an unnamed temporary file for the rest of the test
  * (each test runs in its own process). */
@@ -939,6 +993,54 @@ START_TEST(test_sources_max)
 }
 END_TEST
 
+/* Fail each allocation of a commit in turn: either it publishes nothing (no
+ * new generation, no event; the changes stay pending) or everything (the
+ * snapshot and all its events).  Before the events were serialised ahead of
+ * the publish, failing the serialisation after it panicked the master. */
+START_TEST(test_commit_out_of_memory)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    put_changed(&f, "b.json", persona_json("beta", 1));
+    baseline(&f);
+    put_changed(&f, "b.json", persona_json("beta", 2));
+    put_changed(&f, "c.json", persona_json("gamma", 1));
+    del_changed(&f, "a.json");
+    cJSON_Hooks hooks = {malloc, free}; /* the wrapped malloc */
+    cJSON_InitHooks(&hooks);
+    long failures = 0;
+    for (long k = 0;; k++) {
+        ck_assert_int_lt(k, 10000);
+        uint64_t head = ring_head(&f.ring), gen = snapshot_generation(&f.snap);
+        alloc_fail_nth(k);
+        int rc = store_commit(f.st, 0);
+        int injected = alloc_failed;
+        alloc_fail_nth(-1);
+        if (rc < 0) {
+            ck_assert_msg(injected, "commit failed without an allocation failure");
+            ck_assert_uint_eq(ring_head(&f.ring), head);
+            ck_assert_uint_eq(snapshot_generation(&f.snap), gen);
+            failures++;
+            continue;
+        }
+        /* Published: the snapshot and every event, each exactly (below). */
+        ck_assert_int_eq(rc, 3);
+        ck_assert_uint_eq(snapshot_generation(&f.snap), gen + 1);
+        uint8_t *blob = snap_blob(&f, NULL);
+        ck_assert_uint_eq(hdr_of(blob)->seq, head + 3);
+        free(blob);
+        break;
+    }
+    cJSON_InitHooks(NULL);
+    ck_assert_int_ge(failures, 5); /* diff, events and their JSON, items, blob at least */
+    expect_events(&f, "deleted:alpha", "added:gamma", "updated:beta", NULL);
+    expect_obj(&f, "beta", obj_of("beta", 2));
+    expect_obj(&f, "alpha", NULL);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -964,6 +1066,7 @@ store_suite(void)
     tcase_add_test(tc, test_sync_per_source);
     tcase_add_test(tc, test_first_source_wins_a_name);
     tcase_add_test(tc, test_sources_max);
+    tcase_add_test(tc, test_commit_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }
