@@ -8,9 +8,11 @@
  * then the workers, which inherit the sockets and the mappings.  Every scan
  * stops between files once SIGTERM/SIGINT is in (store_set_interrupt).
  *
- * When the personas directory goes missing (persona_dir.h), nothing is
- * committed until it is back: the workers serve the last snapshot, and the
- * snapshot's SNAP_FLAG_DIR_MISSING tells their /healthz.
+ * The loop drives the sources (source.h; today the personas directory,
+ * source_dir.h) and commits the store after each of their operations that
+ * says so.  The sources' flags go to the snapshot header: while the personas
+ * directory is missing, SNAP_FLAG_DIR_MISSING tells the workers' /healthz
+ * (nothing is committed until it is back: they serve the last snapshot).
  *
  * Each worker has its own pipe from the master: a byte is the doorbell ("new
  * events"), EOF tells the worker the master is gone.  After fork a child closes
@@ -39,8 +41,9 @@
 #include "log.h"
 #include "master.h"
 #include "net.h"
-#include "persona_dir.h"
 #include "sig.h"
+#include "source.h"
+#include "source_dir.h"
 #include "store.h"
 #include "worker.h"
 
@@ -66,7 +69,8 @@ struct master {
     struct snapshot snap;
     int ring_ro_fd, snap_ro_fd; /* read-only descriptors of the shm objects, for workers */
     struct store *store;
-    struct persona_dir dir;
+    struct source *sources[STORE_SOURCES_MAX];
+    int nsources;
     struct worker_slot *slots;
     int stopping;
     int stop_requested; /* SIGTERM or SIGINT arrived (sticky) */
@@ -84,11 +88,14 @@ stop_requested(void *arg)
     return m->stop_requested;
 }
 
-/* Tell the workers (/healthz) whether the personas directory is missing. */
+/* Tell the workers (/healthz) what the sources report (the personas
+ * directory missing). */
 static void
 publish_flags(struct master *m)
 {
-    uint32_t flags = persona_dir_missing(&m->dir) ? SNAP_FLAG_DIR_MISSING : 0;
+    uint32_t flags = 0;
+    for (int i = 0; i < m->nsources; i++)
+        flags |= m->sources[i]->ops->flags(m->sources[i]);
     if (flags != m->flags) {
         snapshot_set_flags(&m->snap, flags);
         m->flags = flags;
@@ -171,11 +178,24 @@ worker_map_readonly(struct master *m, unsigned i)
     m->ring_ro_fd = m->snap_ro_fd = -1;
 }
 
+/* Every source rescans (SIGHUP); commit if one did. */
 static void
 rescan_and_notify(struct master *m)
 {
-    if (persona_dir_rescan(&m->dir) == 0)
+    int done = 0;
+    for (int i = 0; i < m->nsources; i++)
+        if (m->sources[i]->ops->rescan(m->sources[i]) == 0)
+            done = 1;
+    if (done)
         commit_and_notify(m);
+}
+
+static void
+close_sources(struct master *m)
+{
+    for (int i = 0; i < m->nsources; i++)
+        m->sources[i]->ops->close(m->sources[i]);
+    m->nsources = 0;
 }
 
 static void
@@ -208,7 +228,7 @@ spawn_worker(struct master *m, unsigned i)
         for (unsigned k = 0; k < m->cfg->workers; k++)
             if (m->slots[k].doorbell_wr >= 0)
                 close(m->slots[k].doorbell_wr);
-        persona_dir_close(&m->dir);
+        close_sources(m);
         int lfd = m->listen_fds[i % (unsigned)m->nlisten];
         for (int k = 0; k < m->nlisten; k++)
             if (m->listen_fds[k] != lfd && m->listen_fds[k] >= 0)
@@ -348,11 +368,14 @@ raise_nofile(const struct config *cfg)
 }
 
 static int64_t
-next_wakeup(const struct master *m, int64_t next_rescan)
+next_wakeup(const struct master *m)
 {
-    int64_t next = next_rescan;
-    if (persona_dir_next_retry_ms(&m->dir) < next)
-        next = persona_dir_next_retry_ms(&m->dir);
+    int64_t next = INT64_MAX;
+    for (int i = 0; i < m->nsources; i++) {
+        int64_t t = m->sources[i]->ops->next_timer_ms(m->sources[i]);
+        if (t < next)
+            next = t;
+    }
     for (unsigned i = 0; i < m->cfg->workers; i++)
         if (m->slots[i].respawn_at != 0 && m->slots[i].respawn_at < next)
             next = m->slots[i].respawn_at;
@@ -369,12 +392,19 @@ master_run(const struct config *cfg)
     if (sig_setup() != 0)
         fatal("signal set-up");
     raise_nofile(cfg);
-    /* The directory is checked first (exit 1 before binding anything); its store
-     * needs the shared memory, which needs the port: it is attached below. */
-    if (persona_dir_open(&m.dir, cfg->personas_dir, NULL, msg, sizeof(msg)) != 0) {
+    /* The directory is checked first (exit 1 before binding anything); the
+     * store publishes into the shared memory, which needs the port: it is
+     * mapped below, before the store's first commit. */
+    m.store = store_new(&m.snap, &m.ring);
+    if (m.store == NULL)
+        fatalx("out of memory");
+    struct source_dir *dir =
+        source_dir_open(cfg->personas_dir, m.store, cfg->rescan_interval_ms, msg, sizeof(msg));
+    if (dir == NULL) {
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
+    m.sources[m.nsources++] = source_dir_source(dir);
     m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds, (int)cfg->workers, msg,
                            sizeof(msg));
     if (m.nlisten < 0) {
@@ -387,16 +417,15 @@ master_run(const struct config *cfg)
         &m.snap,
         map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes), &m.snap_ro_fd),
         cfg->snapshot_max_bytes);
-    m.store = store_new(&m.snap, &m.ring);
     m.slots = calloc(cfg->workers, sizeof(*m.slots));
-    if (m.store == NULL || m.slots == NULL)
+    if (m.slots == NULL)
         fatalx("out of memory");
     for (unsigned i = 0; i < cfg->workers; i++)
         m.slots[i].doorbell_wr = -1;
     store_set_interrupt(m.store, stop_requested, &m);
-    m.dir.st = m.store;
-    if (persona_dir_rescan(&m.dir) != 0 && !m.stop_requested)
-        return 1;
+    for (int i = 0; i < m.nsources; i++)
+        if (m.sources[i]->ops->rescan(m.sources[i]) != 0 && !m.stop_requested)
+            return 1;
     if (m.stop_requested) {
         log_info("stopping during the initial scan");
         goto out;
@@ -409,20 +438,23 @@ master_run(const struct config *cfg)
         spawn_worker(&m, i);
     struct store_stats ss;
     store_get_stats(m.store, &ss);
+    int watched = m.sources[0]->ops->fd(m.sources[0]) >= 0; /* the directory, by inotify */
     log_info("personad %s listening on %s:%u (%u workers, %s), %u clusters from %s%s",
              PACKAGE_VERSION, cfg->listen_addr[0] ? cfg->listen_addr : "*",
              (unsigned)cfg->listen_port, cfg->workers,
              m.nlisten > 1 ? "SO_REUSEPORT" : "shared socket", ss.clusters, cfg->personas_dir,
-             persona_dir_fd(&m.dir) >= 0 ? "" : " (no inotify: periodic rescans only)");
+             watched ? "" : " (no inotify: periodic rescans only)");
 
-    int64_t next_rescan = clock_now_ms() + cfg->rescan_interval_ms;
     for (;;) {
-        struct pollfd pfd[2] = {{.fd = sig_fd(), .events = POLLIN},
-                                {.fd = persona_dir_fd(&m.dir), .events = POLLIN}};
-        int64_t timeout = next_wakeup(&m, next_rescan) - clock_now_ms();
+        /* poll skips the entries of sources without a descriptor (fd -1) */
+        struct pollfd pfd[1 + STORE_SOURCES_MAX] = {{.fd = sig_fd(), .events = POLLIN}};
+        for (int i = 0; i < m.nsources; i++)
+            pfd[1 + i] =
+                (struct pollfd){.fd = m.sources[i]->ops->fd(m.sources[i]), .events = POLLIN};
+        int64_t timeout = next_wakeup(&m) - clock_now_ms();
         if (timeout < 0 || m.stop_requested)
             timeout = 0;
-        int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)(timeout > 60000 ? 60000 : timeout));
+        int n = poll(pfd, (nfds_t)(1 + m.nsources), (int)(timeout > 60000 ? 60000 : timeout));
         if (n < 0 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
@@ -441,26 +473,21 @@ master_run(const struct config *cfg)
         if (sig_take(SIGHUP)) {
             log_info("SIGHUP: rescanning %s (options are read at start-up only)",
                      cfg->personas_dir);
-            if (persona_dir_missing(&m.dir))
-                persona_dir_retry_now(&m.dir); /* below; rescans when it is back */
-            else
-                rescan_and_notify(&m);
+            rescan_and_notify(&m); /* a missing directory is retried below */
         }
         if (sig_take(SIGUSR1))
             log_info("SIGUSR1: logs go to stderr; nothing to reopen");
-        if (pfd[1].fd >= 0 && (pfd[1].revents & POLLIN)) {
-            if (persona_dir_on_notify(&m.dir))
-                (void)persona_dir_rescan(&m.dir);
-            if (!persona_dir_missing(&m.dir))
+        for (int i = 0; i < m.nsources; i++) {
+            struct source *s = m.sources[i];
+            /* The fd polled, if the source still has it (a rescan may have let it go). */
+            if (pfd[1 + i].fd >= 0 && (pfd[1 + i].revents & POLLIN) &&
+                pfd[1 + i].fd == s->ops->fd(s) && s->ops->on_ready(s))
                 commit_and_notify(&m);
         }
         int64_t now = clock_now_ms();
-        if (persona_dir_retry(&m.dir, now))
-            rescan_and_notify(&m);
-        if (now >= next_rescan) {
-            rescan_and_notify(&m);
-            next_rescan = now + cfg->rescan_interval_ms;
-        }
+        for (int i = 0; i < m.nsources; i++)
+            if (m.sources[i]->ops->on_timer(m.sources[i], now))
+                commit_and_notify(&m);
         publish_flags(&m);
         for (unsigned i = 0; i < cfg->workers; i++)
             if (m.slots[i].pid == 0 && !m.slots[i].retired && m.slots[i].respawn_at != 0 &&
@@ -469,7 +496,7 @@ master_run(const struct config *cfg)
     }
 out:
     stop_workers(&m);
-    persona_dir_close(&m.dir);
+    close_sources(&m);
     store_free(m.store);
     free(m.slots);
     for (int i = 0; i < m.nlisten; i++)

@@ -294,9 +294,10 @@ persona_event_json(const char *type, const char *name)
     cJSON *msg = cJSON_CreateObject();
     cJSON *data = cJSON_CreateObject();
     char *out = NULL;
+    /* On failure cJSON_AddItemToObject leaves data to us (and msg without it). */
     if (msg != NULL && data != NULL && cJSON_AddStringToObject(msg, "type", type) != NULL &&
-        cJSON_AddStringToObject(data, "name", name) != NULL) {
-        cJSON_AddItemToObject(msg, "data", data);
+        cJSON_AddStringToObject(data, "name", name) != NULL &&
+        cJSON_AddItemToObject(msg, "data", data)) {
         data = NULL;
         out = cJSON_PrintUnformatted(msg);
     }
