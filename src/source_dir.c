@@ -24,6 +24,7 @@
 #include <unistd.h>
 #if HAVE_SYS_INOTIFY_H
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #endif
 
 #include "clock.h"
@@ -57,6 +58,7 @@ struct source_dir {
     dev_t dev;              /* the directory watched */
     ino_t ino;              /* with dev */
     int missing;            /* the directory at path is gone; see dir_retry */
+    int rescan_owed;        /* a rescan's catch-up met a reason to rescan again */
     int64_t retry_at_ms;    /* missing: next attempt to reopen path (clock_now_ms) */
     int64_t retry_delay_ms; /* missing: the back-off */
     int64_t rescan_interval_ms;
@@ -613,9 +615,43 @@ dir_retry(struct source_dir *sd, int64_t now_ms)
     return 0;
 }
 
+static int notify_read(struct source_dir *sd, size_t want);
+
+/* A listing races with the changes made while it runs: readdir may return a
+ * file added after it started and miss one added before (ext4 lists in hash
+ * order), and a file already listed is not looked at again.  So a rescan can
+ * hold a later change and miss an earlier one, which then comes with its
+ * notification in a later commit: its event after the later one's.  A
+ * change's notification is queued before the system call that makes it
+ * returns, so once the listing is over, every change made before one it saw
+ * is queued: applying the queue as it is now (FIONREAD) gives the store all of
+ * them, and the commit emits them in one batch.  A notification among them
+ * that asks for a rescan itself owes one (rescan_owed: the timer runs it at
+ * once). */
+static void
+rescan_catch_up(struct source_dir *sd)
+{
+#if HAVE_SYS_INOTIFY_H
+    int queued = 0;
+    if (sd->notify_fd < 0 || store_interrupted(sd->st))
+        return;
+    if (ioctl(sd->notify_fd, FIONREAD, &queued) != 0) {
+        log_warn("ioctl(inotify, FIONREAD)");
+        return;
+    }
+    if (queued > 0 && notify_read(sd, (size_t)queued))
+        sd->rescan_owed = 1;
+#else
+    (void)sd;
+#endif
+}
+
 /* Full rescan, after checking that the path still names the directory
- * watched (if not, it is missing).  Logs on failure, but not when missing or
- * interrupted (store_interrupted).  Returns 0 or -1 (errno kept). */
+ * watched (if not, it is missing), then the notifications queued by its end
+ * are applied too, so changes made during the listing are committed in their
+ * order (rescan_catch_up).  Logs on failure, but not when missing or
+ * interrupted (store_interrupted).  Returns 0 or -1 (errno kept; also when
+ * the directory went missing meanwhile: nothing to commit). */
 static int
 dir_rescan(struct source_dir *sd)
 {
@@ -626,26 +662,26 @@ dir_rescan(struct source_dir *sd)
     if (rc != 0 && !store_interrupted(sd->st))
         log_warn("rescanning %s", sd->path);
     dir_leave(sd);
+    if (rc == 0) {
+        sd->rescan_owed = 0; /* this one was it */
+        rescan_catch_up(sd);
+    }
     errno = saved;
-    return rc;
+    return sd->missing ? -1 : rc;
 }
 
-/* Read one buffer of pending notifications (at most a few hundred) and update
- * the store.  Stops early when store_interrupted says so, or when the
- * directory itself is gone (then missing).  Returns 1 if a full rescan is
- * needed, else 0. */
+/* Read notifications one buffer (at most a few hundred) at a time, until at
+ * least want bytes are consumed or none is left, and update the store.  Stops
+ * early when store_interrupted says so, or when the directory itself is gone
+ * (then missing).  Returns 1 if a full rescan is needed, else 0. */
 static int
-dir_on_notify(struct source_dir *sd)
+notify_read(struct source_dir *sd, size_t want)
 {
     int rescan = 0;
 #if HAVE_SYS_INOTIFY_H
     /* Aligned for struct inotify_event, as inotify(7) requires. */
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    /* One buffer (a few hundred notifications) per call: the caller commits,
-     * rings the doorbell and polls again.  Draining a backlog of thousands at
-     * once would append more events in one go than the ring holds, lapping
-     * every worker (seen at 2500 events/s in the fan-out benchmark). */
-    for (int reads = 0; reads < 1;) {
+    for (size_t got = 0; got < want;) {
         ssize_t len = read(sd->notify_fd, buf, sizeof(buf));
         if (len < 0 && errno == EINTR)
             continue;
@@ -654,7 +690,7 @@ dir_on_notify(struct source_dir *sd)
                 log_warn("read(inotify)");
             break;
         }
-        reads++;
+        got += (size_t)len;
         if (dir_enter(sd) != 0)
             return 0;
         for (char *p = buf; p < buf + len;) {
@@ -690,9 +726,26 @@ dir_on_notify(struct source_dir *sd)
                 break; /* stopping: the rest does not matter */
         }
         dir_leave(sd);
+        if (store_interrupted(sd->st))
+            break;
     }
+#else
+    (void)sd;
+    (void)want;
 #endif
     return rescan;
+}
+
+/* Read one buffer of pending notifications and update the store; see
+ * notify_read. */
+static int
+dir_on_notify(struct source_dir *sd)
+{
+    /* One buffer (a few hundred notifications) per call: the caller commits,
+     * rings the doorbell and polls again.  Draining a backlog of thousands at
+     * once would append more events in one go than the ring holds, lapping
+     * every worker (seen at 2500 events/s in the fan-out benchmark). */
+    return notify_read(sd, 1);
 }
 
 int
@@ -756,6 +809,8 @@ op_next_timer_ms(const struct source *s)
     int64_t next = sd->next_rescan_ms != 0 ? sd->next_rescan_ms : INT64_MAX;
     if (sd->missing && sd->retry_at_ms < next)
         next = sd->retry_at_ms;
+    if (!sd->missing && sd->rescan_owed)
+        next = 0; /* at once */
     return next;
 }
 
@@ -764,6 +819,10 @@ op_on_timer(struct source *s, int64_t now_ms)
 {
     struct source_dir *sd = dir_of(s);
     int due = dir_retry(sd, now_ms);
+    if (!sd->missing && sd->rescan_owed) {
+        sd->rescan_owed = 0; /* once: a rescan that fails does not spin */
+        due = 1;
+    }
     if (sd->next_rescan_ms != 0 && now_ms >= sd->next_rescan_ms) {
         due = 1;
         sd->next_rescan_ms = now_ms + sd->rescan_interval_ms;

@@ -20,6 +20,10 @@
  * "..data" symlink swap), triggers a full rescan.  Everywhere: a periodic full
  * rescan (a store sync: files unchanged by size, mtime, ctime and inode are
  * not read again) is the safety net, and the only mechanism without inotify.
+ * A rescan then applies the notifications queued by the end of its listing,
+ * so its commit holds every change made before one it saw (events in the
+ * order of the changes); if one of them asks for a rescan, the timer runs
+ * another at once.
  *
  * The directory itself may go (removed, moved away, replaced by another one,
  * unmounted): seen by inotify (IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT) or

@@ -9,7 +9,8 @@
  * with one warning per file and reason; the rescan (a store sync: what is gone
  * is removed, a partial listing removes nothing, an interrupted rescan stops
  * between files); and the operations the master drives: notifications, the
- * periodic rescan, the directory going missing and coming back.
+ * periodic rescan, the directory going missing and coming back, and changes
+ * made while a rescan lists the directory, emitted in the order they were made.
  */
 /* makedev (sys/sysmacros.h) and mknod want _DEFAULT_SOURCE from glibc. */
 #define _DEFAULT_SOURCE 1
@@ -911,6 +912,150 @@ START_TEST(test_dir_missing_and_back)
 }
 END_TEST
 
+/* Rewrite name in place (same inode, the directory untouched): IN_CLOSE_WRITE. */
+static void
+rewrite(struct fx *f, const char *name, const char *content)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/%s", f->dir, name);
+    int fd = open(p, O_WRONLY | O_TRUNC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    ck_assert_int_eq(close(fd), 0);
+}
+
+/* During a listing: right after the entry at index 'at' of the listing (so
+ * 'first' has been looked at and 'second' not yet), change first, then second. */
+struct race {
+    struct fx *f;
+    int calls, at;
+    const char *first, *second;
+};
+
+static int
+change_during_listing(void *arg)
+{
+    struct race *r = arg;
+    if (r->calls++ == r->at) {
+        rewrite(r->f, r->first, persona_json("c0", 12345)); /* other sizes */
+        rewrite(r->f, r->second, persona_json("c1", 12345));
+    }
+    return 0;
+}
+
+/* What the master does while the source's fd is readable: on_ready, commit. */
+static void
+drain_notifications(struct fx *f)
+{
+    struct pollfd pfd = {.fd = f->src->ops->fd(f->src), .events = POLLIN};
+    for (int i = 0; i < 10 && poll(&pfd, 1, 0) == 1; i++) {
+        ck_assert_int_eq(f->src->ops->on_ready(f->src), 1);
+        ck_assert_int_ge(store_commit(f->st, 0), 0);
+    }
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+}
+
+START_TEST(test_rescan_racing_changes_in_order)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    if (f.src->ops->fd(f.src) < 0) {
+        fprintf(stderr, "no inotify: the rescan's catch-up not tested\n");
+        fx_close(&f);
+        return;
+    }
+    put(&f, "p.json", "{}");
+    put(&f, "q.json", "{}");
+    /* The order the rescan will list them in: readdir's, whatever the file
+     * system (ext4: hash order).  Names are given in that order, so one batch
+     * (sorted by name) lists them in the order they change. */
+    static char order[2][256];
+    int n = 0, at = -1, calls = 0;
+    DIR *d = opendir(f.dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (source_dir_is_candidate(de->d_name)) {
+            ck_assert_int_lt(n, 2);
+            snprintf(order[n++], sizeof(order[0]), "%s", de->d_name);
+            if (at < 0)
+                at = calls;
+        }
+        calls++;
+    }
+    closedir(d);
+    ck_assert_int_eq(n, 2);
+    rewrite(&f, order[0], persona_json("c0", 1));
+    rewrite(&f, order[1], persona_json("c1", 1));
+    baseline(&f);
+    drain_notifications(&f); /* what the writes above queued (none left, fixed) */
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+
+    /* The rescan sees the second change (its file is listed after it) and not
+     * the first; both notifications are queued meanwhile.  What the master
+     * does: commit after the rescan, then per batch of notifications. */
+    struct race r = {&f, 0, at, order[0], order[1]};
+    store_set_interrupt(f.st, change_during_listing, &r);
+    ck_assert_int_eq(rescan(&f), 0);
+    ck_assert_int_gt(r.calls, at); /* the changes were made during the listing */
+    store_set_interrupt(f.st, NULL, NULL);
+    ck_assert_int_ge(store_commit(f.st, 0), 0);
+    drain_notifications(&f);
+    expect_events(&f, "updated:c0", "updated:c1", NULL);
+    expect_obj(&f, "c0", obj_of("c0", 12345));
+    expect_obj(&f, "c1", obj_of("c1", 12345));
+    /* No rescan owed: the next timer is the periodic rescan's. */
+    ck_assert_int_gt(f.src->ops->next_timer_ms(f.src), clock_now_ms());
+    fx_close(&f);
+}
+END_TEST
+
+static int
+mkdir_during_listing(void *arg)
+{
+    struct race *r = arg;
+    if (r->calls++ == 0) {
+        char sub[600];
+        snprintf(sub, sizeof(sub), "%s/sub", r->f->dir);
+        ck_assert_int_eq(mkdir(sub, 0700), 0);
+    }
+    return 0;
+}
+
+/* A notification the rescan applies that asks for a rescan itself (here a new
+ * subdirectory) is not lost with it: the timer is due at once and rescans. */
+START_TEST(test_rescan_catch_up_owes_rescan)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    if (f.src->ops->fd(f.src) < 0) {
+        fprintf(stderr, "no inotify: the rescan's catch-up not tested\n");
+        fx_close(&f);
+        return;
+    }
+    put(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    drain_notifications(&f);
+    commit(&f, 0, 0);
+    int64_t periodic = f.src->ops->next_timer_ms(f.src);
+    ck_assert_int_gt(periodic, clock_now_ms());
+    struct race r = {&f, 0, 0, NULL, NULL};
+    store_set_interrupt(f.st, mkdir_during_listing, &r);
+    ck_assert_int_eq(rescan(&f), 0);
+    store_set_interrupt(f.st, NULL, NULL);
+    ck_assert_int_gt(r.calls, 0);
+    ck_assert_int_le(f.src->ops->next_timer_ms(f.src), clock_now_ms()); /* owed: now */
+    ck_assert_int_eq(f.src->ops->on_timer(f.src, clock_now_ms()), 1);   /* rescanned */
+    ck_assert_uint_eq(f.src->ops->flags(f.src), 0);
+    ck_assert_int_eq(f.src->ops->next_timer_ms(f.src), periodic); /* paid */
+    ck_assert_int_eq(f.src->ops->on_timer(f.src, clock_now_ms()), 0);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *
 source_dir_suite(void)
 {
@@ -932,6 +1077,8 @@ source_dir_suite(void)
     tcase_add_test(tc, test_notifications);
     tcase_add_test(tc, test_periodic_rescan);
     tcase_add_test(tc, test_dir_missing_and_back);
+    tcase_add_test(tc, test_rescan_racing_changes_in_order);
+    tcase_add_test(tc, test_rescan_catch_up_owes_rescan);
     suite_add_tcase(s, tc);
     return s;
 }
