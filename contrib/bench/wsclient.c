@@ -416,7 +416,8 @@ conn_readable(struct bench *b, struct conn *c)
     size_t room = RBUF_BYTES - have;
     if (c->read_max > 0 && room > c->read_max)
         room = c->read_max;
-    memcpy(buf, c->in, have);
+    if (have > 0) /* c->in is NULL until a partial frame was kept */
+        memcpy(buf, c->in, have);
     c->in_len = 0;
     n = read(c->fd, buf + have, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
