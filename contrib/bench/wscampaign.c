@@ -103,6 +103,10 @@
 #define CATCH_UP_NS (5 * NS)
 #define KILL_WINDOW_NS (3 * NS)
 #define TERM_WINDOW_NS (4 * NS) /* the worker's 1.5 s close grace, then its exit */
+/* A client that is not reading sees the end of its killed worker's connection
+ * only once it reads: after EPOLLRDHUP, or after a tcp_scan when its FIN waits
+ * behind unsent bytes (TCP_SCAN_NS), and what it buffered. */
+#define PAUSED_EXTRA_NS (6 * NS)
 #define RESPAWN_TIMEOUT_NS (10 * NS)
 #define RSS_EVERY_NS (5 * NS)
 #define SESSION_BACK 4096 /* injections before its open a session may still receive */
@@ -178,6 +182,7 @@ struct kill_rec {
     pid_t victim, respawned;
     uint64_t t, t_exit, t_new;
     uint32_t marked, ended, survived;
+    uint8_t checked[2]; /* survivors counted: reading sessions, paused ones */
     struct mem victim_mem;
     uint64_t *reconnect_ns; /* owned: reconnect delays of its sessions */
     uint32_t n_reconnect, cap_reconnect;
@@ -692,14 +697,22 @@ op_text(struct bench *b, struct conn *c, const unsigned char *p, size_t len, uin
     }
 }
 
-/* kill_of - the kill whose window contains t, -1 if none. */
+/* kill_window - how long after kr the sessions of a client of this kind that its
+ * worker held must have ended. */
+static uint64_t
+kill_window(const struct kill_rec *kr, int kind)
+{
+    return (kr->sig == SIGKILL ? KILL_WINDOW_NS : TERM_WINDOW_NS) +
+           (kind == K_HEALTHY ? 0 : PAUSED_EXTRA_NS);
+}
+
+/* kill_of - the latest kill whose window (for kind) contains t, -1 if none. */
 static int
-kill_of(const struct campaign *cp, uint64_t t)
+kill_of(const struct campaign *cp, uint64_t t, int kind)
 {
     for (int i = (int)cp->nkills - 1; i >= 0 && i >= (int)cp->nkills - 3; i--) {
         const struct kill_rec *kr = &cp->kills[i];
-        uint64_t w = kr->sig == SIGKILL ? KILL_WINDOW_NS : TERM_WINDOW_NS;
-        if (t >= kr->t && t <= kr->t + w)
+        if (t >= kr->t && t <= kr->t + kill_window(kr, kind))
             return i;
     }
     return -1;
@@ -716,9 +729,14 @@ op_ended(struct bench *b, struct conn *c, int code, uint64_t now)
     s->t_end = now;
     s->code = (uint16_t)code;
     cp->codes[k->kind][code_slot(code)]++;
-    int ki = kill_of(cp, now);
-    int by_kill = ki >= 0 && (s->kill == ki || (s->t_open >= cp->kills[ki].t && code != 1000)) &&
-                  (code == 1006 || code == 1001);
+    /* Ended by a kill: it was on the victim, or it opened after the kill (a 101
+     * the victim wrote before it died), and it ended within the kill's window. */
+    int ki = -1;
+    if (s->kill >= 0 && now <= cp->kills[s->kill].t + kill_window(&cp->kills[s->kill], k->kind))
+        ki = s->kill;
+    else if ((ki = kill_of(cp, now, k->kind)) >= 0 && s->t_open < cp->kills[ki].t)
+        ki = -1;
+    int by_kill = ki >= 0 && (code == 1006 || code == 1001);
     if (cp->finishing && k->closing) {
         s->end = END_OPEN; /* our own close at the end of the run */
         s->end_ref = UINT64_MAX;
@@ -761,7 +779,7 @@ op_failed(struct bench *b, struct conn *c)
     struct client *k = client_of(cp, c);
     uint64_t now = now_ns();
     cp->connect_failures++;
-    if (kill_of(cp, now) >= 0)
+    if (kill_of(cp, now, K_HEALTHY) >= 0)
         cp->failures_near_kill++;
     k->backoff_ms = k->backoff_ms ? k->backoff_ms * 2 : 50;
     if (k->backoff_ms > 1000)
@@ -965,23 +983,33 @@ poll_respawn(struct campaign *cp)
 static void
 check_kill_windows(struct campaign *cp, uint64_t now)
 {
-    static unsigned checked;
-    while (checked < cp->nkills) {
-        struct kill_rec *kr = &cp->kills[checked];
-        uint64_t w = kr->sig == SIGKILL ? KILL_WINDOW_NS : TERM_WINDOW_NS;
-        if (now < kr->t + w)
-            return;
-        for (unsigned i = 0; i < cp->nclients; i++) {
-            struct client *k = &cp->cl[i];
-            if (k->sess >= 0 && cp->sess[k->sess].kill == (int32_t)checked) {
-                kr->survived++;
-                cp->sess[k->sess].kill = -1;
+    static unsigned done; /* kills before it are checked for both */
+    for (unsigned ki = done; ki < cp->nkills; ki++) {
+        struct kill_rec *kr = &cp->kills[ki];
+        for (int paused = 0; paused < 2; paused++) {
+            uint64_t w = kill_window(kr, paused ? K_STUCK : K_HEALTHY);
+            if (kr->checked[paused] || now < kr->t + w)
+                continue;
+            kr->checked[paused] = 1;
+            unsigned n = 0;
+            for (unsigned i = 0; i < cp->nclients; i++) {
+                struct client *k = &cp->cl[i];
+                if (k->sess >= 0 && cp->sess[k->sess].kill == (int32_t)ki &&
+                    (k->kind != K_HEALTHY) == paused) {
+                    n++;
+                    cp->sess[k->sess].kill = -1;
+                }
             }
+            kr->survived += n;
+            if (n > 0)
+                violation(cp,
+                          "kill %u (signal %d): %u %s sessions of worker %ld still open after "
+                          "%.0f s",
+                          ki + 1, kr->sig, n, paused ? "stuck or lapped" : "healthy",
+                          (long)kr->victim, (double)w / 1e9);
         }
-        if (kr->survived > 0)
-            violation(cp, "kill %u (signal %d): %u sessions of worker %ld still open after %.0f s",
-                      checked + 1, kr->sig, kr->survived, (long)kr->victim, (double)w / 1e9);
-        checked++;
+        if (ki == done && kr->checked[0] && kr->checked[1])
+            done++;
     }
 }
 
