@@ -245,6 +245,13 @@ struct campaign {
     /* counts */
     uint64_t connect_failures, churn_closes, tcp_scans, server_drops_seen_by_scan;
     uint64_t failures_near_kill; /* connect failures inside a kill's window */
+    struct {
+        double t_s;
+        uint32_t client;
+        int kind;
+        uint64_t inj, max_inj;
+    } reorders[64]; /* the first ones, for the report */
+    unsigned nreorders;
     uint64_t codes[K_COUNT][16]; /* see code_slot() */
     struct rss_rec *rss;
     size_t nrss, cap_rss;
@@ -616,7 +623,7 @@ session_has(const struct session *s, int kind, uint64_t inj)
 
 /* note_event - record inj in s; 0, or -1 for an event from long before its start. */
 static int
-note_event(struct session *s, int kind, uint64_t inj)
+note_event(struct campaign *cp, struct session *s, int kind, uint64_t inj)
 {
     if (inj < s->base)
         return -1;
@@ -638,9 +645,17 @@ note_event(struct session *s, int kind, uint64_t inj)
     }
     s->bits[kind][i >> 6] |= bit;
     s->received++;
-    if ((int64_t)inj < s->max_inj[kind])
+    if ((int64_t)inj < s->max_inj[kind]) {
         s->reordered++;
-    else
+        if (cp->nreorders < sizeof cp->reorders / sizeof cp->reorders[0]) {
+            cp->reorders[cp->nreorders].t_s = rel_s(cp, now_ns());
+            cp->reorders[cp->nreorders].client = s->client;
+            cp->reorders[cp->nreorders].kind = kind;
+            cp->reorders[cp->nreorders].inj = inj;
+            cp->reorders[cp->nreorders].max_inj = (uint64_t)s->max_inj[kind];
+            cp->nreorders++;
+        }
+    } else
         s->max_inj[kind] = (int64_t)inj;
     return 0;
 }
@@ -681,7 +696,7 @@ op_text(struct bench *b, struct conn *c, const unsigned char *p, size_t len, uin
         s->foreign++;
         return;
     }
-    if (note_event(s, kind, inj) != 0) {
+    if (note_event(cp, s, kind, inj) != 0) {
         s->foreign++;
         return;
     }
@@ -1421,6 +1436,11 @@ report(struct campaign *cp, double connect_s)
                pct_u64(kr->reconnect_ns, kr->n_reconnect, 50) / 1e6,
                pct_u64(kr->reconnect_ns, kr->n_reconnect, 100) / 1e6);
     }
+    printf("],\n\"reorders\":[");
+    for (unsigned i = 0; i < cp->nreorders; i++)
+        printf("%s[%.3f,%u,%d,%" PRIu64 ",%" PRIu64 "]", i ? "," : "", cp->reorders[i].t_s,
+               cp->reorders[i].client, cp->reorders[i].kind, cp->reorders[i].inj,
+               cp->reorders[i].max_inj);
     printf("],\n\"stops\":[");
     for (unsigned i = 0; i < cp->nstops; i++)
         printf("%s{\"t_s\":%.2f,\"for_ms\":%.1f}", i ? "," : "", rel_s(cp, cp->stops[i].t),
