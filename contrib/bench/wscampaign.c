@@ -136,7 +136,7 @@ static const char *const end_name[END_COUNT] = {"none",
 
 struct session {
     uint32_t client;
-    uint8_t kind, end, phase, paused_once;
+    uint8_t kind, end;
     uint16_t code; /* close code; 1006 EOF or reset */
     int32_t kill;  /* kill that marked it (its worker), -1 */
     uint64_t t_open, t_end, end_ref;
@@ -164,7 +164,7 @@ struct client {
     uint16_t port;
     uint64_t reconnect_at; /* 0: not waiting */
     uint64_t deadline;     /* churn answer, catch-up, lapped pause/resume */
-    uint64_t connect_t, last_end_t;
+    uint64_t last_end_t;
     int32_t last_kill; /* kill that ended its previous session, -1 */
     uint32_t backoff_ms;
     uint32_t pauses; /* lapped: pauses so far (long and short in turn) */
@@ -548,7 +548,6 @@ session_new(struct campaign *cp, unsigned client, uint64_t now)
     struct session *s = &cp->sess[cp->nsess];
     *s = (struct session){.client = client,
                           .kind = cp->cl[client].kind,
-                          .phase = (uint8_t)phase_of(cp, now),
                           .kill = -1,
                           .t_open = now,
                           .first_inj = cp->o.clusters + cp->injections,
@@ -585,8 +584,7 @@ op_opened(struct bench *b, struct conn *c, uint64_t now)
     unsigned idx = (unsigned)(c - b->conns);
     struct sockaddr_in local;
     socklen_t len = sizeof local;
-    struct session *s = session_new(cp, idx, now);
-    (void)s;
+    (void)session_new(cp, idx, now);
     k->backoff_ms = 0;
     k->churning = k->closing = k->draining = 0;
     k->port = 0;
@@ -605,7 +603,6 @@ op_opened(struct bench *b, struct conn *c, uint64_t now)
     k->last_kill = -1;
     if (k->kind == K_STUCK) {
         conn_set_paused(b, c, 1);
-        cp->sess[k->sess].paused_once = 1;
     } else if (k->kind == K_LAPPED) {
         k->lp = LP_READ;
         k->deadline = now + s_ns(cp->o.lapped_read);
@@ -820,12 +817,11 @@ static const struct conn_ops campaign_ops = {
 /* ---- actions ------------------------------------------------------------------------ */
 
 static void
-client_connect(struct campaign *cp, unsigned idx, uint64_t now)
+client_connect(struct campaign *cp, unsigned idx)
 {
     struct client *k = &cp->cl[idx];
     struct conn *c = &cp->b.conns[idx];
     k->reconnect_at = 0;
-    k->connect_t = now;
     if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE || c->state == CONN_OPEN)
         return;
     c->state = CONN_IDLE;
@@ -1099,7 +1095,7 @@ set_stuck_active(struct campaign *cp, int on, uint64_t now)
         struct client *k = &cp->cl[i];
         k->active = (uint8_t)on;
         if (on) {
-            client_connect(cp, i, now);
+            client_connect(cp, i);
         } else if (k->sess >= 0) {
             k->draining = 1; /* catch up, then our close */
             k->deadline = now + CATCH_UP_NS;
@@ -1150,7 +1146,7 @@ tick(struct campaign *cp, uint64_t now)
         struct client *k = &cp->cl[i];
         struct conn *c = &cp->b.conns[i];
         if (k->reconnect_at != 0 && now >= k->reconnect_at) {
-            client_connect(cp, i, now);
+            client_connect(cp, i);
             continue;
         }
         if (k->sess < 0 || c->state != CONN_OPEN)
@@ -1178,7 +1174,6 @@ tick(struct campaign *cp, uint64_t now)
                 k->deadline =
                     now + s_ns(k->pauses++ % 2 == 0 ? cp->o.lapped_pause : cp->o.lapped_short);
                 conn_set_paused(&cp->b, c, 1);
-                cp->sess[k->sess].paused_once = 1;
             } else {
                 k->lp = LP_READ;
                 k->deadline = now + s_ns(cp->o.lapped_read);
@@ -1877,7 +1872,7 @@ main(int argc, char **argv)
     cp->injecting = cp->reconnecting = 1;
     for (unsigned i = 0; i < cp->nclients; i++)
         if (cp->cl[i].active)
-            client_connect(cp, i, t);
+            client_connect(cp, i);
     cp->tfd_tick = timer_start(cp, TICK_NS, EV_TICK);
     cp->next_churn = cp->next_kill = cp->next_stop = cp->next_tcp_scan = cp->next_rss = UINT64_MAX;
     unsigned want = o->healthy + o->lapped;
