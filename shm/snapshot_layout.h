@@ -51,7 +51,7 @@ struct snap_header {
 
 struct snap_blob {
     uint64_t seq;       /* last event included; 0 before any event */
-    uint64_t list_etag; /* FNV-1a of the list JSON */
+    uint64_t list_etag; /* snapshot_list_etag: FNV-1a of seq and every entry's ETag */
     uint32_t count;     /* clusters */
     uint32_t names_off; /* offsets from the start of the blob */
     uint32_t list_off;
