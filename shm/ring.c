@@ -22,15 +22,33 @@
  *  step e, so a torn copy is never returned.  The copy itself races with the
  *  producer by design (a seqlock); the bytes are only trusted after step e.
  *  The producer never reads consumer state, so it never waits.
+ *
+ *  Trust: slot indexes use the slot count cached in struct ring at init/attach,
+ *  and the producer counts seqs in its own struct ring; the shared header is
+ *  only ever read for head_seq, which bounds nothing (the slot index is taken
+ *  modulo the cached count, the length is clamped).  A consumer only loads, so
+ *  a read-only mapping is enough for it.
  */
 #include "ring.h"
 
 #include <string.h>
 
+/* bytes is at most 64 + 2^32 * 2048 here: no 64-bit overflow. */
+static size_t
+size_or_max(uint64_t bytes)
+{
+#if SIZE_MAX < UINT64_MAX
+    if (bytes > SIZE_MAX)
+        return SIZE_MAX;
+#endif
+    return (size_t)bytes;
+}
+
 size_t
 ring_bytes(uint32_t slot_count)
 {
-    return sizeof(struct ring_header) + (size_t)slot_count * sizeof(struct ring_slot);
+    return size_or_max(sizeof(struct ring_header) +
+                       (uint64_t)slot_count * sizeof(struct ring_slot));
 }
 
 void
@@ -41,6 +59,8 @@ ring_init(struct ring *r, void *mem, uint32_t slot_count)
     memset(mem, 0, sizeof(struct ring_header));
     r->hdr = mem;
     r->slots = (struct ring_slot *)(r->hdr + 1);
+    r->slot_count = slot_count;
+    r->head = 0;
     r->hdr->magic = RING_MAGIC;
     r->hdr->version = RING_VERSION;
     r->hdr->slot_count = slot_count;
@@ -52,12 +72,17 @@ int
 ring_attach(struct ring *r, void *mem, size_t mem_bytes)
 {
     struct ring_header *h = mem;
-    if (mem_bytes < sizeof(*h) || h->magic != RING_MAGIC || h->version != RING_VERSION ||
-        h->slot_bytes != RING_SLOT_BYTES || h->slot_count == 0 ||
-        ring_bytes(h->slot_count) > mem_bytes)
+    if (mem_bytes < sizeof(*h))
+        return -1;
+    /* Read once: what is checked is what is cached. */
+    uint32_t count = h->slot_count;
+    if (h->magic != RING_MAGIC || h->version != RING_VERSION || h->slot_bytes != RING_SLOT_BYTES ||
+        count == 0 || sizeof(*h) + (uint64_t)count * sizeof(struct ring_slot) > (uint64_t)mem_bytes)
         return -1;
     r->hdr = h;
     r->slots = (struct ring_slot *)(h + 1);
+    r->slot_count = count;
+    r->head = atomic_load_explicit(&h->head_seq, memory_order_acquire);
     return 0;
 }
 
@@ -72,9 +97,9 @@ ring_append(struct ring *r, enum ring_event_type type, const void *payload, uint
 {
     if (len > RING_PAYLOAD_MAX)
         return RING_TOOBIG;
-    /* Only the producer writes head_seq, so a relaxed load of our own store is exact. */
-    uint64_t seq = atomic_load_explicit(&r->hdr->head_seq, memory_order_relaxed) + 1;
-    struct ring_slot *slot = &r->slots[(seq - 1) % r->hdr->slot_count];
+    /* The producer's own count, not head_seq: nothing in shared memory steers its writes. */
+    uint64_t seq = r->head + 1;
+    struct ring_slot *slot = &r->slots[(seq - 1) % r->slot_count];
     atomic_store_explicit(&slot->seq, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     slot->len = len;
@@ -82,6 +107,7 @@ ring_append(struct ring *r, enum ring_event_type type, const void *payload, uint
     memcpy(slot->payload, payload, len);
     atomic_store_explicit(&slot->seq, seq, memory_order_release);
     atomic_store_explicit(&r->hdr->head_seq, seq, memory_order_release);
+    r->head = seq;
     return (int64_t)seq;
 }
 
@@ -91,7 +117,7 @@ ring_read(const struct ring *r, uint64_t seq, void *buf, uint32_t *len, uint32_t
     uint64_t head = ring_head(r);
     if (seq == 0 || seq > head)
         return RING_EMPTY;
-    uint32_t count = r->hdr->slot_count;
+    uint32_t count = r->slot_count;
     if (head - seq >= count)
         return RING_OVERRUN;
     const struct ring_slot *slot = &r->slots[(seq - 1) % count];

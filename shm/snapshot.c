@@ -20,6 +20,11 @@
  *  The writer only touches half h again when publishing g + 2, and step 1 of
  *  that publish is ordered before its copy, so a reader that still sees v2 == g
  *  after its copy has a whole blob.
+ *
+ *  Trust: half offsets and the bound on blob_bytes come from half_bytes cached
+ *  in struct snapshot, and the writer counts generations in its own struct; the
+ *  header's gen words and blob_bytes are read, never believed beyond those
+ *  bounds.  Readers only load, so a read-only mapping is enough for them.
  */
 #include "build_config.h"
 
@@ -31,10 +36,31 @@
 
 #define SNAPSHOT_READ_RETRIES 64
 
+/* The mapping's size for half_bytes in 64 bits: UINT64_MAX on overflow. */
+static uint64_t
+bytes_u64(uint64_t half_bytes)
+{
+    if (half_bytes > (UINT64_MAX - sizeof(struct snap_header)) / 2)
+        return UINT64_MAX;
+    return sizeof(struct snap_header) + 2 * half_bytes;
+}
+
 size_t
 snapshot_bytes(uint64_t half_bytes)
 {
-    return sizeof(struct snap_header) + 2 * (size_t)half_bytes;
+    uint64_t n = bytes_u64(half_bytes);
+#if SIZE_MAX < UINT64_MAX
+    if (n > SIZE_MAX)
+        return SIZE_MAX;
+#endif
+    return (size_t)n;
+}
+
+/* Half h (0 or 1).  half_bytes was mapped twice, so h * half_bytes fits a size_t. */
+static uint8_t *
+half_at(const struct snapshot *s, uint64_t h)
+{
+    return s->halves + (size_t)(h * s->half_bytes);
 }
 
 void
@@ -42,11 +68,31 @@ snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes)
 {
     s->hdr = mem;
     s->halves = (uint8_t *)(s->hdr + 1);
+    s->half_bytes = half_bytes;
+    s->gen = 0;
     memset(s->hdr, 0, sizeof(*s->hdr));
     s->hdr->magic = SNAP_MAGIC;
     s->hdr->version = SNAP_VERSION;
     s->hdr->half_bytes = half_bytes;
     atomic_store_explicit(&s->hdr->gen, 0, memory_order_release);
+}
+
+int
+snapshot_attach(struct snapshot *s, void *mem, size_t mem_bytes)
+{
+    struct snap_header *h = mem;
+    if (mem_bytes < sizeof(*h))
+        return -1;
+    /* Read once: what is checked is what is cached. */
+    uint64_t half_bytes = h->half_bytes;
+    if (h->magic != SNAP_MAGIC || h->version != SNAP_VERSION ||
+        bytes_u64(half_bytes) > (uint64_t)mem_bytes)
+        return -1;
+    s->hdr = h;
+    s->halves = (uint8_t *)(h + 1);
+    s->half_bytes = half_bytes;
+    s->gen = atomic_load_explicit(&h->gen, memory_order_acquire);
+    return 0;
 }
 
 uint64_t
@@ -85,17 +131,19 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     int tail_len = snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
     if (tail_len < 0)
         return NULL;
-    size_t names = 0, list = sizeof(head) - 1 + (size_t)tail_len;
+    /* 64-bit sums: at most 2^32 items of two 32-bit lengths each, no wrap, and
+     * the 4 GiB check below holds on a 32-bit size_t too. */
+    uint64_t names = 0, list = sizeof(head) - 1 + (uint64_t)tail_len;
     for (uint32_t i = 0; i < count; i++) {
         names += items[i].name_len;
-        list += items[i].obj_len + (i > 0);
+        list += (uint64_t)items[i].obj_len + (i > 0);
     }
-    size_t names_off = sizeof(struct snap_blob) + (size_t)count * sizeof(struct snap_entry);
-    size_t list_off = names_off + names;
-    size_t total = list_off + list;
-    if (total > UINT32_MAX)
+    uint64_t names_off = sizeof(struct snap_blob) + (uint64_t)count * sizeof(struct snap_entry);
+    uint64_t list_off = names_off + names;
+    uint64_t total = list_off + list;
+    if (total > UINT32_MAX || total > SIZE_MAX)
         return NULL;
-    uint8_t *blob = malloc(total);
+    uint8_t *blob = malloc((size_t)total);
     if (blob == NULL)
         return NULL;
     struct snap_blob *b = (struct snap_blob *)(void *)blob;
@@ -125,23 +173,24 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     b->list_off = (uint32_t)list_off;
     b->list_len = (uint32_t)list;
     b->list_etag = snapshot_list_etag(blob);
-    *blob_len = total;
+    *blob_len = (size_t)total;
     return blob;
 }
 
 enum snapshot_status
 snapshot_publish(struct snapshot *s, const void *blob, size_t len)
 {
-    if (len > s->hdr->half_bytes)
+    if ((uint64_t)len > s->half_bytes)
         return SNAPSHOT_TOOBIG;
-    uint64_t g = atomic_load_explicit(&s->hdr->gen, memory_order_relaxed) + 1;
+    uint64_t g = s->gen + 1;
     struct snap_half_meta *m = &s->hdr->half[g & 1];
     atomic_store_explicit(&m->gen, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    memcpy(s->halves + (g & 1) * s->hdr->half_bytes, blob, len);
+    memcpy(half_at(s, g & 1), blob, len);
     m->blob_bytes = len;
     atomic_store_explicit(&m->gen, g, memory_order_release);
     atomic_store_explicit(&s->hdr->gen, g, memory_order_release);
+    s->gen = g;
     return SNAPSHOT_OK;
 }
 
@@ -149,6 +198,18 @@ uint64_t
 snapshot_generation(const struct snapshot *s)
 {
     return atomic_load_explicit(&s->hdr->gen, memory_order_acquire);
+}
+
+void
+snapshot_set_flags(struct snapshot *s, uint32_t flags)
+{
+    atomic_store_explicit(&s->hdr->flags, flags, memory_order_release);
+}
+
+uint32_t
+snapshot_flags(const struct snapshot *s)
+{
+    return atomic_load_explicit(&s->hdr->flags, memory_order_acquire);
 }
 
 enum snapshot_status
@@ -167,8 +228,8 @@ snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size
         if (atomic_load_explicit(&m->gen, memory_order_acquire) != g)
             continue;
         uint64_t bytes = m->blob_bytes;
-        if (bytes > s->hdr->half_bytes)
-            continue;             /* torn length; the re-check would reject it anyway */
+        if (bytes > s->half_bytes)
+            continue;             /* torn or bogus length: never copy past the half */
         size_t n = (size_t)bytes; /* <= half_bytes, which was mapped, so it fits */
         if (n > cap) {
             free(buf);
@@ -177,7 +238,7 @@ snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size
                 return SNAPSHOT_NOMEM;
             cap = n;
         }
-        memcpy(buf, s->halves + (g & 1) * s->hdr->half_bytes, n);
+        memcpy(buf, half_at(s, g & 1), n);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&m->gen, memory_order_relaxed) != g)
             continue;
@@ -196,15 +257,17 @@ snapshot_blob_valid(const uint8_t *blob, size_t len)
     if (len < sizeof(struct snap_blob))
         return 0;
     const struct snap_blob *b = snapshot_blob_header(blob);
-    size_t index_end = sizeof(*b) + (size_t)b->count * sizeof(struct snap_entry);
-    if (index_end > len || b->names_off < index_end || b->list_off < b->names_off ||
-        (size_t)b->list_off + b->list_len > len)
+    /* Every sum in 64 bits: 32-bit offsets plus 32-bit lengths (and count * 24)
+     * would wrap a 32-bit size_t and pass the checks. */
+    uint64_t n = len;
+    uint64_t index_end = sizeof(*b) + (uint64_t)b->count * sizeof(struct snap_entry);
+    uint64_t list_end = (uint64_t)b->list_off + b->list_len;
+    if (index_end > n || b->names_off < index_end || b->list_off < b->names_off || list_end > n)
         return 0;
     const struct snap_entry *e = snapshot_blob_entries(blob);
     for (uint32_t i = 0; i < b->count; i++) {
-        if ((size_t)e[i].name_off + e[i].name_len > b->list_off || e[i].name_off < b->names_off ||
-            e[i].obj_off < b->list_off ||
-            (size_t)e[i].obj_off + e[i].obj_len > (size_t)b->list_off + b->list_len)
+        if ((uint64_t)e[i].name_off + e[i].name_len > b->list_off || e[i].name_off < b->names_off ||
+            e[i].obj_off < b->list_off || (uint64_t)e[i].obj_off + e[i].obj_len > list_end)
             return 0;
     }
     return 1;

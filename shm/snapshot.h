@@ -17,9 +17,14 @@
 
 #include "snapshot_layout.h"
 
+/* WARNING: like struct ring, the sizes that index shared memory (half_bytes)
+ * are this process's copy, taken at init/attach; the header is never trusted
+ * after that, and every length read from it is checked against the copy. */
 struct snapshot {
-    struct snap_header *hdr; /* mapped shared memory, not owned */
+    struct snap_header *hdr; /* mapped shared memory, not owned (read-only in workers) */
     uint8_t *halves;         /* hdr + 1 */
+    uint64_t half_bytes;     /* cached at init/attach; never re-read from the header */
+    uint64_t gen;            /* writer only: the newest generation it published */
 };
 
 enum snapshot_status {
@@ -39,8 +44,17 @@ struct snap_item {
     uint64_t etag; /* snapshot_hash(obj), or 0 to have snapshot_build compute it */
 };
 
+/* snapshot_bytes - shared memory for two halves of half_bytes, computed in 64
+ * bits; SIZE_MAX when that does not fit a size_t. */
 size_t snapshot_bytes(uint64_t half_bytes);
+
+/* snapshot_init - format snapshot_bytes(half_bytes) bytes at mem (writer). */
 void snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes);
+
+/* snapshot_attach - use memory formatted by snapshot_init (mem_bytes long,
+ * possibly mapped read-only); -1 if the header is not ours or its halves would
+ * not fit.  The header is read once here. */
+int snapshot_attach(struct snapshot *s, void *mem, size_t mem_bytes);
 
 /* snapshot_hash - FNV-1a 64 of bytes (for ETags). */
 uint64_t snapshot_hash(const void *data, size_t len);
@@ -61,9 +75,17 @@ enum snapshot_status snapshot_publish(struct snapshot *s, const void *blob, size
 /* snapshot_generation - the newest published generation (0 = none yet). */
 uint64_t snapshot_generation(const struct snapshot *s);
 
+/* snapshot_set_flags - set the SNAP_FLAG_* word (writer only). */
+void snapshot_set_flags(struct snapshot *s, uint32_t flags);
+
+/* snapshot_flags - the SNAP_FLAG_* word (0 after snapshot_init). */
+uint32_t snapshot_flags(const struct snapshot *s);
+
 /* snapshot_copy - if the published generation differs from known_gen, copy its
  * blob into a malloc'd buffer (*blob, caller frees) and set *gen and *len.
- * Returns SNAPSHOT_OK, SNAPSHOT_UNCHANGED, SNAPSHOT_BUSY or SNAPSHOT_NOMEM. */
+ * Returns SNAPSHOT_OK, SNAPSHOT_UNCHANGED, SNAPSHOT_BUSY or SNAPSHOT_NOMEM.
+ * Loads only (no atomic read-modify-write): works on a read-only mapping.
+ * The blob is whole but not validated: see snapshot_blob_valid. */
 enum snapshot_status snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob,
                                    size_t *len, uint64_t *gen);
 
@@ -83,7 +105,8 @@ snapshot_blob_entries(const uint8_t *blob)
 }
 
 /* snapshot_blob_valid - check a private blob's header and index bounds (readers
- * check once per copy, so lookups can trust offsets). */
+ * check once per copy, so lookups can trust offsets).  Offsets plus lengths are
+ * summed in 64 bits, so they cannot wrap on a 32-bit target. */
 int snapshot_blob_valid(const uint8_t *blob, size_t len);
 
 /* snapshot_name_cmp - the order of the index: bytes (memcmp), shorter first on a

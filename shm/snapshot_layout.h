@@ -24,7 +24,10 @@
 #include <stdint.h>
 
 #define SNAP_MAGIC 0x50414e53u /* "SNAP" */
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u
+
+/* Bits of snap_header.flags: the state of the data source, for /healthz. */
+#define SNAP_FLAG_DIR_MISSING 1u /* personas directory gone: serving its last state */
 
 struct snap_half_meta {
     /* Seqlock word: generation whose blob is in this half, 0 while being written. */
@@ -38,14 +41,17 @@ struct snap_header {
     uint64_t half_bytes;
     /* Newest published generation (1, 2, ...); its blob is in half gen & 1. */
     _Atomic uint64_t gen;
-    uint64_t pad0;
+    /* SNAP_FLAG_*: written by the master whenever the state changes (apart from
+     * the generations), read by workers. */
+    _Atomic uint32_t flags;
+    uint32_t pad0;
     struct snap_half_meta half[2];
     uint8_t pad[64];
 };
 
 struct snap_blob {
     uint64_t seq;       /* last event included; 0 before any event */
-    uint64_t list_etag; /* FNV-1a of the list JSON */
+    uint64_t list_etag; /* snapshot_list_etag: FNV-1a of seq and every entry's ETag */
     uint32_t count;     /* clusters */
     uint32_t names_off; /* offsets from the start of the blob */
     uint32_t list_off;

@@ -52,6 +52,8 @@ struct opt {
     enum opt_kind kind;
     size_t off, size;  /* the member of struct config, for COUNT, SECONDS, PATH and FLAG */
     uint64_t min, max; /* COUNT: the accepted range; SECONDS: max = the longest, in ms */
+    const char *cap;   /* COUNT: a number over max is "over the limit of MAX CAP", not an
+                          invalid value (a cap the user may run into); NULL: invalid */
     enum { OPT_FILE_KEY, OPT_CMDLINE_ONLY } where; /* also a config-file key, or not */
 };
 
@@ -60,13 +62,16 @@ struct opt {
 #define BUILD_CHECK(cond) (0 * sizeof(char[(cond) ? 1 : -1]))
 #define MEMBER_SIZE(m) sizeof(((struct config *)0)->m)
 #define MEMBER(m, ok) offsetof(struct config, m), MEMBER_SIZE(m) + BUILD_CHECK(ok)
-#define COUNT(m, lo, hi)                                                                           \
+#define COUNT_CAPPED(m, lo, hi, cap)                                                               \
     OPT_COUNT, MEMBER(m, MEMBER_SIZE(m) == 4 || MEMBER_SIZE(m) == 8), (lo),                        \
-        (uint64_t)(hi) + BUILD_CHECK((uint64_t)(hi) <= UINT64_MAX >> (64 - 8 * MEMBER_SIZE(m)))
-#define SECONDS(m, max_ms) OPT_SECONDS, MEMBER(m, MEMBER_SIZE(m) == sizeof(int64_t)), 1, (max_ms)
-#define PATH(m) OPT_PATH, MEMBER(m, MEMBER_SIZE(m) == CONFIG_PATH_MAX), 0, 0
-#define FLAG(m) OPT_FLAG, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0
-#define SPECIAL(kind) kind, 0, 0, 0, 0 /* LISTEN, HELP, VERSION: no member of their own */
+        (uint64_t)(hi) + BUILD_CHECK((uint64_t)(hi) <= UINT64_MAX >> (64 - 8 * MEMBER_SIZE(m))),   \
+        (cap)
+#define COUNT(m, lo, hi) COUNT_CAPPED(m, lo, hi, NULL)
+#define SECONDS(m, max_ms)                                                                         \
+    OPT_SECONDS, MEMBER(m, MEMBER_SIZE(m) == sizeof(int64_t)), 1, (max_ms), NULL
+#define PATH(m) OPT_PATH, MEMBER(m, MEMBER_SIZE(m) == CONFIG_PATH_MAX), 0, 0, NULL
+#define FLAG(m) OPT_FLAG, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
+#define SPECIAL(kind) kind, 0, 0, 0, 0, NULL /* LISTEN, HELP, VERSION: no member of their own */
 #define DAY_MS 86400000
 
 /* In --help order. */
@@ -93,8 +98,13 @@ static const struct opt opts[] = {
      SECONDS(rescan_interval_ms, DAY_MS), OPT_FILE_KEY},
     {"max-connections", 0, "N", "20000", "WebSocket connections per worker, default %s",
      COUNT(max_connections, 1, 1000000), OPT_FILE_KEY},
-    {"snapshot-max", 0, "BYTES", "33554432", "largest REST snapshot, default %s",
-     COUNT(snapshot_max_bytes, 4096, (uint64_t)1 << 34), OPT_FILE_KEY},
+    {"snapshot-max", 0, "BYTES", "33554432",
+     "largest REST snapshot, default %s, at most\n1073741824 (1 GiB)",
+     COUNT_CAPPED(snapshot_max_bytes, 4096, CONFIG_SNAPSHOT_MAX_LIMIT, "bytes (1 GiB)"),
+     OPT_FILE_KEY},
+    {"rest-deadline", 0, "SECONDS", "30",
+     "time a REST response may take, per 2 MiB of body\nbegun; then it is cut.  Default %s",
+     SECONDS(rest_deadline_ms, DAY_MS), OPT_FILE_KEY},
     {"verbose", 'v', NULL, NULL, "debug logging", FLAG(verbose), OPT_FILE_KEY},
     {"config", 'c', "FILE", NULL, "\"key = value\" lines, keys = the long option names",
      PATH(config_file), OPT_CMDLINE_ONLY},
@@ -229,7 +239,8 @@ copy_path(char *dst, const char *src)
     return 0;
 }
 
-/* opt_store - parse val for option o into cfg; 0, or -1 when it is not a valid value. */
+/* opt_store - parse val for option o into cfg; 0, -1 when it is not a valid value,
+ * or -2 when it is a number over the option's cap. */
 static int
 opt_store(struct config *cfg, const struct opt *o, const char *val)
 {
@@ -237,8 +248,10 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
     switch (o->kind) {
     case OPT_COUNT: {
         uint64_t u;
-        if (parse_u64(val, o->min, o->max, &u) != 0)
+        if (parse_u64(val, o->min, UINT64_MAX, &u) != 0)
             return -1;
+        if (u > o->max)
+            return o->cap != NULL ? -2 : -1;
         if (o->size == sizeof(uint32_t)) {
             uint32_t u32 = (uint32_t)u;
             memcpy(member, &u32, sizeof(u32));
@@ -281,7 +294,13 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
 static int
 config_set(struct config *cfg, const struct opt *o, const char *val, const char *where)
 {
-    if (opt_store(cfg, o, val) != 0) {
+    int rc = opt_store(cfg, o, val);
+    if (rc == -2) {
+        fprintf(stderr, "personad: %s--%s: '%s' is over the limit of %llu %s\n", where, o->name,
+                val, (unsigned long long)o->max, o->cap);
+        return -1;
+    }
+    if (rc != 0) {
         fprintf(stderr, "personad: %sinvalid value for --%s: '%s'\n", where, o->name,
                 val ? val : "");
         return -1;

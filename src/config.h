@@ -15,6 +15,11 @@
 
 #define CONFIG_PATH_MAX 4096
 
+/* The largest --snapshot-max.  The master maps two halves of it and every
+ * worker may hold a few private copies; with 1 GiB the mapping (2 GiB + a
+ * header) still fits a 32-bit size_t, and blob offsets are 32-bit anyway. */
+#define CONFIG_SNAPSHOT_MAX_LIMIT ((uint64_t)1 << 30)
+
 struct config {
     char listen_addr[256]; /* "" = all addresses (dual-stack when possible) */
     uint16_t listen_port;  /* TCP port, 1..65535 */
@@ -28,7 +33,8 @@ struct config {
     int64_t rescan_interval_ms;  /* periodic full rescan of the personas dir */
     uint32_t max_message_bytes;  /* largest accepted incoming message */
     uint32_t max_connections;    /* per worker */
-    uint64_t snapshot_max_bytes; /* largest REST snapshot published */
+    uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
+    int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
     int verbose;                 /* 1: debug logging */
 };
 

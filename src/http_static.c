@@ -3,12 +3,14 @@
  *
  * The table comes from dashboard_assets.c, which contrib/embed-assets.sh
  * generates at build time from src/dashboard/ (see src/dashboard/dashboard.am).
- * The HTTP router calls http_static_find() and does the serving itself
- * (Content-Type, ETag, If-None-Match, HEAD).  The table is read-only and has a
+ * The HTTP router's dashboard row calls http_static_find() to match a path
+ * and http_static_handle() to serve it (Content-Type, ETag, If-None-Match;
+ * libmicrohttpd drops the body of a HEAD).  The table is read-only and has a
  * handful of entries: a linear search is fine.
  */
 #include <string.h>
 
+#include "http_reply.h"
 #include "http_static.h"
 
 /* Defined in the generated dashboard_assets.c. */
@@ -30,4 +32,17 @@ http_static_find(const char *url)
         if (strcmp(http_static_assets[i].path, url) == 0)
             return &http_static_assets[i];
     return NULL;
+}
+
+enum MHD_Result
+http_static_handle(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,
+                   const char *path, const char *method)
+{
+    (void)w, (void)rq, (void)method;
+    const struct http_static_asset *a = http_static_find(path);
+    if (a == NULL)
+        return http_reply_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    return http_reply_tagged(conn, r, a->etag, a->content_type, "no-cache");
 }

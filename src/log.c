@@ -21,7 +21,7 @@
  * fourfold; up to PIPE_BUF (4096 on Linux) one write to a pipe is atomic. */
 #define LOG_LINE_BYTES 4096
 
-/* The only mutable state: the threshold, set once at start-up and on reload. */
+/* The only mutable state: the threshold, set once at start-up (options are read only then). */
 static enum log_level log_threshold = LOG_LEVEL_INFO;
 
 void

@@ -2,9 +2,20 @@
  * log - leveled logging to stderr, one line per message: "personad[PID]: LEVEL: text".
  *
  * Used by every process (master and workers).  log_warn appends strerror(errno);
- * log_warnx does not.  fatal* log and exit(1): only for start-up errors and master
- * invariants.  panic logs and aborts: impossible states.  Never call these from a
- * signal handler.
+ * log_warnx does not.  Never call these from a signal handler.
+ *
+ * Which failure gets which:
+ *   - log_warn/log_warnx (or log_error): anything recoverable, above all what one
+ *     client, request, connection or file can cause, and resource shortages (out
+ *     of memory, descriptors) at run time.  The one connection, request or file
+ *     is dropped or kept at its last good state; the process goes on serving.
+ *   - fatal/fatalx (exit 1): start-up errors before anyone is served (bad
+ *     options, the port taken, shared memory that cannot be made) and the
+ *     set-up of a new worker before its loop runs (its exit is a crash the
+ *     master respawns).  Never for something a client or a file can cause.
+ *   - panic (abort): impossible states only, a broken invariant of our own code
+ *     that no input can reach (e.g. a checked event that no longer fits its ring
+ *     slot); never for a run-time failure of a system call or an allocation.
  *
  * The text is escaped after formatting (log_escape), so nothing a file name, a
  * request target or a library message carries can end a line early or reach a

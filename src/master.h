@@ -1,7 +1,8 @@
 /*
- * master - the master process: scans and watches the personas directory,
- * publishes the snapshot and events into shared memory, forks and respawns the
- * workers, and handles signals (TERM/INT stop, HUP rescan, USR1 log reopen).
+ * master - the master process: drives the persona sources (the personas
+ * directory), publishes the snapshot and events into shared memory, forks and
+ * respawns the workers, and handles signals (TERM/INT stop, HUP rescan; USR1 is
+ * only logged: logs go to stderr, there is nothing to reopen).
  */
 #ifndef PERSONAD_MASTER_H
 #define PERSONAD_MASTER_H

@@ -130,6 +130,45 @@ net_listen(const char *addr, uint16_t port, int *fds, int want, char *msg, size_
     return n;
 }
 
+int
+net_unlisten(int *fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(*fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    int reuseport = 0;
+#if HAVE_DECL_SO_REUSEPORT
+    socklen_t optlen = sizeof(reuseport);
+    if (getsockopt(*fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, &optlen) != 0)
+        reuseport = 0;
+#endif
+    struct addrinfo ai;
+    memset(&ai, 0, sizeof(ai));
+    ai.ai_family = ss.ss_family;
+    ai.ai_socktype = SOCK_STREAM;
+    ai.ai_addr = (struct sockaddr *)&ss;
+    ai.ai_addrlen = len;
+    if (reuseport) {
+        /* Bound beside the old socket first: the port is never free. */
+        int fresh = bind_one(&ai, 1, 0);
+        if (fresh < 0)
+            return -1;
+        close(*fd);
+        *fd = fresh;
+        return 0;
+    }
+    close(*fd);
+    *fd = bind_one(&ai, 0, 0);
+    return *fd < 0 ? -1 : 0;
+}
+
+int
+net_relisten(int fd)
+{
+    return listen(fd, NET_BACKLOG);
+}
+
 void
 net_peer_name(int fd, char *buf, size_t size)
 {
@@ -151,12 +190,27 @@ net_peer_name(int fd, char *buf, size_t size)
     snprintf(buf, size, "%s:%u", host, port);
 }
 
-void
-net_raise_nofile(void)
+static uint64_t
+rlim_u64(rlim_t v)
+{
+    return v == RLIM_INFINITY ? UINT64_MAX : (uint64_t)v;
+}
+
+int
+net_raise_nofile(uint64_t want, uint64_t *soft, uint64_t *hard)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    *soft = *hard = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    *soft = rlim_u64(rl.rlim_cur);
+    *hard = rlim_u64(rl.rlim_max);
+    if (*soft >= want)
+        return 0;
+    /* Fits rlim_t: either want (at most about a million) or the hard limit. */
+    rl.rlim_cur = want < *hard ? (rlim_t)want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    *soft = rlim_u64(rl.rlim_cur);
+    return 0;
 }

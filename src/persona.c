@@ -47,44 +47,63 @@ persona_utf8_valid(const unsigned char *s, size_t len)
     return 1;
 }
 
-/* Sort an object's members by key, recursively.  Insertion sort on the linked
- * list: O(n^2) per object, fine for the tens of keys personas have; stable, so
- * duplicate keys keep their file order. */
-static void
-sort_keys(cJSON *node)
+/* Scratch for canonicalise: one object's members at a time. */
+struct canon {
+    cJSON **members; /* owned, cap entries */
+    size_t cap;
+    size_t values; /* values seen so far, the root included */
+};
+
+static int
+member_cmp(const void *a, const void *b)
 {
-    if (node == NULL)
-        return;
-    for (cJSON *c = node->child; c != NULL; c = c->next)
-        sort_keys(c);
-    if (!cJSON_IsObject(node) || node->child == NULL)
-        return;
-    cJSON *sorted = NULL;
-    cJSON *c = node->child;
-    while (c != NULL) {
-        cJSON *next = c->next;
-        c->prev = c->next = NULL;
-        if (sorted == NULL || strcmp(c->string, sorted->string) < 0) {
-            c->next = sorted;
-            sorted = c;
-        } else {
-            cJSON *p = sorted;
-            while (p->next != NULL && strcmp(p->next->string, c->string) <= 0)
-                p = p->next;
-            c->next = p->next;
-            p->next = c;
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    return strcmp(x->string, y->string);
+}
+
+/* Sort every object's members by name (strcmp order, which is memcmp order for
+ * these NUL-free names), at every depth below node, and refuse duplicate names
+ * and trees over the caps.  An object's members are collected into an array,
+ * sorted with qsort and relinked: O(m log m) for m members.  Names are unique
+ * once checked, so the order is total and qsort's instability does not show.
+ * Recursion depth is bounded by cJSON's nesting limit (1000). */
+static const char *
+canonicalise(cJSON *node, struct canon *cx)
+{
+    size_t m = 0;
+    for (cJSON *c = node->child; c != NULL; c = c->next, m++)
+        if (++cx->values > PERSONA_MAX_JSON_VALUES)
+            return "more than 100000 JSON values";
+    if (cJSON_IsObject(node) && m > 1) {
+        if (m > PERSONA_MAX_OBJECT_MEMBERS)
+            return "an object has more than 10000 members";
+        if (m > cx->cap) {
+            cJSON **a = realloc(cx->members, m * sizeof(*a));
+            if (a == NULL)
+                return "out of memory";
+            cx->members = a;
+            cx->cap = m;
         }
-        c = next;
+        size_t k = 0;
+        for (cJSON *c = node->child; c != NULL; c = c->next)
+            cx->members[k++] = c;
+        qsort(cx->members, m, sizeof(*cx->members), member_cmp);
+        for (k = 1; k < m; k++)
+            if (strcmp(cx->members[k - 1]->string, cx->members[k]->string) == 0)
+                return "an object has two members with the same name";
+        /* cJSON's list: next ends in NULL, the first's prev points at the last. */
+        for (k = 0; k < m; k++) {
+            cx->members[k]->prev = cx->members[k > 0 ? k - 1 : m - 1];
+            cx->members[k]->next = k + 1 < m ? cx->members[k + 1] : NULL;
+        }
+        node->child = cx->members[0];
     }
-    /* cJSON keeps child->prev pointing at the last element. */
-    cJSON *last = sorted;
-    for (cJSON *p = sorted; p != NULL; p = p->next) {
-        if (p->next != NULL)
-            p->next->prev = p;
-        last = p;
+    for (cJSON *c = node->child; c != NULL; c = c->next) {
+        const char *err = canonicalise(c, cx);
+        if (err != NULL)
+            return err;
     }
-    sorted->prev = last;
-    node->child = sorted;
+    return NULL;
 }
 
 static const char *
@@ -118,26 +137,47 @@ take_object(cJSON *obj, const char *key, const char **err, const char *msg)
     return v;
 }
 
-/* 1 if a JSON string in data escapes a NUL (\u0000).  cJSON decodes it into a
- * C string, which would silently cut the value short there (two names "a\u0000x"
- * and "a\u0000y" would both become "a"), so such files are rejected.  Only
- * string contents are looked at, and an escaped backslash is skipped. */
-static int
-has_nul_escape(const char *data, size_t len)
+/* One pass over the text before cJSON sees it.
+ *
+ * A NUL in a string, escaped (\u0000) or raw, is refused: cJSON decodes
+ * strings into C strings, which would cut the value short there (names
+ * "a\u0000x" and "a\u0000y" would both become "a").  An escaped backslash is
+ * skipped.
+ *
+ * The values cJSON would allocate are counted, so that a tree over the cap is
+ * refused before it is built: outside strings, every value but the root follows
+ * a comma or opens a non-empty array or object (exact for valid JSON; invalid
+ * JSON fails in cJSON anyway).  Like cJSON, every byte up to 0x20 counts as
+ * white space between tokens. */
+static const char *
+prescan(const char *data, size_t len)
 {
-    int in_string = 0;
+    size_t values = 1;
+    int in_string = 0, after_open = 0;
     for (size_t i = 0; i < len; i++) {
-        if (!in_string) {
-            in_string = data[i] == '"';
-        } else if (data[i] == '"') {
-            in_string = 0;
-        } else if (data[i] == '\\' && i + 1 < len) {
-            if (data[i + 1] == 'u' && i + 5 < len && memcmp(data + i + 2, "0000", 4) == 0)
-                return 1;
-            i++; /* the escaped character, e.g. the second backslash of \\ */
+        unsigned char c = (unsigned char)data[i];
+        if (in_string) {
+            if (c == '"') {
+                in_string = 0;
+            } else if (c == '\0') {
+                return "invalid JSON: a raw NUL byte in a string";
+            } else if (c == '\\' && i + 1 < len) {
+                if (data[i + 1] == 'u' && i + 5 < len && memcmp(data + i + 2, "0000", 4) == 0)
+                    return "a string contains \\u0000 (NUL), which is not supported";
+                i++; /* the escaped character, e.g. the second backslash of \\ */
+            }
+            continue;
         }
+        if (c <= 0x20)
+            continue;
+        if ((after_open && c != ']' && c != '}') || c == ',')
+            values++;
+        after_open = c == '[' || c == '{';
+        in_string = c == '"';
+        if (values > PERSONA_MAX_JSON_VALUES)
+            return "more than 100000 JSON values";
     }
-    return 0;
+    return NULL;
 }
 
 const char *
@@ -148,26 +188,51 @@ persona_parse(const char *data, size_t len, struct persona *out)
         return "file is larger than 1 MiB";
     if (!persona_utf8_valid((const unsigned char *)data, len))
         return "file is not valid UTF-8";
-    if (has_nul_escape(data, len))
-        return "a string contains \\u0000 (NUL), which is not supported";
+    const char *err = prescan(data, len);
+    if (err != NULL)
+        return err;
+    /* cJSON gets a NUL-terminated copy.  cJSON_ParseWithLengthOpts is meant
+     * to stay within len, but before 1.7.18 it read the byte after a trailing
+     * comma in an object (cJSON issue #800, CVE-2023-53154: "{\"a\":1," read
+     * one past a buffer of exactly len bytes; Debian 12 patched its 1.7.15 only
+     * in 1.7.15-1+deb12u3).  The terminator is not counted in the length:
+     * trailing bytes are checked below, for a more precise message. */
+    char *text = malloc(len + 1);
+    if (text == NULL)
+        return "out of memory";
+    memcpy(text, data, len);
+    text[len] = '\0';
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
-    if (root == NULL)
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (root == NULL) {
+        free(text);
         return "invalid JSON";
+    }
     /* Only white space may follow the value. */
-    for (const char *p = end; p != NULL && p < data + len; p++) {
+    for (const char *p = end; p != NULL && p < text + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
-            cJSON_Delete(root);
-            return "invalid JSON: trailing data after the object";
+            err = "invalid JSON: trailing data after the object";
+            break;
         }
     }
-    const char *err = NULL;
+    free(text);
+    if (err != NULL) {
+        cJSON_Delete(root);
+        return err;
+    }
+    struct canon cx = {NULL, 0, 1};
     cJSON *obj = NULL, *spec = NULL, *status = NULL;
     const char *name = NULL;
     if (!cJSON_IsObject(root)) {
         err = "not a JSON object";
         goto out;
     }
+    /* The whole tree, so that no object anywhere has duplicate names; spec and
+     * status come out sorted. */
+    err = canonicalise(root, &cx);
+    free(cx.members);
+    if (err != NULL)
+        goto out;
     cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     cJSON *n = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "name") : NULL;
     if (n == NULL)
@@ -187,8 +252,6 @@ persona_parse(const char *data, size_t len, struct persona *out)
         goto out;
     if ((status = take_object(root, "status", &err, "status is not an object")) == NULL)
         goto out;
-    sort_keys(spec);
-    sort_keys(status);
     obj = cJSON_CreateObject();
     if (obj == NULL || cJSON_AddStringToObject(obj, "name", name) == NULL) {
         err = "out of memory";
@@ -231,9 +294,10 @@ persona_event_json(const char *type, const char *name)
     cJSON *msg = cJSON_CreateObject();
     cJSON *data = cJSON_CreateObject();
     char *out = NULL;
+    /* On failure cJSON_AddItemToObject leaves data to us (and msg without it). */
     if (msg != NULL && data != NULL && cJSON_AddStringToObject(msg, "type", type) != NULL &&
-        cJSON_AddStringToObject(data, "name", name) != NULL) {
-        cJSON_AddItemToObject(msg, "data", data);
+        cJSON_AddStringToObject(data, "name", name) != NULL &&
+        cJSON_AddItemToObject(msg, "data", data)) {
         data = NULL;
         out = cJSON_PrintUnformatted(msg);
     }

@@ -1,65 +1,64 @@
 /*
  * store - see store.h.
  *
- * Data: files[] sorted by file name, each with its last good persona (or none)
- * and the stat signature it was read at; "published", the master's private copy
- * of the last snapshot blob published.  The desired state is derived from
- * files[] at commit time: walking files in name order, the first file to claim
- * a cluster name wins ("lexicographically smallest file name wins").  Diffing
- * desired against the published blob compares canonical bytes, so formatting
- * and key order never produce events, and the blob is the only second copy.
+ * Data: records[] sorted by (source id, key), each with its last good persona
+ * (or none) and, while its content is bad, what was warned about; "published",
+ * the master's private copy of the last snapshot blob published.  The desired
+ * state is derived from records[] at commit time: walking them in (name,
+ * source, key) order, the first record to claim a cluster name wins (for the
+ * directory: "lexicographically smallest file name wins").  Diffing desired
+ * against the published blob compares canonical bytes, so formatting and key
+ * order never produce events, and the blob is the only second copy.
  *
- * O(n log n) per commit with n files: fine for thousands of files; commits
- * happen once per batch of file-system notifications, not per file.
+ * O(n log n) per commit with n records: fine for thousands; commits happen
+ * once per batch of changes, not per record.
  */
 #include "build_config.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "persona.h"
 #include "store.h"
 
-struct file_sig {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-    struct timespec ctime; /* catches same-size in-place rewrites within one mtime tick */
-};
-
-struct store_file {
-    char *filename;      /* owned */
-    struct file_sig sig; /* as last read */
+struct store_record {
+    int src;
+    char *key;           /* owned */
     struct persona good; /* last good content; name == NULL if never good */
     int bad;             /* current content is bad (good is kept) */
-    int seen;            /* mark for store_rescan */
-    int conflict_warned; /* lost a name to a smaller file name; warned */
+    const char *bad_why; /* bad: the reason warned about (static) */
+    uint64_t bad_hash;   /* bad: snapshot_hash of that content, or the source's tag */
+    int seen;            /* put or touched since store_sync_begin */
+    int conflict_warned; /* lost a name to a record ordered before it; warned */
+};
+
+struct store_source {
+    const char *what; /* static: "persona file" */
+    int syncing;      /* between store_sync_begin and _end or _cancel */
 };
 
 struct store {
     struct snapshot *snap; /* not owned */
     struct ring *ring;     /* not owned */
-    struct store_file *files;
-    size_t nfiles, cap_files;
+    struct store_source sources[STORE_SOURCES_MAX];
+    int nsources;
+    struct store_record *records;
+    size_t nrecords, cap_records;
     uint8_t *published; /* owned: the blob last published, NULL before the first */
     size_t published_len;
     uint64_t *published_versions; /* owned: persona version of each published entry */
     uint64_t next_version;        /* last persona version handed out */
     uint64_t events;
+    int (*stop)(void *); /* store_set_interrupt, or NULL */
+    void *stop_arg;
 };
 
-/* One cluster of the desired state, pointing into files[]. */
+/* One cluster of the desired state, pointing into records[]. */
 struct claim {
     const struct persona *p;
-    struct store_file *file;
+    struct store_record *rec;
 };
 
 struct store *
@@ -73,36 +72,64 @@ store_new(struct snapshot *snap, struct ring *ring)
     return st;
 }
 
+static void
+record_free(struct store_record *r)
+{
+    free(r->key);
+    persona_free(&r->good);
+}
+
 void
 store_free(struct store *st)
 {
     if (st == NULL)
         return;
-    for (size_t i = 0; i < st->nfiles; i++) {
-        free(st->files[i].filename);
-        persona_free(&st->files[i].good);
-    }
-    free(st->files);
+    for (size_t i = 0; i < st->nrecords; i++)
+        record_free(&st->records[i]);
+    free(st->records);
     free(st->published);
     free(st->published_versions);
     free(st);
 }
 
 int
-store_is_candidate(const char *fn)
+store_add_source(struct store *st, const char *what)
 {
-    size_t n = strlen(fn);
-    return n > 5 && fn[0] != '.' && strchr(fn, '/') == NULL && strcmp(fn + n - 5, ".json") == 0;
+    if (st->nsources == STORE_SOURCES_MAX)
+        return -1;
+    st->sources[st->nsources] = (struct store_source){what, 0};
+    return st->nsources++;
 }
 
-/* Binary search: index of filename, or where it would be inserted (*found = 0). */
-static size_t
-file_index(const struct store *st, const char *fn, int *found)
+void
+store_set_interrupt(struct store *st, int (*stop)(void *), void *arg)
 {
-    size_t lo = 0, hi = st->nfiles;
+    st->stop = stop;
+    st->stop_arg = arg;
+}
+
+int
+store_interrupted(const struct store *st)
+{
+    return st->stop != NULL && st->stop(st->stop_arg);
+}
+
+static int
+record_cmp(const struct store_record *r, int src, const char *key)
+{
+    if (r->src != src)
+        return r->src < src ? -1 : 1;
+    return strcmp(r->key, key);
+}
+
+/* Binary search: index of src/key, or where it would be inserted (*found = 0). */
+static size_t
+record_index(const struct store *st, int src, const char *key, int *found)
+{
+    size_t lo = 0, hi = st->nrecords;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(st->files[mid].filename, fn);
+        int c = record_cmp(&st->records[mid], src, key);
         if (c == 0) {
             *found = 1;
             return mid;
@@ -116,207 +143,184 @@ file_index(const struct store *st, const char *fn, int *found)
     return lo;
 }
 
-static void
-file_forget(struct store *st, size_t i)
-{
-    log_info("persona file %s removed", st->files[i].filename);
-    free(st->files[i].filename);
-    persona_free(&st->files[i].good);
-    memmove(&st->files[i], &st->files[i + 1], (st->nfiles - i - 1) * sizeof(st->files[0]));
-    st->nfiles--;
-}
-
-static struct store_file *
-file_insert(struct store *st, size_t at, const char *fn)
-{
-    if (st->nfiles == st->cap_files) {
-        size_t cap = st->cap_files ? st->cap_files * 2 : 64;
-        struct store_file *f = realloc(st->files, cap * sizeof(*f));
-        if (f == NULL)
-            return NULL;
-        st->files = f;
-        st->cap_files = cap;
-    }
-    char *copy = strdup(fn);
-    if (copy == NULL)
-        return NULL;
-    memmove(&st->files[at + 1], &st->files[at], (st->nfiles - at) * sizeof(st->files[0]));
-    st->nfiles++;
-    memset(&st->files[at], 0, sizeof(st->files[at]));
-    st->files[at].filename = copy;
-    return &st->files[at];
-}
-
-/* Read a whole regular file (at most PERSONA_FILE_MAX_BYTES + 1 bytes, so an
- * oversized file is detected without reading it all). */
-static char *
-read_file(int fd, size_t *len, const char **err)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        *err = "out of memory";
-        return NULL;
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap > PERSONA_FILE_MAX_BYTES) {
-                *len = n;
-                return buf; /* persona_parse reports it as too large */
-            }
-            cap *= 2;
-            char *b = realloc(buf, cap);
-            if (b == NULL) {
-                free(buf);
-                *err = "out of memory";
-                return NULL;
-            }
-            buf = b;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            *err = strerror(errno);
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    *len = n;
-    return buf;
-}
-
-static int
-sig_equal(const struct file_sig *a, const struct file_sig *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
-           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
-}
-
-static void
-sig_of(const struct stat *sb, struct file_sig *sig)
-{
-    sig->dev = sb->st_dev;
-    sig->ino = sb->st_ino;
-    sig->size = sb->st_size;
-    sig->mtime = sb->st_mtim;
-    sig->ctime = sb->st_ctim;
-}
-
-/* Parse an open file into entry f (new or existing). */
-static void
-file_load(struct store *st, struct store_file *f, int fd, const struct stat *sb)
-{
-    const char *err = NULL;
-    size_t len = 0;
-    char *data = NULL;
-    sig_of(sb, &f->sig);
-    if ((uintmax_t)sb->st_size > PERSONA_FILE_MAX_BYTES)
-        err = "file is larger than 1 MiB";
-    else
-        data = read_file(fd, &len, &err);
-    struct persona p;
-    if (err == NULL)
-        err = persona_parse(data, len, &p);
-    free(data);
-    f->conflict_warned = 0;
-    if (err != NULL) {
-        if (f->good.name != NULL)
-            log_warnx("persona file %s: %s; keeping cluster %s as it was", f->filename, err,
-                      f->good.name);
-        else
-            log_warnx("persona file %s: %s; skipped", f->filename, err);
-        f->bad = 1;
-        return;
-    }
-    if (f->bad)
-        log_info("persona file %s is valid again", f->filename);
-    f->bad = 0;
-    persona_free(&f->good);
-    f->good = p;
-    f->good.version = ++st->next_version;
-}
-
-static void
-file_refresh(struct store *st, int dir_fd, const char *fn, int only_if_changed)
+/* The record src/key, created (empty) if there is none; NULL on ENOMEM. */
+static struct store_record *
+record_get(struct store *st, int src, const char *key)
 {
     int found;
-    size_t i = file_index(st, fn, &found);
-    int fd = openat(dir_fd, fn, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        if (fd < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
-            log_warn("persona file %s: open", fn);
-        if (fd >= 0)
-            close(fd);
-        if (found)
-            file_forget(st, i);
-        return;
+    size_t at = record_index(st, src, key, &found);
+    if (found)
+        return &st->records[at];
+    if (st->nrecords == st->cap_records) {
+        size_t cap = st->cap_records ? st->cap_records * 2 : 64;
+        struct store_record *r = realloc(st->records, cap * sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        st->records = r;
+        st->cap_records = cap;
     }
-    struct store_file *f = found ? &st->files[i] : NULL;
-    if (f != NULL)
-        f->seen = 1;
-    struct file_sig sig;
-    sig_of(&sb, &sig);
-    if (f != NULL && only_if_changed && sig_equal(&sig, &f->sig)) {
-        close(fd);
-        return;
-    }
-    if (f == NULL) {
-        f = file_insert(st, i, fn);
-        if (f == NULL) {
-            log_warnx("persona file %s: out of memory; skipped", fn);
-            close(fd);
-            return;
-        }
-        f->seen = 1;
-    }
-    file_load(st, f, fd, &sb);
-    close(fd);
+    char *copy = strdup(key);
+    if (copy == NULL)
+        return NULL;
+    memmove(&st->records[at + 1], &st->records[at], (st->nrecords - at) * sizeof(st->records[0]));
+    st->nrecords++;
+    memset(&st->records[at], 0, sizeof(st->records[at]));
+    st->records[at].src = src;
+    st->records[at].key = copy;
+    return &st->records[at];
 }
 
-void
-store_file_changed(struct store *st, int dir_fd, const char *fn)
+static const char *
+source_what(const struct store *st, int src)
 {
-    if (store_is_candidate(fn))
-        file_refresh(st, dir_fd, fn, 0);
+    return st->sources[src].what;
+}
+
+/* New content of r: p if err is NULL, else bad for reason err, the content
+ * identified by hash (warned once per content: re-reading the same bytes, a
+ * touch or a notification without a change, is not news). */
+static void
+record_update(struct store *st, struct store_record *r, const char *err, uint64_t hash,
+              struct persona *p)
+{
+    const char *what = source_what(st, r->src);
+    r->seen = 1;
+    r->conflict_warned = 0;
+    if (err != NULL) {
+        if (!r->bad || r->bad_why != err || r->bad_hash != hash) {
+            if (r->good.name != NULL)
+                log_warnx("%s %s: %s; keeping cluster %s as it was", what, r->key, err,
+                          r->good.name);
+            else
+                log_warnx("%s %s: %s; skipped", what, r->key, err);
+        }
+        r->bad = 1;
+        r->bad_why = err;
+        r->bad_hash = hash;
+        return;
+    }
+    if (r->bad)
+        log_info("%s %s is valid again", what, r->key);
+    r->bad = 0;
+    r->bad_why = NULL;
+    persona_free(&r->good);
+    r->good = *p;
+    r->good.version = ++st->next_version;
+}
+
+static struct store_record *
+record_for_put(struct store *st, int src, const char *key)
+{
+    struct store_record *r = record_get(st, src, key);
+    if (r == NULL)
+        log_warnx("%s %s: out of memory; skipped", source_what(st, src), key);
+    return r;
 }
 
 int
-store_rescan(struct store *st, int dir_fd)
+store_put(struct store *st, int src, const char *key, const char *data, size_t len)
 {
-    int fd = dup(dir_fd);
-    if (fd < 0)
+    struct store_record *r = record_for_put(st, src, key);
+    if (r == NULL)
         return -1;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return -1;
-    }
-    rewinddir(d);
-    for (size_t i = 0; i < st->nfiles; i++)
-        st->files[i].seen = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (store_is_candidate(de->d_name))
-            file_refresh(st, dir_fd, de->d_name, 1);
-        errno = 0;
-    }
-    int saved = errno;
-    closedir(d);
-    if (saved != 0) {
-        errno = saved;
-        return -1; /* a partial listing must not delete anything */
-    }
-    for (size_t i = st->nfiles; i-- > 0;)
-        if (!st->files[i].seen)
-            file_forget(st, i);
+    struct persona p;
+    const char *err = persona_parse(data, len, &p);
+    record_update(st, r, err, snapshot_hash(data, len), &p);
     return 0;
+}
+
+int
+store_put_bad(struct store *st, int src, const char *key, const char *why, uint64_t tag)
+{
+    struct store_record *r = record_for_put(st, src, key);
+    if (r == NULL)
+        return -1;
+    record_update(st, r, why, tag, NULL);
+    return 0;
+}
+
+int
+store_touch(struct store *st, int src, const char *key)
+{
+    int found;
+    size_t i = record_index(st, src, key, &found);
+    if (!found)
+        return -1;
+    st->records[i].seen = 1;
+    return 0;
+}
+
+void
+store_remove(struct store *st, int src, const char *key)
+{
+    int found;
+    size_t i = record_index(st, src, key, &found);
+    if (!found)
+        return;
+    record_free(&st->records[i]);
+    memmove(&st->records[i], &st->records[i + 1], (st->nrecords - i - 1) * sizeof(st->records[0]));
+    st->nrecords--;
+}
+
+/* The records of src: [*lo, *hi) (they are contiguous: sorted by source first). */
+static void
+source_range(const struct store *st, int src, size_t *lo, size_t *hi)
+{
+    size_t a = 0, b = st->nrecords;
+    while (a < b) { /* first record with source >= src */
+        size_t mid = a + (b - a) / 2;
+        if (st->records[mid].src < src)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *lo = a;
+    b = st->nrecords;
+    while (a < b) { /* first record with source > src */
+        size_t mid = a + (b - a) / 2;
+        if (st->records[mid].src <= src)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *hi = a;
+}
+
+void
+store_sync_begin(struct store *st, int src)
+{
+    size_t lo, hi;
+    source_range(st, src, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        st->records[i].seen = 0;
+    st->sources[src].syncing = 1;
+}
+
+void
+store_sync_end(struct store *st, int src)
+{
+    if (!st->sources[src].syncing)
+        return;
+    st->sources[src].syncing = 0;
+    size_t lo, hi, out;
+    source_range(st, src, &lo, &hi);
+    out = lo;
+    for (size_t i = lo; i < hi; i++) {
+        if (st->records[i].seen)
+            st->records[out++] = st->records[i];
+        else
+            record_free(&st->records[i]);
+    }
+    if (out == hi)
+        return; /* nothing removed (and records may be NULL) */
+    memmove(&st->records[out], &st->records[hi], (st->nrecords - hi) * sizeof(st->records[0]));
+    st->nrecords -= hi - out;
+}
+
+void
+store_sync_cancel(struct store *st, int src)
+{
+    st->sources[src].syncing = 0;
 }
 
 static int
@@ -325,7 +329,7 @@ claim_cmp(const void *a, const void *b)
     const struct claim *x = a, *y = b;
     int c = snapshot_name_cmp(x->p->name, x->p->name_len, y->p->name, y->p->name_len);
     if (c == 0)
-        c = strcmp(x->file->filename, y->file->filename);
+        c = record_cmp(x->rec, y->rec->src, y->rec->key);
     return c;
 }
 
@@ -333,22 +337,28 @@ claim_cmp(const void *a, const void *b)
 static struct claim *
 desired_state(struct store *st, size_t *n)
 {
-    struct claim *c = malloc((st->nfiles ? st->nfiles : 1) * sizeof(*c));
+    struct claim *c = malloc((st->nrecords ? st->nrecords : 1) * sizeof(*c));
     if (c == NULL)
         return NULL;
     size_t k = 0;
-    for (size_t i = 0; i < st->nfiles; i++)
-        if (st->files[i].good.name != NULL)
-            c[k++] = (struct claim){&st->files[i].good, &st->files[i]};
+    for (size_t i = 0; i < st->nrecords; i++)
+        if (st->records[i].good.name != NULL)
+            c[k++] = (struct claim){&st->records[i].good, &st->records[i]};
     qsort(c, k, sizeof(*c), claim_cmp);
     size_t out = 0;
     for (size_t i = 0; i < k; i++) {
         if (out > 0 && snapshot_name_cmp(c[out - 1].p->name, c[out - 1].p->name_len, c[i].p->name,
                                          c[i].p->name_len) == 0) {
-            if (!c[i].file->conflict_warned) {
-                log_warnx("persona file %s: cluster %s is already defined by %s; ignored",
-                          c[i].file->filename, c[i].p->name, c[out - 1].file->filename);
-                c[i].file->conflict_warned = 1;
+            struct store_record *loser = c[i].rec, *winner = c[out - 1].rec;
+            if (!loser->conflict_warned) {
+                if (loser->src == winner->src)
+                    log_warnx("%s %s: cluster %s is already defined by %s; ignored",
+                              source_what(st, loser->src), loser->key, c[i].p->name, winner->key);
+                else
+                    log_warnx("%s %s: cluster %s is already defined by %s %s; ignored",
+                              source_what(st, loser->src), loser->key, c[i].p->name,
+                              source_what(st, winner->src), winner->key);
+                loser->conflict_warned = 1;
             }
             continue;
         }
@@ -362,7 +372,7 @@ enum diff_kind { DIFF_DELETED, DIFF_ADDED, DIFF_UPDATED };
 
 struct diff {
     enum diff_kind kind;
-    const char *name; /* points into the old blob or into files[] */
+    const char *name; /* points into the old blob or into records[] */
     size_t name_len;
 };
 
@@ -426,11 +436,33 @@ static const enum ring_event_type event_ring_type[] = {
     [DIFF_UPDATED] = RING_EVENT_UPDATED,
 };
 
+/* One event, serialised: the ring payload. */
+struct event {
+    enum ring_event_type type;
+    uint32_t len;
+    char *msg; /* owned */
+};
+
 static void
-append_events(struct store *st, const struct diff *d, size_t n)
+events_free(struct event *ev, size_t n)
 {
-    /* Deletions first, so a rename A -> B reads "deleted A, added B". */
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].msg);
+    free(ev);
+}
+
+/* The events of the n differences, serialised in the order they enter the
+ * ring: deletions first (so a rename A -> B reads "deleted A, added B"), then
+ * additions, then updates.  NULL on ENOMEM.  Done before the snapshot is
+ * published, so that nothing after the publish can fail. */
+static struct event *
+events_prepare(const struct diff *d, size_t n)
+{
     static const enum diff_kind order[] = {DIFF_DELETED, DIFF_ADDED, DIFF_UPDATED};
+    struct event *ev = malloc((n ? n : 1) * sizeof(*ev));
+    size_t k = 0;
+    if (ev == NULL)
+        return NULL;
     for (size_t o = 0; o < 3; o++) {
         for (size_t i = 0; i < n; i++) {
             if (d[i].kind != order[o])
@@ -439,16 +471,30 @@ append_events(struct store *st, const struct diff *d, size_t n)
             memcpy(name, d[i].name, d[i].name_len);
             name[d[i].name_len] = '\0';
             char *msg = persona_event_json(event_type_name[d[i].kind], name);
-            if (msg == NULL)
-                panic("out of memory serialising an event"); /* would leave a gap */
-            int64_t seq =
-                ring_append(st->ring, event_ring_type[d[i].kind], msg, (uint32_t)strlen(msg));
-            if (seq < 0)
+            if (msg == NULL) {
+                events_free(ev, k);
+                return NULL;
+            }
+            size_t len = strlen(msg);
+            /* A name is at most 253 bytes, escaped at most 6 bytes each. */
+            if (len > RING_PAYLOAD_MAX)
                 panic("event for %s does not fit a ring slot", name);
-            log_debug("event %lld %s", (long long)seq, msg);
-            free(msg);
-            st->events++;
+            ev[k++] = (struct event){event_ring_type[d[i].kind], (uint32_t)len, msg};
         }
+    }
+    return ev;
+}
+
+/* After the publish: appending checked payloads cannot fail. */
+static void
+events_append(struct store *st, const struct event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t seq = ring_append(st->ring, ev[i].type, ev[i].msg, ev[i].len);
+        if (seq < 0)
+            panic("ring_append of a checked event: %lld", (long long)seq);
+        log_debug("event %lld %s", (long long)seq, ev[i].msg);
+        st->events++;
     }
 }
 
@@ -473,12 +519,14 @@ store_commit(struct store *st, int baseline)
         free(want);
         return 0;
     }
-    uint64_t seq = ring_head(st->ring) + (baseline ? 0 : nd);
+    size_t nev = baseline ? 0 : nd;
+    struct event *ev = events_prepare(d, nev);
+    uint64_t seq = ring_head(st->ring) + nev;
     struct snap_item *items = malloc((nwant ? nwant : 1) * sizeof(*items));
     uint64_t *versions = malloc((nwant ? nwant : 1) * sizeof(*versions));
     size_t blob_len = 0;
     uint8_t *blob = NULL;
-    if (items != NULL && versions != NULL) {
+    if (ev != NULL && items != NULL && versions != NULL) {
         for (size_t i = 0; i < nwant; i++) {
             const struct persona *p = want[i].p;
             items[i] = (struct snap_item){p->name, (uint32_t)p->name_len, p->obj,
@@ -489,20 +537,21 @@ store_commit(struct store *st, int baseline)
     }
     free(items);
     int rc = -1;
-    if (blob == NULL) {
+    if (ev == NULL) {
+        log_error("out of memory serialising %zu event(s); will retry", nev);
+    } else if (blob == NULL) {
         log_error("out of memory building the snapshot; will retry");
     } else if (snapshot_publish(st->snap, blob, blob_len) != SNAPSHOT_OK) {
         log_error("snapshot of %zu bytes exceeds --snapshot-max (%llu bytes per copy); "
                   "%s, %zu change(s) held back",
-                  blob_len, (unsigned long long)st->snap->hdr->half_bytes,
+                  blob_len, (unsigned long long)st->snap->half_bytes,
                   st->published != NULL ? "still serving the previous one"
                                         : "serving an empty list until it fits",
                   nd);
     } else {
         /* Published: now, and only now, the events may enter the ring. */
-        if (!baseline)
-            append_events(st, d, nd);
-        rc = baseline ? 0 : (int)nd;
+        events_append(st, ev, nev);
+        rc = (int)nev;
         free(st->published);
         free(st->published_versions);
         st->published = blob;
@@ -511,6 +560,8 @@ store_commit(struct store *st, int baseline)
         blob = NULL;
         versions = NULL;
     }
+    if (ev != NULL)
+        events_free(ev, nev);
     free(versions);
     free(blob);
     free(d);
@@ -533,8 +584,8 @@ store_get_stats(const struct store *st, struct store_stats *out)
 {
     memset(out, 0, sizeof(*out));
     out->events = st->events;
-    out->files = (uint32_t)st->nfiles;
     out->clusters = st->published ? snapshot_blob_header(st->published)->count : 0;
-    for (size_t i = 0; i < st->nfiles; i++)
-        out->bad_files += st->files[i].bad != 0;
+    out->records = (uint32_t)st->nrecords;
+    for (size_t i = 0; i < st->nrecords; i++)
+        out->bad_records += st->records[i].bad != 0;
 }

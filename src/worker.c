@@ -6,6 +6,14 @@
  * window (one encoding per event per worker per protocol), fan them out to the
  * set, run MHD, expire the set's deadlines, and free the connections closed
  * during the pass.
+ *
+ * The worker accepts on its listening socket itself and hands each socket to
+ * MHD (MHD_add_connection).  libmicrohttpd 0.9.75, on EMFILE, stops watching
+ * its listening socket until one of its own connections closes, which upgraded
+ * WebSockets (handed off in ws_upgrade.c) no longer are: a worker that once hit
+ * its descriptor limit never accepted again.  Here an accept() that fails for
+ * lack of descriptors or memory pauses accepting until a client connection
+ * closes or WORKER_ACCEPT_PAUSE_MS has passed, whichever comes first.
  */
 #include "build_config.h"
 
@@ -16,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #if HAVE_MALLOC_H
 #include <malloc.h>
@@ -24,7 +34,7 @@
 #include <microhttpd.h>
 
 #include "clock.h"
-#include "http_api.h"
+#include "http_router.h"
 #include "log.h"
 #include "sig.h"
 #include "worker.h"
@@ -39,10 +49,23 @@
  * connection after a burst of handshakes).  Also room for big cookie headers. */
 #define WORKER_MHD_POOL_BYTES (40 * 1024)
 #define WORKER_MHD_IDLE_TIMEOUT_S 30
+/* HTTP connections MHD may hold beyond --max-connections (its connection
+ * limit; upgraded ones are not counted, their MHD copy is closed at once). */
+#define WORKER_HTTP_HEADROOM 1024
+/* Descriptors a worker holds besides its clients: stdio, the listening
+ * socket, two epoll fds, doorbell and signal pipes, and some slack. */
+#define WORKER_OWN_FDS 64
+#define WORKER_ACCEPT_BATCH 64      /* accept() calls per loop pass */
+#define WORKER_ACCEPT_PAUSE_MS 1000 /* retry period of a paused accept */
 
 /* Lines a second from libmicrohttpd, and from the WebSocket connections. */
 #define WORKER_MHD_LOG_PER_SECOND 5
 #define WORKER_CLIENT_LOG_PER_SECOND 10
+/* Snapshot copies (up to --snapshot-max each) come and go with generations.
+ * glibc's dynamic mmap threshold would soon put them on the heap, where a freed
+ * copy stays resident (and the heap fragments as sizes drift); a fixed
+ * threshold keeps each one its own mapping, returned as soon as it is freed. */
+#define WORKER_MMAP_THRESHOLD_BYTES (256 * 1024)
 
 /* libmicrohttpd logs per request (e.g. each oversized header it refuses):
  * clients must not be able to flood the log, so at most a few lines a second. */
@@ -75,21 +98,43 @@ on_mhd(struct ev_handler *h, uint32_t events)
     EV_CONTAINER(h, struct worker, ev_mhd)->mhd_ready = 1;
 }
 
+/* The listening socket is ready: accept after the handlers. */
+static void
+on_listen(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    EV_CONTAINER(h, struct worker, ev_listen)->listen_ready = 1;
+}
+
+static unsigned int
+mhd_connection_limit(const struct config *cfg)
+{
+    return cfg->max_connections + WORKER_HTTP_HEADROOM;
+}
+
+uint64_t
+worker_nofile_needed(const struct config *cfg)
+{
+    return (uint64_t)cfg->max_connections + WORKER_HTTP_HEADROOM + WORKER_OWN_FDS;
+}
+
 static void
 worker_start_mhd(struct worker *w)
 {
-    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
+    /* MHD never sees the listening socket: accept_pass() hands it connections. */
+    unsigned int flags =
+        MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     w->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, http_api_handler, w,
+        flags, 0, NULL, NULL, http_router_handler, w,
         /* The logger first, or MHD logs earlier option errors its own way. */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_api_uri_logger,
-        NULL, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_router_uri_logger,
+        NULL,
         /* MHD's default limit (FD_SETSIZE - 4) silently stops accepting at 1020. */
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(w->cfg->max_connections + 1024),
+        MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(w->cfg),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WORKER_MHD_IDLE_TIMEOUT_S,
-        MHD_OPTION_UNESCAPE_CALLBACK, http_api_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        http_api_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, http_router_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        http_router_completed, NULL, MHD_OPTION_END);
     if (w->mhd == NULL)
         fatalx("worker %u: MHD_start_daemon failed", w->index);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -97,6 +142,126 @@ worker_start_mhd(struct worker *w)
         fatalx("worker %u: libmicrohttpd has no epoll fd", w->index);
     w->ev_mhd.on_event = on_mhd;
     epoll_add(w, info->epoll_fd, &w->ev_mhd);
+}
+
+static unsigned int
+mhd_connections(struct worker *w)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info != NULL ? info->num_connections : 0;
+}
+
+/* Client connections holding a descriptor: upgraded ones and MHD's. */
+static uint64_t
+client_connections(struct worker *w)
+{
+    return (uint64_t)w->set.nconns + mhd_connections(w);
+}
+
+/* Stop watching the listening socket: accept() cannot succeed now (why), and
+ * retrying it at once would spin.  The pending clients wait in the queue. */
+static void
+accept_pause(struct worker *w, const char *why)
+{
+    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL) != 0)
+        fatal("worker %u: epoll_ctl(DEL, listening socket)", w->index);
+    w->accept_paused_until = w->now_ms + WORKER_ACCEPT_PAUSE_MS;
+    w->accept_paused_held = client_connections(w);
+    if (w->accept_limited)
+        return; /* still the same episode: logged already */
+    w->accept_limited = 1;
+    struct rlimit rl;
+    char limit[32] = "?";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+    log_warnx("worker %u: cannot accept: %s (%u WebSockets, %u HTTP connections, descriptor "
+              "limit %s); pausing accept() until a connection closes, at most %d ms",
+              w->index, why, w->set.nconns, mhd_connections(w), limit, WORKER_ACCEPT_PAUSE_MS);
+}
+
+/* After a loop pass: watch the listening socket again once the pause is over
+ * or a client connection has closed (so a descriptor is free). */
+static void
+accept_maybe_resume(struct worker *w)
+{
+    if (w->accept_paused_until == 0)
+        return;
+    if (w->now_ms < w->accept_paused_until && client_connections(w) >= w->accept_paused_held)
+        return;
+    w->accept_paused_until = 0;
+    epoll_add(w, w->listen_fd, &w->ev_listen);
+}
+
+/* Errors of one connection, not of the listening socket: accept(2) on Linux
+ * passes pending network errors of the new socket; treat them like EAGAIN. */
+static int
+accept_error_is_transient(int err)
+{
+    switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPERM: /* a firewall rule */
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+#ifdef ENONET
+    case ENONET:
+#endif
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETDOWN:
+    case ENETUNREACH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Accept up to WORKER_ACCEPT_BATCH connections and hand them to MHD (the
+ * listening socket is level-triggered: the rest come next pass).  Returns
+ * the number handed over. */
+static unsigned
+accept_pass(struct worker *w)
+{
+    unsigned limit = mhd_connection_limit(w->cfg), added = 0;
+    unsigned in_mhd = mhd_connections(w);
+    for (unsigned i = 0; i < WORKER_ACCEPT_BATCH; i++) {
+        if (in_mhd >= limit) {
+            accept_pause(w, "libmicrohttpd's connection limit reached");
+            break;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        /* Plain accept(): MHD_add_connection makes the socket non-blocking, and
+         * a worker never execs. */
+        int fd = accept(w->listen_fd, (struct sockaddr *)&ss, &len);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (w->accept_limited)
+                    log_info("worker %u: accepting again, the queue is empty", w->index);
+                w->accept_limited = 0;
+                break;
+            }
+            if (accept_error_is_transient(errno))
+                continue;
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM; anything else would repeat too. */
+            accept_pause(w, strerror(errno));
+            break;
+        }
+        /* MHD closes fd itself when it fails (and logs why). */
+        if (MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len) != MHD_YES) {
+            accept_pause(w, "libmicrohttpd refused a connection");
+            break;
+        }
+        in_mhd++;
+        added++;
+    }
+    if (added == WORKER_ACCEPT_BATCH && w->accept_limited) {
+        log_info("worker %u: accepting again", w->index);
+        w->accept_limited = 0;
+    }
+    return added;
 }
 
 /* Returns 0 normally, -1 when the master is gone (EOF). */
@@ -168,10 +333,14 @@ next_timeout_ms(struct worker *w)
         if (t < next)
             next = t;
     }
+    if (snap_cache_next_ms(&w->snap_cache) < next)
+        next = snap_cache_next_ms(&w->snap_cache);
 #if HAVE_MALLOC_TRIM
     if (w->set.stats.opened + w->set.stats.closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
 #endif
+    if (w->accept_paused_until != 0 && w->accept_paused_until < next)
+        next = w->accept_paused_until;
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     w->mhd_due_ms = INT64_MAX;
@@ -253,8 +422,13 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ring = ring;
     w.snap = snap;
     w.now_ms = clock_now_ms();
+    snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
+#if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)
+    if (mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD_BYTES) != 1)
+        log_debug("worker %u: mallopt(M_MMAP_THRESHOLD) not supported", index);
+#endif
     if (sig_setup() != 0)
         fatal("worker %u: signal set-up", index);
     w.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -268,6 +442,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
     w.ev_signal.on_event = on_signal;
     epoll_add(&w, sig_fd(), &w.ev_signal);
+    w.ev_listen.on_event = on_listen;
+    epoll_add(&w, listen_fd, &w.ev_listen);
     log_debug("worker %u ready", index);
 
     int64_t stop_by = 0;
@@ -278,13 +454,16 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             fatal("worker %u: epoll_wait", index);
         w.now_ms = clock_now_ms();
         conn_set_set_now(&w.set, w.now_ms);
-        w.mhd_ready = 0;
+        w.mhd_ready = w.listen_ready = 0;
         for (int i = 0; i < n; i++) {
             struct ev_handler *h = evs[i].data.ptr;
             h->on_event(h, evs[i].events);
         }
         /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
         int run_mhd = w.mhd_ready || w.now_ms >= w.mhd_due_ms;
+        /* New sockets are in MHD's epoll set now: let it read their requests. */
+        if (w.listen_ready && accept_pass(&w) > 0)
+            run_mhd = 1;
         if (!w.stopping && pull_ring(&w) > 0) {
             conn_set_fanout(&w.set);
             /* O(connections), like the fan-out itself: once per batch, not per pass. */
@@ -297,9 +476,11 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             (void)MHD_run(w.mhd);
         }
         conn_set_expire(&w.set);
+        snap_cache_expire(&w.snap_cache);
         conn_set_reap(&w.set);
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
+        accept_maybe_resume(&w);
         worker_trim(&w);
         if (w.stopping) {
             if (stop_by == 0)
@@ -313,7 +494,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     MHD_stop_daemon(w.mhd);
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
-    http_api_release(&w);
+    snap_cache_release(&w.snap_cache);
     event_window_free(&w.window);
     log_debug("worker %u exiting", index);
     exit(0);

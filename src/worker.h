@@ -1,10 +1,10 @@
 /*
  * worker - one pre-forked worker process: one thread, one epoll loop holding
- * libmicrohttpd (external epoll mode, on this worker's listening socket), the
- * upgraded WebSocket connections, the master's doorbell pipe and the signal pipe.
- * Each source in the epoll set carries its handler (ev.h): the loop knows no
- * kinds.  The connections are a struct conn_set; the events they stream are
- * the worker's struct event_window.
+ * libmicrohttpd (external epoll mode, fed the sockets the worker accepts on its
+ * listening socket), the upgraded WebSocket connections, the master's doorbell
+ * pipe and the signal pipe.  Each source in the epoll set carries its handler
+ * (ev.h): the loop knows no kinds.  The connections are a struct conn_set; the
+ * events they stream are the worker's struct event_window.
  *
  * The master's pipe is both the doorbell (a byte means "new ring entries") and
  * the lifeline: EOF means the master is gone, and the worker exits.
@@ -24,11 +24,11 @@
 #include "ev.h"
 #include "event_window.h"
 #include "log.h"
+#include "snap_cache.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
 
 struct MHD_Daemon;
-struct snap_ref;
 
 struct worker_stats {
     uint64_t events_framed; /* events read from the ring and encoded */
@@ -36,20 +36,22 @@ struct worker_stats {
 };
 
 /* Written only by worker.c (and the modules whose state is embedded: the set
- * by conn_set.c); other modules read it, or use the functions below. */
+ * by conn_set.c, the snapshot cache by snap_cache.c); other modules read it,
+ * or use the functions below. */
 struct worker {
     const struct config *cfg;
     unsigned index;
     int epfd;
-    int listen_fd;
+    int listen_fd; /* the worker accepts itself and hands sockets to MHD */
     int doorbell_fd;
-    struct ev_handler ev_mhd, ev_doorbell, ev_signal; /* the worker's epoll sources */
+    struct ev_handler ev_mhd, ev_doorbell, ev_signal, ev_listen; /* the worker's sources */
     struct MHD_Daemon *mhd;
     int mhd_ready;             /* MHD's epoll fd was ready in this pass */
+    int listen_ready;          /* the listening socket was ready in this pass */
     int mhd_run_again;         /* an upgraded connection was handed back to MHD */
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
-    struct snap_ref *snap_cur; /* http_api.c's copy of the newest snapshot: see below */
+    struct snap_cache snap_cache; /* copies of snap and the REST responses reading them */
     struct event_window window; /* encoded events, shared by all connections */
     struct conn_set set;        /* the stream connections and pending handshakes */
     int stopping;
@@ -59,6 +61,9 @@ struct worker {
     struct log_limit mhd_log, client_log;
     int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
     uint64_t trim_churn;      /* conns opened + closed at the last trim */
+    int64_t accept_paused_until; /* 0: accepting; else when accept() is retried */
+    uint64_t accept_paused_held; /* client connections open when it was paused */
+    int accept_limited;          /* at a limit; logged once until the queue drains */
     struct worker_stats stats;
 };
 
@@ -71,20 +76,11 @@ worker_mhd_run_again(struct worker *w)
     w->mhd_run_again = 1;
 }
 
-/* worker_snap_cached, worker_snap_cache - the snapshot copy the HTTP side
- * (http_api.c) caches in the worker: it alone creates, refcounts and frees it;
- * the worker only holds it. */
-static inline struct snap_ref *
-worker_snap_cached(const struct worker *w)
-{
-    return w->snap_cur;
-}
-
-static inline void
-worker_snap_cache(struct worker *w, struct snap_ref *r)
-{
-    w->snap_cur = r;
-}
+/* worker_nofile_needed - descriptors one worker may hold with cfg: its
+ * --max-connections WebSockets, the HTTP connections libmicrohttpd may hold
+ * beside them, and its own few (listening socket, epoll, pipes, stdio).  The
+ * master needs fewer (at most two per worker, and the directory). */
+uint64_t worker_nofile_needed(const struct config *cfg);
 
 /* worker_main - run worker index on listen_fd until stopped; never returns. */
 _Noreturn void worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,

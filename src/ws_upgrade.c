@@ -19,7 +19,8 @@
 #include <nettle/base64.h>
 #include <nettle/sha1.h>
 
-#include "http_api.h"
+#include "http_reply.h"
+#include "http_request.h"
 #include "log.h"
 #include "net.h"
 #include "ws_conn.h"
@@ -109,9 +110,10 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
 }
 
 enum MHD_Result
-ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
-                  struct http_request *rq)
+ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,
+                  const char *path, const char *method)
 {
+    (void)path;
     if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 || strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
         /* Not a handshake gone wrong but a question about the resource (a
          * probe, a CORS preflight): /ws exists, and only for GET. */

@@ -2,7 +2,8 @@
  * ws_upgrade - the RFC 6455 opening handshake on /ws and the hand-off of the
  * socket from libmicrohttpd to ws_conn.
  *
- * Called by the HTTP router (http_api.c) for every request to /ws.
+ * Called through the route table (http_router.c) for every request to /ws,
+ * whatever its method; uses the response helpers (http_reply.h) only.
  */
 #ifndef PERSONAD_WS_UPGRADE_H
 #define PERSONAD_WS_UPGRADE_H
@@ -21,15 +22,16 @@ int ws_upgrade_key_valid(const char *key);
 
 struct http_request;
 
-/* ws_upgrade_handle - answer a request to /ws: 101 and hand-off, or 400/426/503
- * (405 with Allow: GET for HEAD and OPTIONS).
- * rq is the request's context (it carries the client's start seq to the hand-off). */
-enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, const char *method,
-                                  struct http_request *rq);
+/* ws_upgrade_handle - answer a request to /ws (a route handler, http_router.h):
+ * 101 and hand-off, or 400/426/503 (405 with Allow: GET for HEAD and OPTIONS).
+ * rq is the request's context (it carries the client's start seq to the
+ * hand-off); path is "/ws". */
+enum MHD_Result ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn,
+                                  struct http_request *rq, const char *path, const char *method);
 
 /* ws_upgrade_forget - the request is done: the window no longer keeps events
  * for its handshake (a no-op unless a 101 was queued and never handed off).
- * Called from the request-completed callback. */
+ * The /ws route's done hook (called when the request completes). */
 void ws_upgrade_forget(struct http_request *rq);
 
 #endif

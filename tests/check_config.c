@@ -124,6 +124,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg.max_message_bytes, 512);
     ck_assert_uint_eq(cfg.max_connections, 20000);
     ck_assert_uint_eq(cfg.snapshot_max_bytes, 32u << 20);
+    ck_assert_int_eq(cfg.rest_deadline_ms, 30000);
     ck_assert_int_eq(cfg.verbose, 0);
 }
 END_TEST
@@ -156,6 +157,7 @@ enum field {
     F_MAXMSG,
     F_MAXCONN,
     F_SNAPMAX,
+    F_RESTDL,
     F_VERBOSE,
 };
 
@@ -200,7 +202,9 @@ static const struct good_opt good_opts[] = {
     {{"--max-connections=1"}, F_MAXCONN, 1, NULL},
     {{"--max-connections=1000000"}, F_MAXCONN, 1000000, NULL},
     {{"--snapshot-max=4096"}, F_SNAPMAX, 4096, NULL},
-    {{"--snapshot-max=17179869184"}, F_SNAPMAX, 17179869184LL, NULL},
+    {{"--snapshot-max=1073741824"}, F_SNAPMAX, 1073741824LL, NULL},
+    {{"--rest-deadline=0.5"}, F_RESTDL, 500, NULL},
+    {{"--rest-deadline", "600"}, F_RESTDL, 600000, NULL},
     {{"-v"}, F_VERBOSE, 1, NULL},
     {{"--verbose"}, F_VERBOSE, 1, NULL},
 };
@@ -231,6 +235,8 @@ field_value(const struct config *cfg, enum field f)
         return cfg->max_connections;
     case F_SNAPMAX:
         return (int64_t)cfg->snapshot_max_bytes;
+    case F_RESTDL:
+        return cfg->rest_deadline_ms;
     case F_VERBOSE:
         return cfg->verbose;
     }
@@ -334,6 +340,13 @@ static const struct bad_opt bad_opts[] = {
     {{"--max-connections=1000001"}},
     {{"--snapshot-max=4095"}},
     {{"--snapshot-max=17179869185"}},
+    /* capped at 1 GiB (issue 8): larger would wrap size arithmetic on 32-bit */
+    {{"--snapshot-max=1073741825"}},
+    {{"--snapshot-max=17179869184"}},
+    {{"--snapshot-max=18446744073709551615"}},
+    {{"--rest-deadline=0"}},
+    {{"--rest-deadline=-1"}},
+    {{"--rest-deadline=abc"}},
     /* syntax */
     {{"--bogus"}},
     {{"-x"}},
@@ -361,6 +374,18 @@ START_TEST(test_bad_value_message_names_option)
     ck_assert_int_eq(parse_capturing(&cfg, args), -1);
     ck_assert_msg(strstr(captured, "--workers") != NULL && strstr(captured, "'0'") != NULL,
                   "message does not name the option and value: %s", captured);
+}
+END_TEST
+
+START_TEST(test_snapshot_max_over_cap_message)
+{
+    struct config cfg;
+    static const char *const args[] = {"--snapshot-max=2147483648", NULL};
+    ck_assert_int_eq(parse_capturing(&cfg, args), -1);
+    ck_assert_msg(strstr(captured, "--snapshot-max") != NULL &&
+                      strstr(captured, "2147483648") != NULL &&
+                      strstr(captured, "1073741824") != NULL,
+                  "message does not name the option, the value and the limit: %s", captured);
 }
 END_TEST
 
@@ -671,6 +696,7 @@ config_suite(void)
     tcase_add_loop_test(tc, test_good_option, 0, (int)(sizeof(good_opts) / sizeof(good_opts[0])));
     tcase_add_loop_test(tc, test_bad_option, 0, (int)(sizeof(bad_opts) / sizeof(bad_opts[0])));
     tcase_add_test(tc, test_bad_value_message_names_option);
+    tcase_add_test(tc, test_snapshot_max_over_cap_message);
     suite_add_tcase(s, tc);
     TCase *tf = tcase_create("file");
     tcase_set_timeout(tf, 10);

@@ -3,19 +3,29 @@
  * in tests/data/personas/{good,bad}/: the name each good file yields and its
  * exact canonical object, byte-identical objects for differently formatted
  * files, the exact error string for each bad file, the 1 MiB and 253-byte
- * limits, UTF-8 validation, and persona_event_json's exact bytes.
+ * limits, the caps on values and members, duplicate member names, the key
+ * order (and that sorting is not quadratic), that nothing past len is read,
+ * UTF-8 validation, and persona_event_json's exact bytes (or NULL when an
+ * allocation fails).
  *
  * Fixtures are found under $TOP_SRCDIR (set by make check), else $srcdir,
  * else the current directory.
  */
+/* MAP_ANONYMOUS is not in POSIX 2008; glibc wants _DEFAULT_SOURCE for it. */
+#define _DEFAULT_SOURCE 1
 #include "build_config.h"
 
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "persona.h"
 
@@ -222,6 +232,13 @@ static const struct bad_case bad_cases[] = {
     {"bad/invalid-utf8-overlong.json", "file is not valid UTF-8"},
     {"bad/spec-not-object.json", "spec is not an object"},
     {"bad/status-not-object.json", "status is not an object"},
+    /* Duplicate member names anywhere (RFC 8259: "should be unique"), here in
+     * an object inside an array inside spec, and at the top ("name" twice,
+     * which was "first" and the second one silently ignored). */
+    {"bad/duplicate-member.json", "an object has two members with the same name"},
+    {"bad/duplicate-name.json", "an object has two members with the same name"},
+    /* A raw NUL in a string would cut the C string as \u0000 would. */
+    {"bad/name-raw-nul.json", "invalid JSON: a raw NUL byte in a string"},
 };
 
 #define N_BAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
@@ -350,6 +367,308 @@ START_TEST(test_objects_in_arrays)
 }
 END_TEST
 
+/* --- duplicate names, caps, key order ---------------------------------------------- */
+
+START_TEST(test_duplicate_members)
+{
+    static const char *const dups[] = {
+        "{\"name\":\"x\",\"spec\":{\"a\":1,\"a\":1}}",
+        "{\"name\":\"x\",\"spec\":{\"a\":1,\"b\":2,\"a\":3}}",
+        "{\"name\":\"x\",\"status\":{\"deep\":{\"er\":[{\"k\":1,\"k\":2}]}}}",
+        "{\"metadata\":{\"name\":\"x\",\"name\":\"y\"}}",
+        "{\"name\":\"x\",\"spec\":{},\"spec\":{\"a\":1}}",
+        "{\"name\":\"x\",\"spec\":{\"\":1,\"\":2}}",
+        /* equal once decoded: an escape is the same name */
+        "{\"name\":\"x\",\"spec\":{\"\\u00e9\":1,\"\xc3\xa9\":2}}",
+    };
+    struct persona p;
+    for (size_t i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+        const char *err = parse_exact(dups[i], strlen(dups[i]), &p);
+        ck_assert_msg(err != NULL &&
+                          strcmp(err, "an object has two members with the same name") == 0,
+                      "case %zu: %s", i, err ? err : "accepted");
+        ck_assert_ptr_null(p.name);
+    }
+    /* Same name in different objects, or differing in case: fine. */
+    static const char ok[] = "{\"name\":\"x\",\"spec\":{\"a\":{\"a\":1},\"A\":[{\"a\":1},{\"a\":2}]"
+                             "},\"status\":{\"a\":1}}";
+    ck_assert_ptr_null(parse_exact(ok, sizeof(ok) - 1, &p));
+    persona_free(&p);
+}
+END_TEST
+
+/* A growable string for generated files. */
+struct gen {
+    char *buf;
+    size_t len, cap;
+};
+
+static void gen_add(struct gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+gen_add(struct gen *g, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(g->buf + g->len, g->cap - g->len, fmt, ap);
+        va_end(ap);
+        ck_assert_int_ge(n, 0);
+        if ((size_t)n < g->cap - g->len) {
+            g->len += (size_t)n;
+            return;
+        }
+        g->cap = g->cap ? g->cap * 2 : 4096;
+        g->buf = realloc(g->buf, g->cap);
+        ck_assert_ptr_nonnull(g->buf);
+    }
+}
+
+/* {"name":"m","spec":{"k00000":0,...}} with n members, in ascending or
+ * descending key order. */
+static struct gen
+members_file(size_t n, int descending)
+{
+    struct gen g = {0};
+    gen_add(&g, "{\"name\":\"m\",\"spec\":{");
+    for (size_t i = 0; i < n; i++)
+        gen_add(&g, "%s\"k%05zu\":0", i ? "," : "", descending ? n - 1 - i : i);
+    gen_add(&g, "}}");
+    return g;
+}
+
+START_TEST(test_member_cap)
+{
+    struct persona p;
+    struct gen g = members_file(PERSONA_MAX_OBJECT_MEMBERS, 1);
+    const char *err = parse_exact(g.buf, g.len, &p);
+    ck_assert_msg(err == NULL, "%d members refused: %s", PERSONA_MAX_OBJECT_MEMBERS, err);
+    /* Sorted, and the canonical bytes are those of an ascending file. */
+    struct gen want = members_file(PERSONA_MAX_OBJECT_MEMBERS, 0);
+    ck_assert_uint_eq(p.obj_len, want.len + strlen(",\"status\":{}"));
+    ck_assert_int_eq(memcmp(p.obj, want.buf, want.len - 1), 0);
+    persona_free(&p);
+    free(want.buf);
+    free(g.buf);
+    g = members_file(PERSONA_MAX_OBJECT_MEMBERS + 1, 0);
+    err = parse_exact(g.buf, g.len, &p);
+    ck_assert_msg(err != NULL && strcmp(err, "an object has more than 10000 members") == 0, "%s",
+                  err ? err : "accepted");
+    ck_assert_ptr_null(p.name);
+    free(g.buf);
+}
+END_TEST
+
+/* A file of exactly 'values' JSON values (the root included), mixing empty and
+ * non-empty arrays and objects, strings holding structural characters, and
+ * white space, so that a miscount anywhere shows at the cap. */
+static struct gen
+values_file(size_t values)
+{
+    struct gen g = {0};
+    /* The root, name, spec and list: 4 values. */
+    gen_add(&g, "{ \"name\" : \"v\", \"spec\" : { \"list\" : [ ");
+    size_t have = 4;
+    int first = 1;
+    while (have < values) {
+        size_t left = values - have;
+        const char *sep = first ? "" : " , ";
+        if (left >= 6) {
+            /* 6 values: {}, [ ], "[,{", {"a":[]}  (object + array), 0 */
+            gen_add(&g, "%s{} , [ ] , \"[,{\\\"\" , {\"a\" : [ ]} , 0", sep);
+            have += 6;
+        } else {
+            gen_add(&g, "%s1", sep);
+            have += 1;
+        }
+        first = 0;
+    }
+    gen_add(&g, " ] } }\n");
+    return g;
+}
+
+START_TEST(test_value_cap)
+{
+    struct persona p;
+    struct gen g = values_file(PERSONA_MAX_JSON_VALUES);
+    const char *err = parse_exact(g.buf, g.len, &p);
+    ck_assert_msg(err == NULL, "%d values refused: %s", PERSONA_MAX_JSON_VALUES, err);
+    persona_free(&p);
+    free(g.buf);
+    g = values_file(PERSONA_MAX_JSON_VALUES + 1);
+    err = parse_exact(g.buf, g.len, &p);
+    ck_assert_msg(err != NULL && strcmp(err, "more than 100000 JSON values") == 0, "%s",
+                  err ? err : "accepted");
+    ck_assert_ptr_null(p.name);
+    free(g.buf);
+}
+END_TEST
+
+START_TEST(test_key_order)
+{
+    /* Byte order (unsigned), shorter first on a common prefix, the empty name
+     * first; UTF-8 after ASCII.  These are the bytes the insertion sort gave,
+     * so events and ETags of existing files do not change. */
+    static const char data[] =
+        "{\"name\":\"o\",\"spec\":{\"\xc3\xa9\":1,\"b\":2,\"ab\":3,\"a\":4,\"A\":5,\"_\":6,"
+        "\"a b\":7,\"\":8,\"~\":9,\"0\":10,\"aa\":11,\"\\u00e8\":12,\"Z\":13}}";
+    struct persona p;
+    ck_assert_ptr_null(parse_exact(data, sizeof(data) - 1, &p));
+    ck_assert_str_eq(p.obj, "{\"name\":\"o\",\"spec\":{\"\":8,\"0\":10,\"A\":5,\"Z\":13,\"_\":6,"
+                            "\"a\":4,\"a b\":7,\"aa\":11,\"ab\":3,\"b\":2,\"~\":9,"
+                            "\"\xc3\xa8\":12,\"\xc3\xa9\":1},\"status\":{}}");
+    persona_free(&p);
+}
+END_TEST
+
+static double
+elapsed_s(const struct timespec *a)
+{
+    struct timespec z;
+    clock_gettime(CLOCK_MONOTONIC, &z);
+    return (double)(z.tv_sec - a->tv_sec) + (double)(z.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* {"name":"big","spec":{"o0":{...},...}}: nobj objects of m members each, keys
+ * ascending or descending. */
+static struct gen
+objects_file(int nobj, int m, int descending)
+{
+    struct gen g = {0};
+    gen_add(&g, "{\"name\":\"big\",\"spec\":{");
+    for (int o = 0; o < nobj; o++) {
+        gen_add(&g, "%s\"o%d\":{", o ? "," : "", o);
+        for (int i = 0; i < m; i++)
+            gen_add(&g, "%s\"k%05d\":0", i ? "," : "", descending ? m - 1 - i : i);
+        gen_add(&g, "}");
+    }
+    gen_add(&g, "}}");
+    return g;
+}
+
+/* The CPU time of one parse, in seconds: this process's own, so that other
+ * processes on a loaded machine do not count. */
+static double
+parse_cpu_s(const struct gen *g)
+{
+    struct persona p;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    const char *err = parse_exact(g->buf, g->len, &p);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    ck_assert_msg(err == NULL, "%s", err);
+    persona_free(&p);
+    return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+/* The faster of three parses, in CPU seconds. */
+static double
+parse_time(const struct gen *g)
+{
+    double best = 1e9;
+    for (int k = 0; k < 3; k++) {
+        double dt = parse_cpu_s(g);
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+START_TEST(test_sort_is_not_quadratic)
+{
+    /* Nine objects at the member cap, ~1 MiB, keys ascending against the same
+     * keys descending.  The old insertion sort walked the whole list for
+     * every ascending key (2.2 s here) and stopped at the head for every
+     * descending one (0.1 s); O(m log m) takes about as long for both.  A
+     * ratio of two files of the same shape, so that a loaded machine does not
+     * fail it. */
+    struct gen asc = objects_file(9, PERSONA_MAX_OBJECT_MEMBERS, 0);
+    struct gen desc = objects_file(9, PERSONA_MAX_OBJECT_MEMBERS, 1);
+    ck_assert_uint_le(asc.len, PERSONA_FILE_MAX_BYTES);
+    double t_asc = parse_time(&asc), t_desc = parse_time(&desc);
+    free(asc.buf);
+    free(desc.buf);
+    ck_assert_msg(t_asc < 3 * t_desc + 0.01, "keys ascending: %.3f s; descending: %.3f s", t_asc,
+                  t_desc);
+
+    /* The issue's file: 50 000 equal keys (250 KB), now refused at once. */
+    struct gen e = {0};
+    gen_add(&e, "{\"name\":\"eq\",\"spec\":{");
+    for (int i = 0; i < 50000; i++)
+        gen_add(&e, "%s\"a\":0", i ? "," : "");
+    gen_add(&e, "}}");
+    struct persona p;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const char *err = parse_exact(e.buf, e.len, &p);
+    double dt = elapsed_s(&t0);
+    free(e.buf);
+    ck_assert_msg(err != NULL && strcmp(err, "an object has more than 10000 members") == 0, "%s",
+                  err ? err : "accepted");
+    ck_assert_msg(dt < 2.0, "50 000 equal keys took %.2f s", dt);
+}
+END_TEST
+
+/* --- nothing past len is read ---------------------------------------------------- */
+
+/* Parse data[0..len) placed so that its last byte is the last byte before an
+ * inaccessible page: any read past len is a SIGSEGV, in every build (under ASan
+ * parse_exact's exact-size heap copy would catch it too). */
+static const char *
+parse_at_page_end(const char *data, size_t len, struct persona *p)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    ck_assert_int_gt(pg, 0);
+    size_t page = (size_t)pg, span = (len + page - 1) / page * page + page;
+    char *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(map, MAP_FAILED);
+    ck_assert_int_eq(mprotect(map + span - page, page, PROT_NONE), 0);
+    char *at = map + span - page - len;
+    memcpy(at, data, len);
+    const char *err = persona_parse(at, len, p);
+    ck_assert_int_eq(munmap(map, span), 0);
+    return err;
+}
+
+START_TEST(test_no_read_past_len)
+{
+    /* cJSON before 1.7.18 read the byte after an object's trailing comma
+     * (cJSON issue #800); these end exactly there or just after it. */
+    static const char *const cases[] = {
+        "{\"name\":\"x\",",
+        "{\"1\":1,",
+        "{\"1\":1, ",
+        "{\"name\":\"x\",\"spec\":{\"a\":1,",
+        "{\"name\":\"x\",\"spec\":[1,",
+        "{\"name\":\"x\",\"spec\":{\"a\"",
+        "{\"name\":\"x\\",
+        "{\"name\":\"\\u00e",
+        "{\"name\":tru",
+        "{\"name\":-1e",
+        "{",
+        "[",
+        "\"",
+        " ",
+    };
+    struct persona p;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i]);
+        const char *err = parse_at_page_end(cases[i], len, &p);
+        ck_assert_msg(err != NULL, "case %zu accepted", i);
+        err = parse_exact(cases[i], len, &p);
+        ck_assert_msg(err != NULL, "case %zu accepted", i);
+    }
+    /* Every prefix of a real file. */
+    size_t flen;
+    char *data = read_fixture("good/k8s-prod.json", &flen);
+    for (size_t n = 0; n <= flen; n++) {
+        const char *err = parse_at_page_end(data, n, &p);
+        if (err == NULL)
+            persona_free(&p);
+    }
+    free(data);
+}
+END_TEST
+
 /* --- UTF-8 ----------------------------------------------------------------------- */
 
 struct utf8_case {
@@ -443,6 +762,46 @@ START_TEST(test_event_json_long_name)
 }
 END_TEST
 
+/* cJSON's allocations (persona_event_json makes all its own through cJSON):
+ * json_fail_at-th from now fails, once; -1: none. */
+static long json_fail_at = -1;
+static int json_failed;
+
+static void *
+json_malloc(size_t n)
+{
+    if (json_fail_at >= 0 && json_fail_at-- == 0) {
+        json_failed = 1;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+/* Out of memory at any allocation: NULL, never a message missing a part. */
+START_TEST(test_event_json_out_of_memory)
+{
+    cJSON_Hooks hooks = {json_malloc, free};
+    cJSON_InitHooks(&hooks);
+    static const char want[] = "{\"type\":\"cluster.added\",\"data\":{\"name\":\"prod\"}}";
+    long k;
+    for (k = 0; k < 100; k++) {
+        json_fail_at = k;
+        json_failed = 0;
+        char *msg = persona_event_json("cluster.added", "prod");
+        json_fail_at = -1;
+        if (!json_failed) {
+            ck_assert_ptr_nonnull(msg);
+            ck_assert_str_eq(msg, want);
+            free(msg);
+            break;
+        }
+        ck_assert_msg(msg == NULL, "allocation %ld failed, yet: %s", k, msg);
+    }
+    cJSON_InitHooks(NULL);
+    ck_assert_int_ge(k, 5); /* two objects, two strings, two keys, the text */
+}
+END_TEST
+
 static Suite *
 persona_suite(void)
 {
@@ -457,6 +816,12 @@ persona_suite(void)
     tcase_add_test(tc, test_name_length_limit);
     tcase_add_test(tc, test_len_is_honoured);
     tcase_add_test(tc, test_objects_in_arrays);
+    tcase_add_test(tc, test_duplicate_members);
+    tcase_add_test(tc, test_member_cap);
+    tcase_add_test(tc, test_value_cap);
+    tcase_add_test(tc, test_key_order);
+    tcase_add_test(tc, test_sort_is_not_quadratic);
+    tcase_add_test(tc, test_no_read_past_len);
     tcase_add_test(tc, test_utf8);
     suite_add_tcase(s, tc);
     TCase *te = tcase_create("event");
@@ -464,6 +829,7 @@ persona_suite(void)
     tcase_add_loop_test(te, test_event_json, 0,
                         (int)(sizeof(event_cases) / sizeof(event_cases[0])));
     tcase_add_test(te, test_event_json_long_name);
+    tcase_add_test(te, test_event_json_out_of_memory);
     suite_add_tcase(s, te);
     return s;
 }

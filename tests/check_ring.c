@@ -272,6 +272,50 @@ START_TEST(test_attach)
 }
 END_TEST
 
+/* Memory for a ring of slots that ends right before a PROT_NONE page, so any
+ * access past the ring faults.  Returns the ring's start; unmap *map (*map_bytes long) after. */
+static void *
+guarded_mem(size_t bytes, uint8_t **map, size_t *map_bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t body = (bytes + page - 1) / page * page;
+    *map_bytes = body + page;
+    *map = mmap(NULL, *map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(*map, MAP_FAILED);
+    ck_assert_int_eq(mprotect(*map + body, page, PROT_NONE), 0);
+    return *map + body - bytes; /* 64-byte aligned: bytes = 64 + n * 2048 */
+}
+
+START_TEST(test_corrupt_header_after_attach)
+{
+    /* A worker could rewrite the shared header (were it writable): neither the
+     * producer nor a consumer may follow its slot_count out of the mapping. */
+    const uint32_t slots = 4;
+    uint8_t *map;
+    size_t map_bytes;
+    void *mem = guarded_mem(ring_bytes(slots), &map, &map_bytes);
+    struct ring w, rd;
+    ring_init(&w, mem, slots);
+    ck_assert_int_eq(ring_attach(&rd, mem, ring_bytes(slots)), 0);
+    static const uint32_t bogus[] = {1000000, UINT32_MAX, slots + 1, 0};
+    char msg[32];
+    uint64_t seq = 0;
+    for (size_t k = 0; k < sizeof(bogus) / sizeof(bogus[0]); k++) {
+        w.hdr->slot_count = bogus[k];
+        w.hdr->slot_bytes = 1;
+        /* Two laps: every slot, and the ones past the mapping, are tried. */
+        for (uint32_t i = 0; i < 2 * slots; i++) {
+            int n = snprintf(msg, sizeof(msg), "event %llu", (unsigned long long)seq + 1);
+            ck_assert_int_eq(ring_append(&w, RING_EVENT_ADDED, msg, (uint32_t)n), (int64_t)++seq);
+            expect_event(&rd, seq, RING_EVENT_ADDED, msg, (uint32_t)n);
+        }
+        ck_assert_int_eq(read_status(&rd, seq - slots), RING_OVERRUN); /* lapped, by the cache */
+        ck_assert_int_eq(read_status(&rd, seq + 1), RING_EMPTY);
+    }
+    munmap(map, map_bytes);
+}
+END_TEST
+
 /* --- two processes --------------------------------------------------------------- */
 
 #define XP_SLOTS 32u
@@ -481,6 +525,7 @@ ring_suite(void)
     tcase_add_test(tc, test_lapped_reader_overrun);
     tcase_add_test(tc, test_toobig);
     tcase_add_test(tc, test_attach);
+    tcase_add_test(tc, test_corrupt_header_after_attach);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("processes");
     tcase_set_timeout(tp, 40);

@@ -323,6 +323,101 @@ START_TEST(test_publish_toobig)
 }
 END_TEST
 
+/* Snapshot memory for half that ends right before a PROT_NONE page, so any
+ * access past the second half faults.  Unmap *map (*map_bytes long) after. */
+static void *
+guarded_snap(struct snapshot *s, uint64_t half, uint8_t **map, size_t *map_bytes)
+{
+    size_t bytes = snapshot_bytes(half);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t body = (bytes + page - 1) / page * page;
+    *map_bytes = body + page;
+    *map = mmap(NULL, *map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(*map, MAP_FAILED);
+    ck_assert_int_eq(mprotect(*map + body, page, PROT_NONE), 0);
+    ck_assert_uint_eq(bytes % 8, 0);
+    void *mem = *map + body - bytes;
+    snapshot_init(s, mem, half);
+    return mem;
+}
+
+START_TEST(test_corrupt_header_after_init)
+{
+    /* Sizes written into the shared header after init/attach (by a worker, were
+     * the mapping writable) must not move the writer's or a reader's accesses
+     * out of the mapping: half_bytes is cached, blob_bytes is checked against
+     * the cache. */
+    const uint64_t half = 4096;
+    uint8_t *map;
+    size_t map_bytes;
+    struct snapshot w;
+    (void)guarded_snap(&w, half, &map, &map_bytes);
+    struct snapshot rd = w; /* what a worker inherits at fork */
+    size_t l1;
+    uint8_t *b1 = blob_of("one", 1, &l1);
+    static uint8_t big[3 * 4096];
+    memcpy(big, b1, l1);
+
+    w.hdr->half_bytes = UINT64_MAX / 4;
+    /* A blob of two halves "fits" the bogus size: still too big for the real one. */
+    ck_assert_int_eq(snapshot_publish(&w, big, sizeof(big)), SNAPSHOT_TOOBIG);
+    for (uint64_t g = 1; g <= 4; g++) { /* both halves, twice */
+        ck_assert_int_eq(snapshot_publish(&w, b1, l1), SNAPSHOT_OK);
+        expect_current(&rd, g, b1, l1);
+    }
+    /* A bogus length in the current half is never copied past the half. */
+    w.hdr->half[0].blob_bytes = half + 1;
+    uint8_t *copy = NULL;
+    size_t len = 0;
+    uint64_t gen = 0;
+    ck_assert_int_eq(snapshot_copy(&rd, 0, &copy, &len, &gen), SNAPSHOT_BUSY);
+    w.hdr->half[0].blob_bytes = 2 * half;
+    ck_assert_int_eq(snapshot_copy(&rd, 0, &copy, &len, &gen), SNAPSHOT_BUSY);
+    w.hdr->half[0].blob_bytes = half; /* in bounds: copied (and validated by the caller) */
+    ck_assert_int_eq(snapshot_copy(&rd, 0, &copy, &len, &gen), SNAPSHOT_OK);
+    ck_assert_uint_eq(len, half);
+    free(copy);
+    /* The writer counts generations itself. */
+    atomic_store(&w.hdr->gen, 1000);
+    ck_assert_int_eq(snapshot_publish(&w, b1, l1), SNAPSHOT_OK);
+    expect_current(&rd, 5, b1, l1);
+    /* half_bytes = 0 in the header stops nothing either. */
+    w.hdr->half_bytes = 0;
+    ck_assert_int_eq(snapshot_publish(&w, b1, l1), SNAPSHOT_OK);
+    expect_current(&rd, 6, b1, l1);
+    free(b1);
+    munmap(map, map_bytes);
+}
+END_TEST
+
+START_TEST(test_attach_and_bytes)
+{
+    struct snapshot w, rd;
+    size_t bytes = snapshot_bytes(4096);
+    ck_assert_uint_eq(bytes, sizeof(struct snap_header) + 2 * 4096);
+    /* 2 * half_bytes is computed in 64 bits and saturates instead of wrapping. */
+    ck_assert_uint_eq(snapshot_bytes((uint64_t)1 << 63), SIZE_MAX);
+    ck_assert_uint_eq(snapshot_bytes(UINT64_MAX), SIZE_MAX);
+    void *mem = snap_mem(&w, 4096);
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes), 0);
+    ck_assert_uint_eq(rd.half_bytes, 4096);
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes + 100), 0);
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes - 1), -1);
+    ck_assert_int_eq(snapshot_attach(&rd, mem, sizeof(struct snap_header) - 1), -1);
+    w.hdr->half_bytes = (uint64_t)1 << 63; /* 2 * that + header wraps to the header */
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes), -1);
+    w.hdr->half_bytes = UINT64_MAX;
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes), -1);
+    w.hdr->half_bytes = 4096;
+    w.hdr->magic ^= 1;
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes), -1);
+    w.hdr->magic ^= 1;
+    w.hdr->version++;
+    ck_assert_int_eq(snapshot_attach(&rd, mem, bytes), -1);
+    free(mem);
+}
+END_TEST
+
 /* Corrupt a private copy of a valid blob with f, expect it to be rejected. */
 struct corruption {
     const char *what;
@@ -540,6 +635,8 @@ snapshot_suite(void)
     tcase_add_test(tc, test_publish_copy);
     tcase_add_test(tc, test_publish_toobig);
     tcase_add_test(tc, test_blob_valid_rejects);
+    tcase_add_test(tc, test_corrupt_header_after_init);
+    tcase_add_test(tc, test_attach_and_bytes);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("processes");
     tcase_set_timeout(tp, 50);

@@ -1,23 +1,26 @@
 /*
- * check_store - unit tests for src/store.c against a real temporary personas
- * directory, with the ring and the snapshot in heap memory (one test uses an
- * anonymous MAP_SHARED mapping to race a reader process against commits).
+ * check_store - unit tests for src/store.c, fed by hand the way a source feeds
+ * it (store_put, store_remove, a sync of store_put and store_touch), with the
+ * ring and the snapshot in heap memory (one test uses an anonymous MAP_SHARED
+ * mapping to race a reader process against commits).  No files: keys are
+ * named like the directory's file names only for familiarity.
  *
  * Covered: the baseline commit (no events, snapshot seq 0); added, updated and
  * deleted events with their exact ring payloads and order; rewrites that change
- * only formatting or key order; a renamed name field; a file that turns bad;
- * two files claiming one name; store_rescan; the snapshot's seq and generation
- * right after each commit, and that it is published before the events; and a
- * snapshot too large for its half (nothing appended, the old one stays).
+ * only formatting or key order; a renamed name field; content that turns bad
+ * (warned once per content, the last good version kept); two records claiming
+ * one name, in one source and across sources; syncs (touch, cancel, one source
+ * at a time); the snapshot's seq and generation right after each commit, and
+ * that it is published before the events; a snapshot too large for its half
+ * (nothing appended, the old one stays); and a commit under allocation
+ * failures (nothing published, or everything).
  */
 /* MAP_ANONYMOUS is not in POSIX 2008; glibc wants _DEFAULT_SOURCE for it. */
 #define _DEFAULT_SOURCE 1
 #include "build_config.h"
 
 #include <check.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -25,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,61 +43,100 @@
 
 #define FX_RING_SLOTS 256u
 #define FX_HALF_BYTES (256u * 1024u)
+#define FX_RECORDS_MAX 64
 
-/* Per-tcase base directory, made and removed by the (unchecked) fixture in the
- * runner's process, so a failing test leaves nothing behind. */
-static char base_dir[256];
+/* --- allocation failures ----------------------------------------------------------
+ * This program is linked with --wrap for malloc, calloc and realloc (Makefile.am):
+ * every such call in its own objects and in libpersonad.a and libpersonashm.a
+ * comes here; cJSON's (a shared library) too once its hooks are set to the
+ * wrapped malloc (alloc_hooks_on).  alloc_fail_nth(k) makes the k-th
+ * allocation from now fail (0: the next one), once. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
 
-static void
-rm_tree(const char *path)
+static long alloc_left = -1; /* allocations that still succeed before one fails; -1: none fails */
+static int alloc_failed;     /* the failure was injected */
+
+static int
+alloc_fails(void)
 {
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (d != NULL) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                    continue;
-                char sub[1024];
-                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_tree(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
+    if (alloc_left < 0)
+        return 0;
+    if (alloc_left-- > 0)
+        return 0;
+    alloc_failed = 1;
+    return 1;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_fails() ? NULL : __real_calloc(n, size);
+}
+
+void *
+__wrap_realloc(void *p, size_t n)
+{
+    return alloc_fails() ? NULL : __real_realloc(p, n);
 }
 
 static void
-base_setup(void)
+alloc_fail_nth(long k)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(base_dir, sizeof(base_dir), "%s/check_store.XXXXXX",
-             tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
-    if (mkdtemp(base_dir) == NULL) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
+    alloc_left = k;
+    alloc_failed = 0;
 }
 
+/* stderr (the log) goes to an unnamed temporary file for the rest of the test
+ * (each test runs in its own process). */
+static FILE *log_file;
+
 static void
-base_teardown(void)
+log_capture(void)
 {
-    rm_tree(base_dir);
+    log_file = tmpfile();
+    ck_assert_ptr_nonnull(log_file);
+    ck_assert_int_eq(dup2(fileno(log_file), STDERR_FILENO), STDERR_FILENO);
 }
+
+/* Lines of the captured log holding both a and b. */
+static int
+log_count(const char *a, const char *b)
+{
+    char line[2048];
+    int n = 0;
+    rewind(log_file);
+    while (fgets(line, sizeof(line), log_file) != NULL)
+        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+    return n;
+}
+
+/* What a source would list: each record as it is now, and whether it changed
+ * behind the store's back (put or del without telling the store). */
+struct fx_record {
+    char key[64];
+    char *content; /* owned */
+    int dirty;
+};
 
 struct fx {
-    char dir[512];
-    int dir_fd;
     void *ring_mem, *snap_mem;
     struct ring ring;
     struct snapshot snap;
     struct store *st;
+    int src; /* the source the fixture plays */
+    struct fx_record recs[FX_RECORDS_MAX];
+    size_t nrecs;
     uint64_t cursor; /* next ring seq to check */
     uint64_t gen;    /* snapshot generation after the last commit checked */
 };
@@ -103,12 +144,7 @@ struct fx {
 static void
 fx_open(struct fx *f, uint64_t half_bytes)
 {
-    static int serial;
     memset(f, 0, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "%s/d%d-%ld", base_dir, serial++, (long)getpid());
-    ck_assert_int_eq(mkdir(f->dir, 0700), 0);
-    f->dir_fd = open(f->dir, O_RDONLY | O_DIRECTORY);
-    ck_assert_int_ge(f->dir_fd, 0);
     f->ring_mem = calloc(1, ring_bytes(FX_RING_SLOTS)); /* ring_init wants zeroed memory */
     f->snap_mem = malloc(snapshot_bytes(half_bytes));
     ck_assert_ptr_nonnull(f->ring_mem);
@@ -117,6 +153,8 @@ fx_open(struct fx *f, uint64_t half_bytes)
     snapshot_init(&f->snap, f->snap_mem, half_bytes);
     f->st = store_new(&f->snap, &f->ring);
     ck_assert_ptr_nonnull(f->st);
+    f->src = store_add_source(f->st, "persona file");
+    ck_assert_int_eq(f->src, 0);
     f->cursor = 1;
 }
 
@@ -124,46 +162,81 @@ static void
 fx_close(struct fx *f)
 {
     store_free(f->st);
-    close(f->dir_fd);
+    for (size_t i = 0; i < f->nrecs; i++)
+        free(f->recs[i].content);
     free(f->ring_mem);
     free(f->snap_mem);
 }
 
-/* Write name atomically (temp file, then rename), as editors and tests do. */
-static void
-put(struct fx *f, const char *name, const char *content)
+static struct fx_record *
+fx_find(struct fx *f, const char *key)
 {
-    char tmp[600], dst[600];
-    snprintf(tmp, sizeof(tmp), "%s/.tmp-put", f->dir);
-    snprintf(dst, sizeof(dst), "%s/%s", f->dir, name);
-    FILE *fp = fopen(tmp, "wb");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_uint_eq(fwrite(content, 1, strlen(content), fp), strlen(content));
-    ck_assert_int_eq(fclose(fp), 0);
-    ck_assert_int_eq(rename(tmp, dst), 0);
+    for (size_t i = 0; i < f->nrecs; i++)
+        if (strcmp(f->recs[i].key, key) == 0)
+            return &f->recs[i];
+    return NULL;
+}
+
+/* The record key has content now (behind the store's back). */
+static void
+put(struct fx *f, const char *key, const char *content)
+{
+    struct fx_record *r = fx_find(f, key);
+    if (r == NULL) {
+        ck_assert_uint_lt(f->nrecs, FX_RECORDS_MAX);
+        r = &f->recs[f->nrecs++];
+        ck_assert_uint_lt(strlen(key), sizeof(r->key));
+        strcpy(r->key, key);
+        r->content = NULL;
+    }
+    free(r->content);
+    r->content = strdup(content);
+    ck_assert_ptr_nonnull(r->content);
+    r->dirty = 1;
+}
+
+/* The record key is gone (behind the store's back). */
+static void
+del(struct fx *f, const char *key)
+{
+    struct fx_record *r = fx_find(f, key);
+    ck_assert_ptr_nonnull(r);
+    free(r->content);
+    *r = f->recs[--f->nrecs];
+}
+
+/* put, and tell the store */
+static void
+put_changed(struct fx *f, const char *key, const char *content)
+{
+    put(f, key, content);
+    ck_assert_int_eq(store_put(f->st, f->src, key, content, strlen(content)), 0);
+    fx_find(f, key)->dirty = 0;
 }
 
 static void
-del(struct fx *f, const char *name)
+del_changed(struct fx *f, const char *key)
 {
-    char p[600];
-    snprintf(p, sizeof(p), "%s/%s", f->dir, name);
-    ck_assert_int_eq(unlink(p), 0);
+    del(f, key);
+    store_remove(f->st, f->src, key);
 }
 
-/* put + store_file_changed */
-static void
-put_changed(struct fx *f, const char *name, const char *content)
+/* A full resync, as the directory's rescan does it: records changed since the
+ * store saw them are put, the others touched; what is gone goes at the end. */
+static int
+rescan(struct fx *f)
 {
-    put(f, name, content);
-    store_file_changed(f->st, f->dir_fd, name);
-}
-
-static void
-del_changed(struct fx *f, const char *name)
-{
-    del(f, name);
-    store_file_changed(f->st, f->dir_fd, name);
+    store_sync_begin(f->st, f->src);
+    for (size_t i = 0; i < f->nrecs; i++) {
+        struct fx_record *r = &f->recs[i];
+        if (r->dirty)
+            ck_assert_int_eq(store_put(f->st, f->src, r->key, r->content, strlen(r->content)), 0);
+        else
+            ck_assert_int_eq(store_touch(f->st, f->src, r->key), 0);
+        r->dirty = 0;
+    }
+    store_sync_end(f->st, f->src);
+    return 0;
 }
 
 /* An API-shape persona; its canonical object is obj_of(name, v). */
@@ -310,33 +383,12 @@ commit(struct fx *f, int baseline, int want_rc)
 static void
 baseline(struct fx *f)
 {
-    ck_assert_int_eq(store_rescan(f->st, f->dir_fd), 0);
+    ck_assert_int_eq(rescan(f), 0);
     commit(f, 1, 0);
     expect_events(f, NULL);
 }
 
 /* --- tests ----------------------------------------------------------------------- */
-
-START_TEST(test_is_candidate)
-{
-    static const struct {
-        const char *name;
-        int want;
-    } cases[] = {
-        {"a.json", 1},   {"prod-cluster.json", 1},
-        {"x.y.json", 1}, {".a.json", 0},
-        {".json", 0},    {"json", 0},
-        {"a.JSON", 0},   {"a.Json", 0},
-        {"a.json~", 0},  {"a.json.tmp", 0},
-        {"a.jso", 0},    {"a/b.json", 0},
-        {".tmp-put", 0}, {"", 0},
-        {"a.yaml", 0},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        ck_assert_msg(store_is_candidate(cases[i].name) == cases[i].want, "'%s': want %d",
-                      cases[i].name, cases[i].want);
-}
-END_TEST
 
 START_TEST(test_baseline_empty)
 {
@@ -363,9 +415,6 @@ START_TEST(test_baseline_emits_nothing)
     fx_open(&f, FX_HALF_BYTES);
     put(&f, "a.json", persona_json("alpha", 1));
     put(&f, "b.json", persona_json("beta", 1));
-    put(&f, "notes.txt", persona_json("text", 1));
-    put(&f, ".hidden.json", persona_json("hidden", 1));
-    put(&f, "upper.JSON", persona_json("upper", 1));
     baseline(&f);
     ck_assert_uint_eq(ring_head(&f.ring), 0);
     uint8_t *blob = snap_blob(&f, NULL);
@@ -378,15 +427,12 @@ START_TEST(test_baseline_emits_nothing)
     ck_assert(memcmp(blob + hdr_of(blob)->list_off, want, strlen(want)) == 0);
     free(blob);
     expect_obj(&f, "alpha", obj_of("alpha", 1));
-    expect_obj(&f, "hidden", NULL);
-    expect_obj(&f, "text", NULL);
-    expect_obj(&f, "upper", NULL);
     struct store_stats ss;
     store_get_stats(f.st, &ss);
     ck_assert_uint_eq(ss.events, 0);
     ck_assert_uint_eq(ss.clusters, 2);
-    ck_assert_uint_eq(ss.files, 2);
-    ck_assert_uint_eq(ss.bad_files, 0);
+    ck_assert_uint_eq(ss.records, 2);
+    ck_assert_uint_eq(ss.bad_records, 0);
     /* A second commit with nothing changed appends nothing. */
     commit(&f, 0, 0);
     expect_events(&f, NULL);
@@ -473,7 +519,7 @@ START_TEST(test_rewrite_without_change)
     commit(&f, 0, 0);
     expect_events(&f, NULL);
     /* Same again through a rescan. */
-    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    ck_assert_int_eq(rescan(&f), 0);
     commit(&f, 0, 0);
     expect_events(&f, NULL);
     expect_obj(&f, "alpha", obj_of("alpha", 1));
@@ -523,7 +569,7 @@ START_TEST(test_file_turns_bad)
         expect_obj(&f, "alpha", obj_of("alpha", 1));
         struct store_stats ss;
         store_get_stats(f.st, &ss);
-        ck_assert_uint_eq(ss.bad_files, 1);
+        ck_assert_uint_eq(ss.bad_records, 1);
         ck_assert_uint_eq(ss.clusters, 2);
     }
     /* Fixed with the old content: nothing happened. */
@@ -546,7 +592,7 @@ START_TEST(test_file_turns_bad)
 
     /* A file that was never good publishes nothing, also via rescan. */
     put_changed(&f, "c.json", "not json at all");
-    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    ck_assert_int_eq(rescan(&f), 0);
     commit(&f, 0, 0);
     expect_events(&f, NULL);
     ck_assert_uint_eq(snap_count(&f), 1);
@@ -657,58 +703,31 @@ START_TEST(test_rescan)
     baseline(&f);
     struct store_stats ss;
     store_get_stats(f.st, &ss);
-    ck_assert_uint_eq(ss.files, 2);
+    ck_assert_uint_eq(ss.records, 2);
 
-    /* Changes made behind the store's back (no store_file_changed). */
+    /* Changes made behind the store's back (no store_put or store_remove). */
     put(&f, "a.json", persona_json("alpha", 12345)); /* different size, too */
     del(&f, "b.json");
     put(&f, "c.json", persona_json("gamma", 1));
-    put(&f, ".d.json", persona_json("hidden", 1));
-    char sub[600];
-    snprintf(sub, sizeof(sub), "%s/dir.json", f.dir);
-    ck_assert_int_eq(mkdir(sub, 0700), 0);
-    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    ck_assert_int_eq(rescan(&f), 0);
     commit(&f, 0, 3);
     expect_events(&f, "deleted:beta", "added:gamma", "updated:alpha", NULL);
     expect_obj(&f, "alpha", obj_of("alpha", 12345));
-    expect_obj(&f, "hidden", NULL);
     store_get_stats(f.st, &ss);
-    ck_assert_uint_eq(ss.files, 2);
+    ck_assert_uint_eq(ss.records, 2);
 
     /* Nothing changed: nothing happens. */
-    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    ck_assert_int_eq(rescan(&f), 0);
     commit(&f, 0, 0);
     expect_events(&f, NULL);
 
     /* Everything removed. */
     del(&f, "a.json");
     del(&f, "c.json");
-    ck_assert_int_eq(store_rescan(f.st, f.dir_fd), 0);
+    ck_assert_int_eq(rescan(&f), 0);
     commit(&f, 0, 2);
     expect_events(&f, "deleted:alpha", "deleted:gamma", NULL);
     ck_assert_uint_eq(snap_count(&f), 0);
-    fx_close(&f);
-}
-END_TEST
-
-START_TEST(test_file_changed_for_missing_or_non_regular)
-{
-    struct fx f;
-    fx_open(&f, FX_HALF_BYTES);
-    put(&f, "a.json", persona_json("alpha", 1));
-    baseline(&f);
-    /* A notification for a file that never existed changes nothing. */
-    store_file_changed(f.st, f.dir_fd, "nope.json");
-    commit(&f, 0, 0);
-    expect_events(&f, NULL);
-    /* Replaced by a directory: gone. */
-    del(&f, "a.json");
-    char sub[600];
-    snprintf(sub, sizeof(sub), "%s/a.json", f.dir);
-    ck_assert_int_eq(mkdir(sub, 0700), 0);
-    store_file_changed(f.st, f.dir_fd, "a.json");
-    commit(&f, 0, 1);
-    expect_events(&f, "deleted:alpha", NULL);
     fx_close(&f);
 }
 END_TEST
@@ -832,15 +851,202 @@ START_TEST(test_snapshot_published_before_events)
     munmap(map, bytes);
 }
 END_TEST
+/* --- sources, syncs, warnings ------------------------------------------------------ */
+
+START_TEST(test_bad_content_warned_once)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    /* The same bad bytes again and again: one warning; the cluster stays. */
+    for (int i = 0; i < 3; i++) {
+        put_changed(&f, "a.json", "{broken");
+        commit(&f, 0, 0);
+    }
+    ck_assert_int_eq(
+        log_count("persona file a.json: invalid JSON; keeping cluster alpha as it was", NULL), 1);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+    /* New bad content is news. */
+    put_changed(&f, "a.json", "[1]");
+    ck_assert_int_eq(log_count("a.json", "not a JSON object"), 1);
+    /* Good again, as it was: said once, no event. */
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    ck_assert_int_eq(log_count("persona file a.json is valid again", NULL), 1);
+    /* Content the source could not fetch: the tag stands for it. */
+    ck_assert_int_eq(store_put_bad(f.st, f.src, "b.json", "file is larger than 1 MiB", 2000000), 0);
+    ck_assert_int_eq(store_put_bad(f.st, f.src, "b.json", "file is larger than 1 MiB", 2000000), 0);
+    ck_assert_int_eq(log_count("persona file b.json: file is larger than 1 MiB; skipped", NULL), 1);
+    ck_assert_int_eq(store_put_bad(f.st, f.src, "b.json", "file is larger than 1 MiB", 2000001), 0);
+    ck_assert_int_eq(log_count("persona file b.json: file is larger than 1 MiB; skipped", NULL), 2);
+    commit(&f, 0, 0);
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.records, 2);
+    ck_assert_uint_eq(ss.bad_records, 1);
+    ck_assert_uint_eq(ss.clusters, 1);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_remove_and_touch_unknown)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    baseline(&f);
+    store_remove(f.st, f.src, "nope.json");
+    ck_assert_int_eq(store_touch(f.st, f.src, "nope.json"), -1);
+    ck_assert_int_eq(store_touch(f.st, 1, "a.json"), -1); /* another source's key */
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    store_remove(f.st, f.src, "a.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:alpha", NULL);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_sync_per_source)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    int k8s = store_add_source(f.st, "persona object");
+    ck_assert_int_eq(k8s, 1);
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    const char *beta = persona_json("beta", 1), *gamma = persona_json("gamma", 1);
+    ck_assert_int_eq(store_put(f.st, k8s, "ns/beta", beta, strlen(beta)), 0);
+    baseline(&f); /* a sync of the fixture's source only */
+    ck_assert_uint_eq(snap_count(&f), 2);
+    /* A listing that stopped part-way removes nothing; what it put stays. */
+    store_sync_begin(f.st, k8s);
+    ck_assert_int_eq(store_put(f.st, k8s, "ns/gamma", gamma, strlen(gamma)), 0);
+    store_sync_cancel(f.st, k8s);
+    commit(&f, 0, 1);
+    expect_events(&f, "added:gamma", NULL);
+    /* An end without a begin is nothing. */
+    store_sync_end(f.st, k8s);
+    commit(&f, 0, 0);
+    /* A full one: what it neither put nor touched goes, and only its own. */
+    store_sync_begin(f.st, k8s);
+    ck_assert_int_eq(store_touch(f.st, k8s, "ns/gamma"), 0);
+    store_sync_end(f.st, k8s);
+    commit(&f, 0, 1);
+    expect_events(&f, "deleted:beta", NULL);
+    expect_obj(&f, "alpha", obj_of("alpha", 1));
+    expect_obj(&f, "gamma", obj_of("gamma", 1));
+    /* Removed during a sync, put again in it: kept. */
+    store_sync_begin(f.st, k8s);
+    store_remove(f.st, k8s, "ns/gamma");
+    ck_assert_int_eq(store_put(f.st, k8s, "ns/gamma", gamma, strlen(gamma)), 0);
+    store_sync_end(f.st, k8s);
+    commit(&f, 0, 0);
+    expect_events(&f, NULL);
+    struct store_stats ss;
+    store_get_stats(f.st, &ss);
+    ck_assert_uint_eq(ss.records, 2);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_first_source_wins_a_name)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    int k8s = store_add_source(f.st, "persona object");
+    baseline(&f);
+    /* The other source's key sorts first, yet the source added first wins. */
+    const char *v2 = persona_json("dup", 2);
+    ck_assert_int_eq(store_put(f.st, k8s, "a", v2, strlen(v2)), 0);
+    put_changed(&f, "z.json", persona_json("dup", 1));
+    commit(&f, 0, 1);
+    expect_events(&f, "added:dup", NULL);
+    expect_obj(&f, "dup", obj_of("dup", 1));
+    ck_assert_int_eq(
+        log_count(
+            "persona object a: cluster dup is already defined by persona file z.json; ignored",
+            NULL),
+        1);
+    commit(&f, 0, 0);
+    ck_assert_int_eq(log_count("already defined", NULL), 1);
+    /* The winner goes: the other takes over. */
+    del_changed(&f, "z.json");
+    commit(&f, 0, 1);
+    expect_events(&f, "updated:dup", NULL);
+    expect_obj(&f, "dup", obj_of("dup", 2));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_sources_max)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    for (int i = 1; i < STORE_SOURCES_MAX; i++)
+        ck_assert_int_eq(store_add_source(f.st, "more"), i);
+    ck_assert_int_eq(store_add_source(f.st, "one too many"), -1);
+    fx_close(&f);
+}
+END_TEST
+
+/* Fail each allocation of a commit in turn: either it publishes nothing (no
+ * new generation, no event; the changes stay pending) or everything (the
+ * snapshot and all its events).  Before the events were serialised ahead of
+ * the publish, failing the serialisation after it panicked the master. */
+START_TEST(test_commit_out_of_memory)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    put_changed(&f, "a.json", persona_json("alpha", 1));
+    put_changed(&f, "b.json", persona_json("beta", 1));
+    baseline(&f);
+    put_changed(&f, "b.json", persona_json("beta", 2));
+    put_changed(&f, "c.json", persona_json("gamma", 1));
+    del_changed(&f, "a.json");
+    cJSON_Hooks hooks = {malloc, free}; /* the wrapped malloc */
+    cJSON_InitHooks(&hooks);
+    long failures = 0;
+    for (long k = 0;; k++) {
+        ck_assert_int_lt(k, 10000);
+        uint64_t head = ring_head(&f.ring), gen = snapshot_generation(&f.snap);
+        alloc_fail_nth(k);
+        int rc = store_commit(f.st, 0);
+        int injected = alloc_failed;
+        alloc_fail_nth(-1);
+        if (rc < 0) {
+            ck_assert_msg(injected, "commit failed without an allocation failure");
+            ck_assert_uint_eq(ring_head(&f.ring), head);
+            ck_assert_uint_eq(snapshot_generation(&f.snap), gen);
+            failures++;
+            continue;
+        }
+        /* Published: the snapshot and every event, each exactly (below). */
+        ck_assert_int_eq(rc, 3);
+        ck_assert_uint_eq(snapshot_generation(&f.snap), gen + 1);
+        uint8_t *blob = snap_blob(&f, NULL);
+        ck_assert_uint_eq(hdr_of(blob)->seq, head + 3);
+        free(blob);
+        break;
+    }
+    cJSON_InitHooks(NULL);
+    ck_assert_int_ge(failures, 5); /* diff, events and their JSON, items, blob at least */
+    expect_events(&f, "deleted:alpha", "added:gamma", "updated:beta", NULL);
+    expect_obj(&f, "beta", obj_of("beta", 2));
+    expect_obj(&f, "alpha", NULL);
+    fx_close(&f);
+}
+END_TEST
 
 static Suite *
 store_suite(void)
 {
     Suite *s = suite_create("store");
     TCase *tc = tcase_create("store");
-    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
     tcase_set_timeout(tc, 20);
-    tcase_add_test(tc, test_is_candidate);
     tcase_add_test(tc, test_baseline_empty);
     tcase_add_test(tc, test_baseline_emits_nothing);
     tcase_add_test(tc, test_add_update_delete);
@@ -852,10 +1058,15 @@ store_suite(void)
     tcase_add_test(tc, test_two_files_one_name);
     tcase_add_test(tc, test_winner_turns_bad_loser_does_not_take_over);
     tcase_add_test(tc, test_rescan);
-    tcase_add_test(tc, test_file_changed_for_missing_or_non_regular);
     tcase_add_test(tc, test_event_payload_escaping);
     tcase_add_test(tc, test_snapshot_too_big);
     tcase_add_test(tc, test_snapshot_published_before_events);
+    tcase_add_test(tc, test_bad_content_warned_once);
+    tcase_add_test(tc, test_remove_and_touch_unknown);
+    tcase_add_test(tc, test_sync_per_source);
+    tcase_add_test(tc, test_first_source_wins_a_name);
+    tcase_add_test(tc, test_sources_max);
+    tcase_add_test(tc, test_commit_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

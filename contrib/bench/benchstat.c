@@ -1,17 +1,20 @@
 /*
- * benchstat - wsbench's helpers, the server's CPU and memory from /proc, and the
- * latency histogram.  See wsbench.h.
+ * benchstat - helpers of wsbench and wscampaign: errors, memory, clocks, the
+ * descriptor limit and the target URL, the server's CPU and memory from /proc,
+ * and the latency histogram.  See wsbench.h.
  */
 #define _GNU_SOURCE
 
 #include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "wsbench.h"
 
@@ -80,6 +83,67 @@ self_cpu_s(void)
            ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
+void
+raise_nofile(unsigned need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        die_errno("getrlimit");
+    if (rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max < need) {
+        rl.rlim_max = need; /* needs CAP_SYS_RESOURCE; fall back to the hard limit */
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return;
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
+        die("RLIMIT_NOFILE is %lu, %u clients need %u", (unsigned long)rl.rlim_cur, need - 64,
+            need);
+}
+
+void
+parse_url(struct bench *b, const char *url)
+{
+    char host[256], port[16] = "80";
+    const char *h, *end, *slash;
+    if (strncmp(url, "ws://", 5) != 0)
+        die("the URL must start with ws://");
+    h = url + 5;
+    slash = strchr(h, '/');
+    snprintf(b->path, sizeof b->path, "%s", slash ? slash : "/");
+    end = slash ? slash : h + strlen(h);
+    snprintf(b->host_hdr, sizeof b->host_hdr, "%.*s", (int)(end - h), h);
+    if (*h == '[') { /* [::1]:port */
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (rb == NULL)
+            die("bad IPv6 URL");
+        snprintf(host, sizeof host, "%.*s", (int)(rb - h - 1), h + 1);
+        if (rb[1] == ':')
+            snprintf(port, sizeof port, "%.*s", (int)(end - rb - 2), rb + 2);
+    } else {
+        const char *colon = memchr(h, ':', (size_t)(end - h));
+        snprintf(host, sizeof host, "%.*s", (int)((colon ? colon : end) - h), h);
+        if (colon)
+            snprintf(port, sizeof port, "%.*s", (int)(end - colon - 1), colon + 1);
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0)
+        die("%s: %s", host, gai_strerror(rc));
+    memcpy(&b->dst, ai->ai_addr, ai->ai_addrlen);
+    b->dst_len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    size_t sz = strlen(b->path) + strlen(b->host_hdr) + 256;
+    b->req_head = xmalloc(sz);
+    snprintf(b->req_head, sz,
+             "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: ",
+             b->path, b->host_hdr);
+}
+
 /* ---- server sampling from /proc --------------------------------------------------- */
 
 static long
@@ -99,6 +163,14 @@ status_field_kb(const char *path, const char *key)
     }
     fclose(f);
     return v;
+}
+
+long
+proc_status_kb(pid_t pid, const char *key)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    return status_field_kb(path, key);
 }
 
 /* srv_sample - sum CPU time and memory over the process pid and its children. */
@@ -169,27 +241,49 @@ hist_value(unsigned i)
 }
 
 void
+hist_record(struct hist *h, uint64_t us)
+{
+    h->b[hist_index(us)]++;
+    h->n++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+void
+hist_merge(struct hist *dst, const struct hist *src)
+{
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        dst->b[i] += src->b[i];
+    dst->n += src->n;
+    if (src->max_us > dst->max_us)
+        dst->max_us = src->max_us;
+}
+
+double
+hist_ms(const struct hist *h, double pct)
+{
+    if (h->n == 0)
+        return 0;
+    uint64_t want = (uint64_t)((double)h->n * pct / 100.0 + 0.5);
+    uint64_t acc = 0;
+    if (want < 1)
+        want = 1;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        acc += h->b[i];
+        if (acc >= want)
+            return (double)hist_value(i) / 1000.0;
+    }
+    return (double)h->max_us / 1000.0;
+}
+
+void
 hist_add(struct bench *b, uint64_t us)
 {
-    b->hist[hist_index(us)]++;
-    b->lat_n++;
-    if (us > b->lat_max_us)
-        b->lat_max_us = us;
+    hist_record(&b->lat, us);
 }
 
 double
 hist_pct_ms(const struct bench *b, double pct)
 {
-    if (b->lat_n == 0)
-        return 0;
-    uint64_t want = (uint64_t)((double)b->lat_n * pct / 100.0 + 0.5);
-    uint64_t acc = 0;
-    if (want < 1)
-        want = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        acc += b->hist[i];
-        if (acc >= want)
-            return (double)hist_value(i) / 1000.0;
-    }
-    return (double)b->lat_max_us / 1000.0;
+    return hist_ms(&b->lat, pct);
 }

@@ -245,67 +245,6 @@ run_for(struct bench *b, double seconds)
 /* ---- setup and report ------------------------------------------------------------- */
 
 static void
-raise_nofile(unsigned need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        die_errno("getrlimit");
-    if (rl.rlim_cur >= need)
-        return;
-    if (rl.rlim_max < need) {
-        rl.rlim_max = need; /* needs CAP_SYS_RESOURCE; fall back to the hard limit */
-        rl.rlim_cur = need;
-        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-            return;
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
-        die("RLIMIT_NOFILE is %lu, %u clients need %u", (unsigned long)rl.rlim_cur, need - 64,
-            need);
-}
-
-static void
-parse_url(struct bench *b, const char *url)
-{
-    char host[256], port[16] = "80";
-    const char *h, *end, *slash;
-    if (strncmp(url, "ws://", 5) != 0)
-        die("the URL must start with ws://");
-    h = url + 5;
-    slash = strchr(h, '/');
-    snprintf(b->path, sizeof b->path, "%s", slash ? slash : "/");
-    end = slash ? slash : h + strlen(h);
-    snprintf(b->host_hdr, sizeof b->host_hdr, "%.*s", (int)(end - h), h);
-    if (*h == '[') { /* [::1]:port */
-        const char *rb = memchr(h, ']', (size_t)(end - h));
-        if (rb == NULL)
-            die("bad IPv6 URL");
-        snprintf(host, sizeof host, "%.*s", (int)(rb - h - 1), h + 1);
-        if (rb[1] == ':')
-            snprintf(port, sizeof port, "%.*s", (int)(end - rb - 2), rb + 2);
-    } else {
-        const char *colon = memchr(h, ':', (size_t)(end - h));
-        snprintf(host, sizeof host, "%.*s", (int)((colon ? colon : end) - h), h);
-        if (colon)
-            snprintf(port, sizeof port, "%.*s", (int)(end - colon - 1), colon + 1);
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-    int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc != 0)
-        die("%s: %s", host, gai_strerror(rc));
-    memcpy(&b->dst, ai->ai_addr, ai->ai_addrlen);
-    b->dst_len = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    size_t sz = strlen(b->path) + strlen(b->host_hdr) + 256;
-    b->req_head = xmalloc(sz);
-    snprintf(b->req_head, sz,
-             "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Key: ",
-             b->path, b->host_hdr);
-}
-
-static void
 usage(FILE *f)
 {
     fprintf(f,
@@ -505,7 +444,7 @@ print_report(const struct bench *b, const struct report *r)
                o->events, o->rate, b->injected, inj_s, b->deliveries, r->expected, r->lost, b->dups,
                b->ooo, b->foreign, b->proto_errors, b->closed, b->first_close_code, b->pings,
                b->pub.errors, dps, hist_pct_ms(b, 50), hist_pct_ms(b, 99),
-               (double)b->lat_max_us / 1000.0, r->s2.procs, r->s1.cpu_s - r->s0.cpu_s, cpu_ev,
+               (double)b->lat.max_us / 1000.0, r->s2.procs, r->s1.cpu_s - r->s0.cpu_s, cpu_ev,
                r->s2.master_cpu_s - r->s1.master_cpu_s, per_cpu, r->s0.rss_kb, r->s1.rss_kb,
                r->s2.rss_kb, r->s0.pss_kb, r->s1.pss_kb, r->s2.pss_kb, rss_conn, pss_conn,
                r->gen_cpu_events_s, gen_pct);
@@ -525,7 +464,7 @@ print_report(const struct bench *b, const struct report *r)
            ", foreign %" PRIu64 ", protocol %" PRIu64 ", publish %" PRIu64 "\n",
            r->lost, b->dups, b->ooo, b->foreign, b->proto_errors, b->pub.errors);
     printf("latency        p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", hist_pct_ms(b, 50),
-           hist_pct_ms(b, 99), (double)b->lat_max_us / 1000.0);
+           hist_pct_ms(b, 99), (double)b->lat.max_us / 1000.0);
     printf("server cpu     %.2f s connecting, %.2f s for the events (%.2f s master;"
            " %.0f deliveries/cpu-s), %d processes\n",
            r->s1.cpu_s - r->s0.cpu_s, cpu_ev, r->s2.master_cpu_s - r->s1.master_cpu_s, per_cpu,

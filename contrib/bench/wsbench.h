@@ -28,6 +28,11 @@
 #define HIST_SUB 512
 #define HIST_BUCKETS (1024 + 54 * HIST_SUB)
 
+struct hist {
+    uint64_t b[HIST_BUCKETS];
+    uint64_t n, max_us;
+};
+
 enum conn_state {
     CONN_IDLE,       /* not started, or waiting for a retry */
     CONN_CONNECTING, /* non-blocking connect in progress */
@@ -44,6 +49,11 @@ struct conn {
     uint8_t msg_opcode; /* opcode of a fragmented message being reassembled, 0 none */
     uint8_t want_out;   /* EPOLLOUT registered */
     uint8_t counted;    /* open when the injection started: owes every event */
+    uint8_t paused;     /* not reading: EPOLLIN off (wscampaign's stuck and paused clients) */
+    uint8_t close_sent; /* this client sent a close frame: the server's is the answer */
+    uint16_t srv_code;  /* code of the server's close frame, 1005 without one; 0 none */
+    uint32_t read_max;  /* bytes per read(), 0 = the whole shared buffer */
+    uint32_t rcvbuf;    /* SO_RCVBUF set before connecting, 0 = the kernel's */
     char accept[32];    /* expected Sec-WebSocket-Accept, NUL-terminated */
     unsigned char *in;  /* owned: bytes of an incomplete frame or handshake */
     size_t in_len;
@@ -82,8 +92,28 @@ struct opts {
     int json, quiet;
 };
 
+struct bench;
+
+/* Hooks for a driver that keeps its own per-session books (wscampaign).  NULL in
+ * wsbench, whose books are the fields of struct conn and struct bench. */
+struct conn_ops {
+    /* the 101 was verified: the WebSocket is open */
+    void (*opened)(struct bench *b, struct conn *c, uint64_t now);
+    /* one complete text message */
+    void (*text)(struct bench *b, struct conn *c, const unsigned char *p, size_t len, uint64_t now);
+    /* an open connection ended: code of the server's close frame, 1005 for one
+     * without a code, 1006 for EOF, a reset or an error, 1002 for a framing
+     * violation by the server */
+    void (*ended)(struct bench *b, struct conn *c, int code, uint64_t now);
+    /* connecting or the handshake failed (not retried by wsclient) */
+    void (*failed)(struct bench *b, struct conn *c);
+    /* a paused connection's peer closed or reset it (EPOLLRDHUP, EPOLLHUP) */
+    void (*peer_gone)(struct bench *b, struct conn *c);
+};
+
 struct bench {
     struct opts o;
+    const struct conn_ops *ops; /* NULL: wsbench's own books */
     int ep;
     struct sockaddr_storage dst;
     socklen_t dst_len;
@@ -108,8 +138,7 @@ struct bench {
     /* results */
     uint64_t deliveries, dups, ooo;
     uint64_t distinct; /* first-time deliveries */
-    uint64_t hist[HIST_BUCKETS];
-    uint64_t lat_max_us, lat_n;
+    struct hist lat;
     uint64_t last_progress; /* time of the last first-time delivery */
 };
 
@@ -124,7 +153,16 @@ uint64_t rng_next(struct bench *b);
 double self_cpu_s(void); /* this process's user + system time */
 /* srv_sample - sum CPU time and memory over the process pid and its children. */
 void srv_sample(pid_t pid, struct srv_sample *s);
-void hist_add(struct bench *b, uint64_t us);
+/* raise_nofile - raise RLIMIT_NOFILE to need (or the hard limit), or die. */
+void raise_nofile(unsigned need);
+/* parse_url - resolve ws://HOST:PORT/PATH into b->dst, b->host_hdr, b->path, b->req_head. */
+void parse_url(struct bench *b, const char *url);
+/* proc_status_kb - a "Key:   N kB" field of /proc/PID/status ("VmRSS:"), 0 if gone. */
+long proc_status_kb(pid_t pid, const char *key);
+void hist_record(struct hist *h, uint64_t us);
+void hist_merge(struct hist *dst, const struct hist *src);
+double hist_ms(const struct hist *h, double pct); /* pct-th percentile, ms */
+void hist_add(struct bench *b, uint64_t us);      /* into b->lat */
 double hist_pct_ms(const struct bench *b, double pct);
 
 /* wsclient.c */
@@ -133,6 +171,13 @@ void conn_drop(struct bench *b, struct conn *c, enum conn_state to);
 void conn_event(struct bench *b, struct conn *c, uint32_t events);
 /* start_connections - start clients until --inflight handshakes are under way. */
 void start_connections(struct bench *b);
+/* conn_start - begin connecting client idx (non-blocking). */
+void conn_start(struct bench *b, unsigned idx);
+/* conn_send_close - send a masked close frame with code; the connection ends
+ * when the server's close frame (or EOF) arrives. */
+void conn_send_close(struct bench *b, struct conn *c, unsigned code);
+/* conn_set_paused - stop (1) or resume (0) reading an open connection. */
+void conn_set_paused(struct bench *b, struct conn *c, int paused);
 /* header_value - copy header name's value from CRLF-separated hdrs; 0 or -1. */
 int header_value(const char *hdrs, const char *name, char *out, size_t outsz);
 

@@ -5,6 +5,10 @@
  * masked pong, close, continuation), and per-client delivery bookkeeping: a
  * bitmap of event indices received, which yields lost, duplicated and
  * out-of-order counts, and the latency of each first delivery.
+ *
+ * A driver with its own books (wscampaign) sets b->ops: it is then told of each
+ * open, text message, end (with the close code) and failure, and wsclient
+ * neither retries nor counts deliveries itself.
  */
 #define _GNU_SOURCE /* IP_BIND_ADDRESS_NO_PORT, memmem */
 
@@ -38,9 +42,19 @@ ep_set(struct bench *b, int fd, uint32_t events, uint64_t tag, int op)
         die_errno("epoll_ctl");
 }
 
+/* conn_mask - the epoll events c waits for: input unless paused (then only the
+ * peer's FIN or reset, until it came: paused == 2), output while bytes are queued. */
+static uint32_t
+conn_mask(const struct conn *c)
+{
+    uint32_t in = c->paused == 0 ? EPOLLIN : c->paused == 1 ? EPOLLRDHUP : 0;
+    return in | (c->want_out ? EPOLLOUT : 0);
+}
+
 void
 conn_drop(struct bench *b, struct conn *c, enum conn_state to)
 {
+    int was_open = c->state == CONN_OPEN;
     if (c->fd >= 0)
         close(c->fd); /* also removes it from the epoll set */
     c->fd = -1;
@@ -56,6 +70,8 @@ conn_drop(struct bench *b, struct conn *c, enum conn_state to)
         b->closed++;
     else if (to == CONN_FAILED)
         b->failed++;
+    if (was_open && to == CONN_CLOSED && b->ops != NULL)
+        b->ops->ended(b, c, c->srv_code ? c->srv_code : 1006, now_ns());
 }
 
 /* conn_fail - a connect or handshake attempt failed: retry later or give up. */
@@ -63,6 +79,10 @@ static void
 conn_fail(struct bench *b, struct conn *c, int retryable)
 {
     conn_drop(b, c, CONN_IDLE);
+    if (b->ops != NULL) {
+        b->ops->failed(b, c);
+        return;
+    }
     if (retryable && c->attempts < MAX_ATTEMPTS) {
         b->retry[b->n_retry++] = (unsigned)(c - b->conns);
         b->retries++;
@@ -95,8 +115,8 @@ conn_flush(struct bench *b, struct conn *c)
     }
     int want = c->out_len > 0;
     if (want != c->want_out) {
-        ep_set(b, c->fd, EPOLLIN | (want ? EPOLLOUT : 0), (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
         c->want_out = (uint8_t)want;
+        ep_set(b, c->fd, conn_mask(c), (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
     }
 }
 
@@ -144,7 +164,7 @@ make_key(struct bench *b, char key[25], char accept[32])
     accept[28] = '\0';
 }
 
-static void
+void
 conn_start(struct bench *b, unsigned idx)
 {
     struct conn *c = &b->conns[idx];
@@ -153,6 +173,11 @@ conn_start(struct bench *b, unsigned idx)
     if (fd < 0)
         die_errno("socket");
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->rcvbuf > 0) { /* before connect(): the window scale is chosen for it */
+        int v = (int)c->rcvbuf;
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) < 0)
+            die_errno("setsockopt(SO_RCVBUF)");
+    }
     if (b->o.source_addrs > 0 && b->dst.ss_family == AF_INET) {
         /* Spread over 127.0.0.2.. so that each source address has its own
          * ephemeral port range; the port is still chosen at connect(). */
@@ -164,6 +189,8 @@ conn_start(struct bench *b, unsigned idx)
     }
     c->fd = fd;
     c->attempts++;
+    c->paused = c->close_sent = 0;
+    c->srv_code = 0;
     c->state = CONN_CONNECTING;
     b->inflight++;
     ep_set(b, fd, EPOLLOUT, idx, EPOLL_CTL_ADD);
@@ -279,7 +306,9 @@ static void
 on_message(struct bench *b, struct conn *c, unsigned opcode, const unsigned char *p, size_t len,
            uint64_t now)
 {
-    if (opcode == 1)
+    if (opcode == 1 && b->ops != NULL)
+        b->ops->text(b, c, p, len, now);
+    else if (opcode == 1)
         on_event_message(b, c, p, len, now);
     else
         b->foreign++; /* binary */
@@ -298,6 +327,7 @@ parse_frames(struct bench *b, struct conn *c, const unsigned char *p, size_t len
         size_t hlen = 2;
         if (f[1] & 0x80 || (f[0] & 0x70)) { /* servers must not mask; no extensions */
             b->proto_errors++;
+            c->srv_code = 1002;
             conn_drop(b, c, CONN_CLOSED);
             return -1;
         }
@@ -316,6 +346,7 @@ parse_frames(struct bench *b, struct conn *c, const unsigned char *p, size_t len
         }
         if (plen > CARRY_MAX_BYTES) {
             b->proto_errors++;
+            c->srv_code = 1002;
             conn_drop(b, c, CONN_CLOSED);
             return -1;
         }
@@ -349,10 +380,12 @@ parse_frames(struct bench *b, struct conn *c, const unsigned char *p, size_t len
                 c->msg_len = plen;
             }
             break;
-        case 0x8: /* close: echo the code, then count the client as closed */
+        case 0x8: /* close: echo the code (unless it answers ours), then closed */
+            c->srv_code = (uint16_t)(plen >= 2 ? pl[0] << 8 | pl[1] : 1005);
             if (b->first_close_code == 0)
-                b->first_close_code = plen >= 2 ? pl[0] << 8 | pl[1] : 1005;
-            conn_send_control(b, c, 0x8, pl, plen >= 2 ? 2 : 0);
+                b->first_close_code = c->srv_code;
+            if (!c->close_sent)
+                conn_send_control(b, c, 0x8, pl, plen >= 2 ? 2 : 0);
             conn_drop(b, c, CONN_CLOSED);
             return -1;
         case 0x9: /* ping */
@@ -365,6 +398,7 @@ parse_frames(struct bench *b, struct conn *c, const unsigned char *p, size_t len
             break;
         default:
             b->proto_errors++;
+            c->srv_code = 1002;
             conn_drop(b, c, CONN_CLOSED);
             return -1;
         }
@@ -379,9 +413,13 @@ conn_readable(struct bench *b, struct conn *c)
     size_t have = c->in_len;
     ssize_t n, used;
 
-    memcpy(buf, c->in, have);
+    size_t room = RBUF_BYTES - have;
+    if (c->read_max > 0 && room > c->read_max)
+        room = c->read_max;
+    if (have > 0) /* c->in is NULL until a partial frame was kept */
+        memcpy(buf, c->in, have);
     c->in_len = 0;
-    n = read(c->fd, buf + have, RBUF_BYTES - have);
+    n = read(c->fd, buf + have, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         c->in_len = have; /* unchanged */
         return;
@@ -415,6 +453,11 @@ conn_readable(struct bench *b, struct conn *c)
         b->inflight--;
         b->open++;
         off = (size_t)used;
+        if (b->ops != NULL) {
+            b->ops->opened(b, c, now);
+            if (c->state != CONN_OPEN)
+                return;
+        }
     }
     used = parse_frames(b, c, buf + off, have - off, now);
     if (used < 0)
@@ -432,14 +475,25 @@ conn_event(struct bench *b, struct conn *c, uint32_t events)
 {
     if (c->state == CONN_CONNECTING) {
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
-            ep_set(b, c->fd, EPOLLIN, (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
             c->want_out = 0;
+            ep_set(b, c->fd, conn_mask(c), (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
             conn_connected(b, c);
         }
         return;
     }
     if ((events & EPOLLOUT) && c->fd >= 0)
         conn_flush(b, c);
+    if (c->paused && c->state == CONN_OPEN) {
+        /* Not reading; the driver decides what a FIN or reset behind the
+         * unread bytes means.  Stop watching for it, or it fires forever. */
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+            c->paused = 2;
+            ep_set(b, c->fd, conn_mask(c), (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
+            if (b->ops != NULL)
+                b->ops->peer_gone(b, c);
+        }
+        return;
+    }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->fd >= 0)
         conn_readable(b, c);
 }
@@ -455,4 +509,21 @@ start_connections(struct bench *b)
         else
             break;
     }
+}
+
+void
+conn_send_close(struct bench *b, struct conn *c, unsigned code)
+{
+    unsigned char p[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+    c->close_sent = 1;
+    conn_send_control(b, c, 0x8, p, 2);
+}
+
+void
+conn_set_paused(struct bench *b, struct conn *c, int paused)
+{
+    if (c->state != CONN_OPEN || (c->paused != 0) == (paused != 0))
+        return;
+    c->paused = (uint8_t)(paused != 0);
+    ep_set(b, c->fd, conn_mask(c), (uint64_t)(c - b->conns), EPOLL_CTL_MOD);
 }

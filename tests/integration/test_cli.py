@@ -113,6 +113,32 @@ def test_bad_config_file():
         os.rmdir(d)
 
 
+def test_snapshot_max_cap():
+    """--snapshot-max is capped at 1 GiB (issue 8, item 9): beyond it, size
+    arithmetic would wrap on 32-bit targets.  Over the cap, on the command line
+    or in the file, is exit 1 with a message naming the option; the cap itself
+    runs."""
+    d = tempfile.mkdtemp(prefix="personad-cli-")
+    conf = os.path.join(d, "p.conf")
+    try:
+        for over in ("1073741825", "2147483648", "17179869184"):
+            rc, out, err = personad("-l", "127.0.0.1:%d" % free_port(), "-d", d, "-w", "1",
+                                    "--snapshot-max=" + over, timeout=5)
+            assert rc == 1, "--snapshot-max=%s: exit %r (stderr %r)" % (over, rc, err)
+            assert "--snapshot-max" in err and over in err, err
+        with open(conf, "w") as f:
+            f.write("snapshot-max = 4294967296\n")
+        rc, out, err = personad("-c", conf, "-l", "127.0.0.1:%d" % free_port(), "-d", d,
+                                "-w", "1", timeout=5)
+        assert rc == 1 and "snapshot-max" in err and "4294967296" in err, (rc, err)
+        os.unlink(conf)
+    finally:
+        os.rmdir(d)
+    with Daemon(workers=1, flags=["--snapshot-max=1073741824"]) as dm:
+        st, _, _ = dm.http("GET", "/api/clusters")
+        assert st == 200
+
+
 def test_missing_personas_dir():
     d = tempfile.mkdtemp(prefix="personad-cli-")
     try:
@@ -202,6 +228,6 @@ def test_listen_forms():
 
 
 if __name__ == "__main__":
-    run([test_help_version, test_bad_options_exit_1, test_bad_config_file,
+    run([test_help_version, test_bad_options_exit_1, test_bad_config_file, test_snapshot_max_cap,
          test_missing_personas_dir, test_port_in_use, test_workers_count_and_config_override,
          test_listen_forms])

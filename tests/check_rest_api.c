@@ -1,10 +1,11 @@
 /*
- * check_http_api - unit tests for the pure parts of src/http_api.c:
- * http_api_decode_name (strict percent-decoding of a cluster name: table of
+ * check_rest_api - unit tests for the pure part of src/rest_api.c:
+ * rest_api_decode_name (strict percent-decoding of a cluster name: table of
  * valid names, %2F, %00 and invalid or truncated escapes, the length limit and
- * its exact boundary, no write past the buffer), http_api_keep_escaped, and
- * the headers of http_json_response.  The HTTP routing itself is covered by
- * tests/integration/test_rest_*.py over real sockets.
+ * its exact boundary, no write past the buffer).  The endpoints themselves
+ * are covered by tests/integration/test_rest_*.py over real sockets; the
+ * route table by check_http_router.c, the response helpers by
+ * check_http_reply.c.
  */
 #include "build_config.h"
 
@@ -14,17 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <microhttpd.h>
-
-#include "http_api.h"
+#include "rest_api.h"
 #include "persona.h"
 
-#define NAME_BUF (PERSONA_NAME_MAX_BYTES + 1) /* what serve_cluster passes */
+#define NAME_BUF (PERSONA_NAME_MAX_BYTES + 1) /* what rest_api_cluster passes */
 #define CANARY 0xa5
 
 struct decode_case {
     const char *in;
-    long want;       /* length, HTTP_NAME_BAD_ESCAPE or HTTP_NAME_TOO_LONG */
+    long want;       /* length, REST_API_NAME_BAD_ESCAPE or REST_API_NAME_TOO_LONG */
     const char *out; /* expected bytes when want >= 0 */
 };
 
@@ -57,31 +56,31 @@ static const struct decode_case decode_cases[] = {
     {"%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", 16, "../../etc/passwd"},
     {"%0D%0A", 2, "\r\n"},
     /* %00 */
-    {"%00", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"a%00", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"a%00b", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%41%00", HTTP_NAME_BAD_ESCAPE, NULL},
+    {"%00", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"a%00", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"a%00b", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%41%00", REST_API_NAME_BAD_ESCAPE, NULL},
     /* invalid escapes */
-    {"%zz", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%z1", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%1z", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%g0", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%0g", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%G0", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%%", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%%41", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%-1", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%+1", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"% 1", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%x41", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%\xc3\xa9", HTTP_NAME_BAD_ESCAPE, NULL},
+    {"%zz", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%z1", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%1z", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%g0", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%0g", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%G0", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%%", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%%41", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%-1", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%+1", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"% 1", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%x41", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%\xc3\xa9", REST_API_NAME_BAD_ESCAPE, NULL},
     /* truncated escapes */
-    {"%", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"a%", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%4", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"a%4", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%41%4", HTTP_NAME_BAD_ESCAPE, NULL},
-    {"%41%", HTTP_NAME_BAD_ESCAPE, NULL},
+    {"%", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"a%", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%4", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"a%4", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%41%4", REST_API_NAME_BAD_ESCAPE, NULL},
+    {"%41%", REST_API_NAME_BAD_ESCAPE, NULL},
 };
 
 START_TEST(test_decode_table)
@@ -89,7 +88,7 @@ START_TEST(test_decode_table)
     const struct decode_case *c = &decode_cases[_i];
     uint8_t buf[NAME_BUF + 16];
     memset(buf, CANARY, sizeof(buf));
-    long n = http_api_decode_name(c->in, (char *)buf, NAME_BUF);
+    long n = rest_api_decode_name(c->in, (char *)buf, NAME_BUF);
     ck_assert_msg(n == c->want, "decode(\"%s\") = %ld, want %ld", c->in, n, c->want);
     if (c->want >= 0)
         ck_assert_msg(memcmp(buf, c->out, (size_t)c->want) == 0, "decode(\"%s\") bytes differ",
@@ -115,7 +114,7 @@ repeat(const char *unit, size_t n)
 }
 
 /* Lengths around the buffer size, plain and escaped: out_size bytes fit,
- * one more is HTTP_NAME_TOO_LONG, and nothing is written past out_size. */
+ * one more is REST_API_NAME_TOO_LONG, and nothing is written past out_size. */
 START_TEST(test_decode_length_limit)
 {
     static const char *const units[] = {"a", "%41", "%C3%A9" /* 2 bytes */};
@@ -127,12 +126,12 @@ START_TEST(test_decode_length_limit)
             char *in = repeat(units[k], bytes / unit_bytes[k]);
             uint8_t buf[NAME_BUF + 16];
             memset(buf, CANARY, sizeof(buf));
-            long n = http_api_decode_name(in, (char *)buf, NAME_BUF);
+            long n = rest_api_decode_name(in, (char *)buf, NAME_BUF);
             if (bytes <= NAME_BUF)
                 ck_assert_msg(n == (long)bytes, "%zu bytes of %s: got %ld", bytes, units[k], n);
             else
-                ck_assert_msg(n == HTTP_NAME_TOO_LONG, "%zu bytes of %s: got %ld", bytes, units[k],
-                              n);
+                ck_assert_msg(n == REST_API_NAME_TOO_LONG, "%zu bytes of %s: got %ld", bytes,
+                              units[k], n);
             for (size_t i = NAME_BUF; i < sizeof(buf); i++)
                 ck_assert_msg(buf[i] == CANARY, "%zu bytes of %s: wrote byte %zu", bytes, units[k],
                               i);
@@ -147,63 +146,38 @@ START_TEST(test_decode_long_inputs)
     /* the 3000-character paths of the integration test */
     char *in = repeat("a", 3000);
     char buf[NAME_BUF];
-    ck_assert_int_eq(http_api_decode_name(in, buf, sizeof(buf)), HTTP_NAME_TOO_LONG);
+    ck_assert_int_eq(rest_api_decode_name(in, buf, sizeof(buf)), REST_API_NAME_TOO_LONG);
     free(in);
     in = repeat("%41", 1000);
-    ck_assert_int_eq(http_api_decode_name(in, buf, sizeof(buf)), HTTP_NAME_TOO_LONG);
+    ck_assert_int_eq(rest_api_decode_name(in, buf, sizeof(buf)), REST_API_NAME_TOO_LONG);
     free(in);
     /* 253 bytes of UTF-8 (84 three-byte characters and one more byte) fit */
     char *cjk = repeat("%E6%97%A5", 84);
     char name[84 * 9 + 2];
     snprintf(name, sizeof(name), "%sa", cjk);
     free(cjk);
-    ck_assert_int_eq(http_api_decode_name(name, buf, sizeof(buf)), PERSONA_NAME_MAX_BYTES);
+    ck_assert_int_eq(rest_api_decode_name(name, buf, sizeof(buf)), PERSONA_NAME_MAX_BYTES);
 }
 END_TEST
 
 START_TEST(test_decode_tiny_buffers)
 {
     char buf[4];
-    ck_assert_int_eq(http_api_decode_name("", buf, 0), 0);
-    ck_assert_int_eq(http_api_decode_name("a", buf, 0), HTTP_NAME_TOO_LONG);
-    ck_assert_int_eq(http_api_decode_name("%41", buf, 0), HTTP_NAME_TOO_LONG);
-    ck_assert_int_eq(http_api_decode_name("a", buf, 1), 1);
-    ck_assert_int_eq(http_api_decode_name("ab", buf, 1), HTTP_NAME_TOO_LONG);
-    ck_assert_int_eq(http_api_decode_name("%41%42%43%44", buf, 4), 4);
+    ck_assert_int_eq(rest_api_decode_name("", buf, 0), 0);
+    ck_assert_int_eq(rest_api_decode_name("a", buf, 0), REST_API_NAME_TOO_LONG);
+    ck_assert_int_eq(rest_api_decode_name("%41", buf, 0), REST_API_NAME_TOO_LONG);
+    ck_assert_int_eq(rest_api_decode_name("a", buf, 1), 1);
+    ck_assert_int_eq(rest_api_decode_name("ab", buf, 1), REST_API_NAME_TOO_LONG);
+    ck_assert_int_eq(rest_api_decode_name("%41%42%43%44", buf, 4), 4);
     ck_assert_int_eq(memcmp(buf, "ABCD", 4), 0);
-    ck_assert_int_eq(http_api_decode_name("%41%42%43%44%45", buf, 4), HTTP_NAME_TOO_LONG);
-}
-END_TEST
-
-START_TEST(test_keep_escaped)
-{
-    /* MHD's unescape callback: the URL stays as sent, length unchanged */
-    char url[] = "/api/clusters/a%2Fb%00%zz";
-    ck_assert_uint_eq(http_api_keep_escaped(NULL, NULL, url), strlen("/api/clusters/a%2Fb%00%zz"));
-    ck_assert_str_eq(url, "/api/clusters/a%2Fb%00%zz");
-    char empty[] = "";
-    ck_assert_uint_eq(http_api_keep_escaped(NULL, NULL, empty), 0);
-}
-END_TEST
-
-START_TEST(test_json_response_headers)
-{
-    struct MHD_Response *r = http_json_response("{\"error\":\"cluster not found\"}");
-    ck_assert_ptr_nonnull(r);
-    const char *ct = MHD_get_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    const char *cc = MHD_get_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL);
-    ck_assert_ptr_nonnull(ct);
-    ck_assert_ptr_nonnull(cc);
-    ck_assert_str_eq(ct, "application/json");
-    ck_assert_str_eq(cc, "no-cache");
-    MHD_destroy_response(r);
+    ck_assert_int_eq(rest_api_decode_name("%41%42%43%44%45", buf, 4), REST_API_NAME_TOO_LONG);
 }
 END_TEST
 
 static Suite *
-http_api_suite(void)
+rest_api_suite(void)
 {
-    Suite *s = suite_create("http_api");
+    Suite *s = suite_create("rest_api");
     TCase *tc = tcase_create("decode_name");
     tcase_set_timeout(tc, 10);
     tcase_add_loop_test(tc, test_decode_table, 0,
@@ -212,18 +186,13 @@ http_api_suite(void)
     tcase_add_test(tc, test_decode_long_inputs);
     tcase_add_test(tc, test_decode_tiny_buffers);
     suite_add_tcase(s, tc);
-    TCase *tr = tcase_create("responses");
-    tcase_set_timeout(tr, 10);
-    tcase_add_test(tr, test_keep_escaped);
-    tcase_add_test(tr, test_json_response_headers);
-    suite_add_tcase(s, tr);
     return s;
 }
 
 int
 main(void)
 {
-    SRunner *sr = srunner_create(http_api_suite());
+    SRunner *sr = srunner_create(rest_api_suite());
     srunner_set_fork_status(sr, CK_FORK);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
