@@ -8,13 +8,13 @@
  * http_router_completed after calling the route's done hook.  The router
  * owns the memory; a handler owns only what it puts in its own member.
  *
- * worker.h is included for struct ws_pending only: the request context is
+ * conn_set.h is included for struct conn_pending only: the request context is
  * allocated before the route is known, so it embeds each endpoint's state.
  */
 #ifndef PERSONAD_HTTP_REQUEST_H
 #define PERSONAD_HTTP_REQUEST_H
 
-#include "worker.h"
+#include "conn_set.h"
 
 struct http_request {
     const char *target_end; /* end of the request target in MHD's line buffer */
@@ -22,7 +22,7 @@ struct http_request {
     /* The route's done hook (NULL: none), set when the request is routed;
      * http_router_completed calls it once, before freeing the context. */
     void (*done)(struct http_request *rq);
-    struct ws_pending ws; /* /ws: the first event the client gets, kept until the hand-off */
+    struct conn_pending ws; /* /ws: the first event the client gets, kept until the hand-off */
 };
 
 #endif

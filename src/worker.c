@@ -2,9 +2,10 @@
  * worker - see worker.h.
  *
  * One loop pass: epoll_wait (timeout = the nearest deadline or MHD timeout),
- * handle ready sources, pull new ring entries into the frame window (one
- * framing per event per worker), fan them out, run MHD, expire deadlines, and
- * free the connections closed during the pass.
+ * call the handlers of the ready sources, pull new ring entries into the event
+ * window (one encoding per event per worker per protocol), fan them out to the
+ * set, run MHD, expire the set's deadlines, and free the connections closed
+ * during the pass.
  *
  * The worker accepts on its listening socket itself and hands each socket to
  * MHD (MHD_add_connection).  libmicrohttpd 0.9.75, on EMFILE, stops watching
@@ -37,7 +38,6 @@
 #include "log.h"
 #include "sig.h"
 #include "worker.h"
-#include "ws_conn.h"
 
 #define WORKER_EPOLL_EVENTS 256
 #define WORKER_STOP_GRACE_MS 1500
@@ -84,11 +84,26 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static void
-epoll_add(struct worker *w, int fd, struct ev_source *src)
+epoll_add(struct worker *w, int fd, struct ev_handler *h)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = src};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    if (ev_add(w->epfd, fd, EPOLLIN, h) != 0)
         fatal("worker %u: epoll_ctl(ADD)", w->index);
+}
+
+/* MHD's epoll fd is ready: MHD runs after the handlers. */
+static void
+on_mhd(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    EV_CONTAINER(h, struct worker, ev_mhd)->mhd_ready = 1;
+}
+
+/* The listening socket is ready: accept after the handlers. */
+static void
+on_listen(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    EV_CONTAINER(h, struct worker, ev_listen)->listen_ready = 1;
 }
 
 static unsigned int
@@ -125,7 +140,7 @@ worker_start_mhd(struct worker *w)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (info == NULL)
         fatalx("worker %u: libmicrohttpd has no epoll fd", w->index);
-    w->ev_mhd.kind = EV_MHD;
+    w->ev_mhd.on_event = on_mhd;
     epoll_add(w, info->epoll_fd, &w->ev_mhd);
 }
 
@@ -141,7 +156,7 @@ mhd_connections(struct worker *w)
 static uint64_t
 client_connections(struct worker *w)
 {
-    return (uint64_t)w->nconns + mhd_connections(w);
+    return (uint64_t)w->set.nconns + mhd_connections(w);
 }
 
 /* Stop watching the listening socket: accept() cannot succeed now (why), and
@@ -162,7 +177,7 @@ accept_pause(struct worker *w, const char *why)
         snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
     log_warnx("worker %u: cannot accept: %s (%u WebSockets, %u HTTP connections, descriptor "
               "limit %s); pausing accept() until a connection closes, at most %d ms",
-              w->index, why, w->nconns, mhd_connections(w), limit, WORKER_ACCEPT_PAUSE_MS);
+              w->index, why, w->set.nconns, mhd_connections(w), limit, WORKER_ACCEPT_PAUSE_MS);
 }
 
 /* After a loop pass: watch the listening socket again once the pause is over
@@ -268,7 +283,7 @@ drain_doorbell(struct worker *w)
     }
 }
 
-/* Frame every ring entry this worker has not seen.  Returns how many. */
+/* Encode every ring entry this worker has not seen.  Returns how many. */
 static uint64_t
 pull_ring(struct worker *w)
 {
@@ -285,20 +300,20 @@ pull_ring(struct worker *w)
             head = ring_head(w->ring);
             log_warnx("worker %u: lapped by the event ring at %llu; skipping to %llu", w->index,
                       (unsigned long long)seq, (unsigned long long)head + 1);
-            ws_lapped(w, head + 1);
-            ws_window_reset(&w->window, head + 1);
+            conn_set_lapped(&w->set, head + 1);
+            event_window_reset(&w->window, head + 1);
             continue;
         }
         if (w->window.next_seq - w->window.first_seq == w->window.capacity) {
-            ws_lapped(w, w->window.first_seq + 1);
-            ws_window_release(&w->window, w->window.first_seq + 1);
+            conn_set_lapped(&w->set, w->window.first_seq + 1);
+            event_window_release(&w->window, w->window.first_seq + 1);
         }
-        if (ws_window_push(&w->window, seq, buf, len) != 0) {
+        if (event_window_push(&w->window, seq, buf, len) != 0) {
             /* Out of memory: nobody may silently miss seq. */
             log_warnx("worker %u: out of memory framing event %llu", w->index,
                       (unsigned long long)seq);
-            ws_lapped(w, seq + 1);
-            ws_window_reset(&w->window, seq + 1);
+            conn_set_lapped(&w->set, seq + 1);
+            event_window_reset(&w->window, seq + 1);
             continue;
         }
         w->stats.events_framed++;
@@ -310,13 +325,7 @@ pull_ring(struct worker *w)
 static int
 next_timeout_ms(struct worker *w)
 {
-    int64_t next = deadline_next_ms(&w->ping_list);
-    const struct deadline_list *lists[] = {&w->pong_list, &w->write_list, &w->linger_list};
-    for (size_t i = 0; i < 3; i++) {
-        int64_t t = deadline_next_ms(lists[i]);
-        if (t < next)
-            next = t;
-    }
+    int64_t next = conn_set_next_due_ms(&w->set);
     /* A rate limit that suppressed lines reports them when its second ends. */
     const struct log_limit *limits[] = {&w->mhd_log, &w->client_log};
     for (size_t i = 0; i < 2; i++) {
@@ -327,7 +336,7 @@ next_timeout_ms(struct worker *w)
     if (snap_cache_next_ms(&w->snap_cache) < next)
         next = snap_cache_next_ms(&w->snap_cache);
 #if HAVE_MALLOC_TRIM
-    if (w->stats.conns_opened + w->stats.conns_closed != w->trim_churn && w->trim_due_ms < next)
+    if (w->set.stats.opened + w->set.stats.closed != w->trim_churn && w->trim_due_ms < next)
         next = w->trim_due_ms; /* a trim is owed: wake up for it */
 #endif
     if (w->accept_paused_until != 0 && w->accept_paused_until < next)
@@ -354,7 +363,7 @@ static void
 worker_trim(struct worker *w)
 {
 #if HAVE_MALLOC_TRIM
-    uint64_t churn = w->stats.conns_opened + w->stats.conns_closed;
+    uint64_t churn = w->set.stats.opened + w->set.stats.closed;
     if (churn == w->trim_churn || w->now_ms < w->trim_due_ms)
         return;
     w->trim_churn = churn;
@@ -372,7 +381,32 @@ begin_stop(struct worker *w, const char *why)
         return;
     log_debug("worker %u stopping: %s", w->index, why);
     w->stopping = 1;
-    ws_close_all(w, WS_CLOSE_GOING_AWAY, "server shutting down");
+    conn_set_close_all(&w->set, CONN_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+/* The master's pipe: a doorbell byte, or EOF (the master is gone). */
+static void
+on_doorbell(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    struct worker *w = EV_CONTAINER(h, struct worker, ev_doorbell);
+    if (drain_doorbell(w) == 0)
+        return;
+    if (!w->stopping)
+        log_warnx("worker %u: master is gone; stopping", w->index);
+    if (ev_del(w->epfd, w->doorbell_fd) != 0)
+        log_warn("worker %u: epoll_ctl(DEL, doorbell)", w->index);
+    begin_stop(w, "master gone");
+}
+
+static void
+on_signal(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    struct worker *w = EV_CONTAINER(h, struct worker, ev_signal);
+    sig_drain();
+    if (sig_take(SIGTERM) || sig_take(SIGINT))
+        begin_stop(w, "signal");
 }
 
 _Noreturn void
@@ -400,18 +434,15 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w.epfd < 0)
         fatal("worker %u: epoll_create1", index);
-    if (ws_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
+    if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
         fatalx("worker %u: out of memory", index);
-    deadline_list_init(&w.ping_list, cfg->ping_period_ms);
-    deadline_list_init(&w.pong_list, cfg->pong_wait_ms);
-    deadline_list_init(&w.write_list, cfg->write_deadline_ms);
-    deadline_list_init(&w.linger_list, WS_CLOSE_LINGER_MS);
+    conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.now_ms);
     worker_start_mhd(&w);
-    w.ev_doorbell.kind = EV_DOORBELL;
+    w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
-    w.ev_signal.kind = EV_SIGNAL;
+    w.ev_signal.on_event = on_signal;
     epoll_add(&w, sig_fd(), &w.ev_signal);
-    w.ev_listen.kind = EV_LISTEN;
+    w.ev_listen.on_event = on_listen;
     epoll_add(&w, listen_fd, &w.ev_listen);
     log_debug("worker %u ready", index);
 
@@ -422,43 +453,21 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         if (n < 0 && errno != EINTR)
             fatal("worker %u: epoll_wait", index);
         w.now_ms = clock_now_ms();
-        /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
-        int run_mhd = w.now_ms >= w.mhd_due_ms, accept_ready = 0;
+        conn_set_set_now(&w.set, w.now_ms);
+        w.mhd_ready = w.listen_ready = 0;
         for (int i = 0; i < n; i++) {
-            struct ev_source *src = evs[i].data.ptr;
-            switch (src->kind) {
-            case EV_MHD:
-                run_mhd = 1;
-                break;
-            case EV_DOORBELL:
-                if (drain_doorbell(&w) != 0) {
-                    if (!w.stopping)
-                        log_warnx("worker %u: master is gone; stopping", index);
-                    if (epoll_ctl(w.epfd, EPOLL_CTL_DEL, doorbell_fd, NULL) != 0)
-                        log_warn("worker %u: epoll_ctl(DEL, doorbell)", index);
-                    begin_stop(&w, "master gone");
-                }
-                break;
-            case EV_SIGNAL:
-                sig_drain();
-                if (sig_take(SIGTERM) || sig_take(SIGINT))
-                    begin_stop(&w, "signal");
-                break;
-            case EV_CONN:
-                ws_conn_on_event((struct ws_conn *)src, evs[i].events);
-                break;
-            case EV_LISTEN:
-                accept_ready = 1;
-                break;
-            }
+            struct ev_handler *h = evs[i].data.ptr;
+            h->on_event(h, evs[i].events);
         }
+        /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
+        int run_mhd = w.mhd_ready || w.now_ms >= w.mhd_due_ms;
         /* New sockets are in MHD's epoll set now: let it read their requests. */
-        if (accept_ready && accept_pass(&w) > 0)
+        if (w.listen_ready && accept_pass(&w) > 0)
             run_mhd = 1;
         if (!w.stopping && pull_ring(&w) > 0) {
-            ws_fanout(&w);
+            conn_set_fanout(&w.set);
             /* O(connections), like the fan-out itself: once per batch, not per pass. */
-            ws_window_release(&w.window, ws_min_cursor(&w, w.window.next_seq));
+            event_window_release(&w.window, conn_set_min_cursor(&w.set, w.window.next_seq));
         }
         if (run_mhd && MHD_run(w.mhd) != MHD_YES)
             log_warnx("worker %u: MHD_run failed", index);
@@ -466,9 +475,9 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             w.mhd_run_again = 0;
             (void)MHD_run(w.mhd);
         }
-        ws_expire(&w);
+        conn_set_expire(&w.set);
         snap_cache_expire(&w.snap_cache);
-        ws_reap(&w);
+        conn_set_reap(&w.set);
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
         accept_maybe_resume(&w);
@@ -476,17 +485,17 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         if (w.stopping) {
             if (stop_by == 0)
                 stop_by = w.now_ms + WORKER_STOP_GRACE_MS;
-            if (w.nconns == 0 || w.now_ms >= stop_by)
+            if (w.set.nconns == 0 || w.now_ms >= stop_by)
                 break;
         }
     }
     /* Whatever is left after the grace period goes now. */
-    ws_drop_all(&w);
+    conn_set_drop_all(&w.set);
     MHD_stop_daemon(w.mhd);
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
     snap_cache_release(&w.snap_cache);
-    ws_window_free(&w.window);
+    event_window_free(&w.window);
     log_debug("worker %u exiting", index);
     exit(0);
 }

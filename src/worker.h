@@ -2,7 +2,9 @@
  * worker - one pre-forked worker process: one thread, one epoll loop holding
  * libmicrohttpd (external epoll mode, fed the sockets the worker accepts on its
  * listening socket), the upgraded WebSocket connections, the master's doorbell
- * pipe and the signal pipe.
+ * pipe and the signal pipe.  Each source in the epoll set carries its handler
+ * (ev.h): the loop knows no kinds.  The connections are a struct conn_set; the
+ * events they stream are the worker's struct event_window.
  *
  * The master's pipe is both the doorbell (a byte means "new ring entries") and
  * the lifeline: EOF means the master is gone, and the worker exits.
@@ -18,63 +20,44 @@
 #include "../shm/ring.h"
 #include "../shm/snapshot.h"
 #include "config.h"
-#include "deadline.h"
+#include "conn_set.h"
+#include "ev.h"
+#include "event_window.h"
 #include "log.h"
 #include "snap_cache.h"
-#include "ws_frame.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
 
 struct MHD_Daemon;
-struct ws_conn;
-
-/* A /ws handshake answered 101 but not yet handed off (libmicrohttpd may
- * still be writing the 101): the window keeps its events from start_seq on.
- * Listed from the request until the upgrade callback or, when no upgrade
- * happens, the request-completed callback (ws_upgrade.c). */
-struct ws_pending {
-    struct ws_pending *next, **pprev; /* pprev == NULL: not listed */
-    uint64_t start_seq;
-};
-
-/* What an epoll registration points at. */
-enum ev_kind { EV_MHD, EV_DOORBELL, EV_SIGNAL, EV_CONN, EV_LISTEN };
-
-struct ev_source {
-    enum ev_kind kind;
-};
 
 struct worker_stats {
-    uint64_t events_framed; /* events read from the ring and framed */
-    uint64_t conns_opened;
-    uint64_t conns_closed;
-    uint64_t conns_lapped;  /* closed 1013: too slow or lapped */
+    uint64_t events_framed; /* events read from the ring and encoded */
     uint64_t ring_overruns; /* the worker itself was lapped by the ring */
-    uint64_t writev_calls;
 };
 
+/* Written only by worker.c (and the modules whose state is embedded: the set
+ * by conn_set.c, the snapshot cache by snap_cache.c); other modules read it,
+ * or use the functions below. */
 struct worker {
     const struct config *cfg;
     unsigned index;
     int epfd;
     int listen_fd; /* the worker accepts itself and hands sockets to MHD */
     int doorbell_fd;
-    struct ev_source ev_mhd, ev_doorbell, ev_signal, ev_listen;
+    struct ev_handler ev_mhd, ev_doorbell, ev_signal, ev_listen; /* the worker's sources */
     struct MHD_Daemon *mhd;
+    int mhd_ready;             /* MHD's epoll fd was ready in this pass */
+    int listen_ready;          /* the listening socket was ready in this pass */
     int mhd_run_again;         /* an upgraded connection was handed back to MHD */
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
     struct snap_cache snap_cache; /* copies of snap and the REST responses reading them */
-    struct ws_window window;   /* framed events, shared by all connections */
-    struct ws_pending *pending; /* handshakes not yet handed off; their starts are kept */
-    struct ws_conn *conns;     /* all connections (doubly linked) */
-    struct ws_conn *reap;      /* connections to free after this loop pass */
-    uint32_t nconns;
-    struct deadline_list ping_list, pong_list, write_list, linger_list;
+    struct event_window window; /* encoded events, shared by all connections */
+    struct conn_set set;        /* the stream connections and pending handshakes */
     int stopping;
     int64_t now_ms;           /* time of the current loop pass */
     int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */
-    /* Rate limits of libmicrohttpd's messages and of per-connection lines (ws_conn.c). */
+    /* Rate limits of libmicrohttpd's messages and of per-connection lines (the set's). */
     struct log_limit mhd_log, client_log;
     int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
     uint64_t trim_churn;      /* conns opened + closed at the last trim */
@@ -83,6 +66,15 @@ struct worker {
     int accept_limited;          /* at a limit; logged once until the queue drains */
     struct worker_stats stats;
 };
+
+/* worker_mhd_run_again - libmicrohttpd must run once more in this pass: an
+ * upgraded connection was handed back to it (ws_upgrade.c), and nothing else
+ * wakes it to release that connection. */
+static inline void
+worker_mhd_run_again(struct worker *w)
+{
+    w->mhd_run_again = 1;
+}
 
 /* worker_nofile_needed - descriptors one worker may hold with cfg: its
  * --max-connections WebSockets, the HTTP connections libmicrohttpd may hold

@@ -1,13 +1,14 @@
 /*
- * ws_conn - one upgraded WebSocket connection inside a worker.
+ * ws_conn - the WebSocket protocol (RFC 6455) of one upgraded connection.
  *
  * Incoming bytes go through wslay (frame parsing, unmasking, UTF-8 and size
- * checks); the connection ignores data messages, answers pings and closes.
- * Outgoing bytes are: the shared event frames of the worker's window (a cursor,
- * no copy) and a small control buffer (pong, ping, close), sent together with
- * one writev.  A connection is closed in exactly one place, ws_conn_close(),
- * which logs once (within the worker's client_log rate limit); the memory is
- * freed after the loop pass (ws_conn_reap_all).
+ * checks); the connection ignores data messages, answers pings, sends its own
+ * pings and runs the close handshake and its linger.  Everything else is the
+ * connection set's (conn_set.h): the cursor over the worker's event window,
+ * the control buffer and the one writev per flush (stream_out.h), the queue
+ * cap and the lapping rules, the write deadline, the list and the reaping.
+ * The set calls back through the WebSocket struct conn_ops: a close is a
+ * close frame (ws_conn_close, which logs once within the set's rate limit).
  */
 #ifndef PERSONAD_WS_CONN_H
 #define PERSONAD_WS_CONN_H
@@ -15,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "worker.h"
+#include "conn_set.h"
 
 #define WS_CLOSE_NORMAL 1000
 #define WS_CLOSE_GOING_AWAY 1001
@@ -25,48 +26,10 @@
 #define WS_CLOSE_TOO_BIG 1009
 #define WS_CLOSE_TRY_AGAIN 1013
 
-/* Largest number of queued bytes per connection before it is closed 1013. */
-#define WS_QUEUE_MAX_BYTES (256u * 1024u)
-/* Bytes written per connection per wake-up, so one fast reader cannot starve the rest. */
-#define WS_SEND_MAX_BYTES_PER_WAKEUP (64u * 1024u)
-/* How long a closing connection waits for the peer's close before the socket goes. */
-#define WS_CLOSE_LINGER_MS 1000
-
-/* ws_conn_new - adopt an upgraded socket (non-blocking), streaming events from
- * start_seq on; extra holds bytes the client sent after its handshake (copied).
- * Returns NULL (fd closed) on failure. */
-struct ws_conn *ws_conn_new(struct worker *w, int fd, uint64_t start_seq, const void *extra,
+/* ws_conn_new - adopt an upgraded socket (non-blocking) into s, streaming
+ * events from start_seq on; extra holds bytes the client sent after its
+ * handshake (copied).  Returns NULL (fd closed, logged) on failure. */
+struct ws_conn *ws_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *extra,
                             size_t extra_len);
-
-/* ws_conn_on_event - epoll reported events for c. */
-void ws_conn_on_event(struct ws_conn *c, uint32_t events);
-
-/* ws_conn_fanout - new frames are in the window: write them to every connection
- * that is not blocked, and close the ones that fell too far behind. */
-void ws_fanout(struct worker *w);
-
-/* ws_conn_expire - run the due ping, pong, write and linger deadlines. */
-void ws_expire(struct worker *w);
-
-/* ws_conn_close - start closing c with a close frame (code, reason). */
-void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
-
-/* ws_close_all - send every connection close code (shutdown). */
-void ws_close_all(struct worker *w, uint16_t code, const char *reason);
-
-/* ws_drop_all - drop every connection now and free them (worker exit). */
-void ws_drop_all(struct worker *w);
-
-/* ws_reap - free the connections closed during this loop pass. */
-void ws_reap(struct worker *w);
-
-/* ws_lapped - connections that still need events below first_kept lose them:
- * close them 1013 (or drop them outright if mid-frame), so the window may free
- * those frames.  An event is delivered or the connection is closed, never a gap. */
-void ws_lapped(struct worker *w, uint64_t first_kept);
-
-/* ws_min_cursor - the oldest seq any connection or pending handshake still
- * needs (for the window). */
-uint64_t ws_min_cursor(const struct worker *w, uint64_t fallback);
 
 #endif

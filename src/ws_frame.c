@@ -3,7 +3,6 @@
  */
 #include "build_config.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "ws_frame.h"
@@ -26,6 +25,20 @@ ws_frame_header(uint8_t *out, uint8_t opcode, uint64_t len)
     for (int i = 0; i < 8; i++)
         out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
     return 10;
+}
+
+size_t
+ws_frame_text_size(uint32_t payload_len)
+{
+    return (payload_len < 126 ? 2 : payload_len <= 0xffff ? 4 : 10) + (size_t)payload_len;
+}
+
+size_t
+ws_frame_text(uint8_t *out, const void *payload, uint32_t len)
+{
+    size_t h = ws_frame_header(out, WS_OP_TEXT, len);
+    memcpy(out + h, payload, len);
+    return h + len;
 }
 
 size_t
@@ -110,84 +123,4 @@ int
 ws_rx_track_idle(const struct ws_rx_track *t)
 {
     return t->hdr_len == 0 && t->payload_left == 0 && !t->fragmented;
-}
-
-int
-ws_window_init(struct ws_window *w, uint32_t capacity, uint64_t next_seq)
-{
-    memset(w, 0, sizeof(*w));
-    w->slot = calloc(capacity, sizeof(*w->slot));
-    if (w->slot == NULL)
-        return -1;
-    w->capacity = capacity;
-    w->first_seq = w->next_seq = next_seq;
-    return 0;
-}
-
-void
-ws_window_release(struct ws_window *w, uint64_t min_seq)
-{
-    if (min_seq > w->next_seq)
-        min_seq = w->next_seq;
-    while (w->first_seq < min_seq) {
-        struct ws_frame **s = &w->slot[w->first_seq % w->capacity];
-        free(*s);
-        *s = NULL;
-        w->first_seq++;
-    }
-}
-
-void
-ws_window_reset(struct ws_window *w, uint64_t next_seq)
-{
-    ws_window_release(w, w->next_seq);
-    w->first_seq = w->next_seq = next_seq;
-}
-
-void
-ws_window_free(struct ws_window *w)
-{
-    if (w->slot == NULL)
-        return;
-    ws_window_release(w, w->next_seq);
-    free(w->slot);
-    w->slot = NULL;
-}
-
-int
-ws_window_push(struct ws_window *w, uint64_t seq, const void *payload, uint32_t len)
-{
-    uint8_t hdr[10];
-    size_t h = ws_frame_header(hdr, WS_OP_TEXT, len);
-    struct ws_frame *f = malloc(sizeof(*f) + h + len);
-    if (f == NULL)
-        return -1;
-    memcpy(f->bytes, hdr, h);
-    memcpy(f->bytes + h, payload, len);
-    f->seq = seq;
-    f->len = (uint32_t)(h + len);
-    w->stream_bytes += f->len;
-    f->stream_end = w->stream_bytes;
-    if (w->next_seq - w->first_seq == w->capacity)
-        ws_window_release(w, w->first_seq + 1);
-    w->slot[seq % w->capacity] = f;
-    w->next_seq = seq + 1;
-    return 0;
-}
-
-struct ws_frame *
-ws_window_get(const struct ws_window *w, uint64_t seq)
-{
-    if (seq < w->first_seq || seq >= w->next_seq)
-        return NULL;
-    return w->slot[seq % w->capacity];
-}
-
-uint64_t
-ws_window_pending(const struct ws_window *w, uint64_t seq, uint32_t off)
-{
-    const struct ws_frame *f = ws_window_get(w, seq);
-    if (f == NULL)
-        return 0;
-    return w->stream_bytes - (f->stream_end - f->len) - off;
 }

@@ -1,12 +1,10 @@
 /*
  * ws_frame - server-to-client WebSocket frames (RFC 6455, unmasked) and the
- * worker's window of framed events.
+ * frame tracker of the client's input stream.
  *
- * Each event is framed once per worker (ws_window_push) and the same bytes are
- * written to every connection: a connection holds only a cursor (next seq and
- * an offset into that frame), never a copy.  Frames are freed once no cursor
- * needs them (ws_window_release) or when the window's capacity is reached, in
- * which case a connection still pointing below first_seq was lapped.
+ * ws_frame_text is the WebSocket encoder of the worker's event window
+ * (event_window.c): each event is framed once per worker, and the same bytes
+ * go to every WebSocket connection.
  */
 #ifndef PERSONAD_WS_FRAME_H
 #define PERSONAD_WS_FRAME_H
@@ -23,6 +21,13 @@
 /* ws_frame_header - write the header of a final, unmasked frame into out
  * (at most 10 bytes); returns its length. */
 size_t ws_frame_header(uint8_t *out, uint8_t opcode, uint64_t payload_len);
+
+/* ws_frame_text_size - bytes of a text frame carrying payload_len bytes. */
+size_t ws_frame_text_size(uint32_t payload_len);
+
+/* ws_frame_text - a whole text frame (header + payload) into out, which has
+ * ws_frame_text_size(len) bytes; returns that length. */
+size_t ws_frame_text(uint8_t *out, const void *payload, uint32_t len);
 
 /* ws_frame_control - a whole control frame (payload <= 125 bytes) into out
  * (at most 127 bytes); returns its length, or 0 if the payload is too long. */
@@ -54,39 +59,5 @@ void ws_rx_track_feed(struct ws_rx_track *t, const uint8_t *buf, size_t len);
 
 /* ws_rx_track_idle - 1 at a frame boundary outside any fragmented message. */
 int ws_rx_track_idle(const struct ws_rx_track *t);
-
-struct ws_frame {
-    uint64_t seq;
-    uint64_t stream_end; /* bytes of the worker's stream up to and including this frame */
-    uint32_t len;        /* header + payload */
-    uint8_t bytes[];
-};
-
-struct ws_window {
-    struct ws_frame **slot; /* capacity entries, owned */
-    uint32_t capacity;
-    uint64_t first_seq;    /* oldest frame held (== next_seq when empty) */
-    uint64_t next_seq;     /* seq the next pushed frame must have */
-    uint64_t stream_bytes; /* total bytes of all frames ever pushed */
-};
-
-int ws_window_init(struct ws_window *w, uint32_t capacity, uint64_t next_seq);
-void ws_window_free(struct ws_window *w);
-
-/* ws_window_push - frame payload as event seq (must equal next_seq; the caller
- * resets on gaps).  Drops the oldest frame when full.  -1 on ENOMEM. */
-int ws_window_push(struct ws_window *w, uint64_t seq, const void *payload, uint32_t len);
-
-/* ws_window_get - the frame for seq, or NULL if not held. */
-struct ws_frame *ws_window_get(const struct ws_window *w, uint64_t seq);
-
-/* ws_window_release - free frames below min_seq. */
-void ws_window_release(struct ws_window *w, uint64_t min_seq);
-
-/* ws_window_reset - drop everything and continue at next_seq (after a gap). */
-void ws_window_reset(struct ws_window *w, uint64_t next_seq);
-
-/* ws_window_pending - bytes a cursor (seq, off) has still to send. */
-uint64_t ws_window_pending(const struct ws_window *w, uint64_t seq, uint32_t off);
 
 #endif

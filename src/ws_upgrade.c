@@ -78,29 +78,10 @@ has_token(const char *value, const char *token)
     return 0;
 }
 
-/* From the request on, the window keeps the client's events (ws_min_cursor). */
-static void
-pending_add(struct worker *w, struct ws_pending *p, uint64_t start_seq)
-{
-    p->start_seq = start_seq;
-    p->next = w->pending;
-    if (p->next != NULL)
-        p->next->pprev = &p->next;
-    p->pprev = &w->pending;
-    w->pending = p;
-}
-
 void
 ws_upgrade_forget(struct http_request *rq)
 {
-    struct ws_pending *p = &rq->ws;
-    if (p->pprev == NULL)
-        return;
-    *p->pprev = p->next;
-    if (p->next != NULL)
-        p->next->pprev = p->pprev;
-    p->next = NULL;
-    p->pprev = NULL;
+    conn_set_pending_forget(&rq->ws);
 }
 
 static void
@@ -121,11 +102,11 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
         log_warn("fcntl(O_NONBLOCK) on an upgraded socket");
         close(fd);
     } else if (fd >= 0) {
-        (void)ws_conn_new(w, fd, rq->ws.start_seq, extra_in, extra_in_size);
+        (void)ws_conn_new(&w->set, fd, rq->ws.start_seq, extra_in, extra_in_size);
     }
     if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
         log_warnx("MHD_upgrade_action(CLOSE) failed");
-    w->mhd_run_again = 1; /* nothing else wakes MHD to release the connection */
+    worker_mhd_run_again(w); /* nothing else wakes MHD to release the connection */
 }
 
 enum MHD_Result
@@ -170,14 +151,14 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, struct http_req
     if (key == NULL || !ws_upgrade_key_valid(key))
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST,
                                 "missing or malformed Sec-WebSocket-Key");
-    if (w->nconns >= w->cfg->max_connections || w->stopping)
+    if (w->set.nconns >= w->cfg->max_connections || w->stopping)
         return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections");
     /* The client's stream starts at the first event after this point: the 101
      * may reach the client before the upgrade callback runs, and an event
      * the client causes right after seeing it must not be missed.  Writing
      * the 101 can take long (a full socket buffer): until the hand-off, the
      * window keeps what this client will need. */
-    pending_add(w, &rq->ws, ring_head(w->ring) + 1);
+    conn_set_pending_add(&w->set, &rq->ws, STREAM_PROTO_WS, ring_head(w->ring) + 1);
     char accept[29];
     ws_upgrade_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(upgrade_cb, w);

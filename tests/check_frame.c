@@ -1,5 +1,5 @@
 /*
- * check_frame - server frame building and the worker's frame window.
+ * check_frame - server frame building, the input frame tracker, close codes.
  */
 #include "build_config.h"
 
@@ -60,68 +60,6 @@ START_TEST(close_frames)
     ck_assert_uint_eq(f[1], 125);
     ck_assert_uint_eq(f[2], 0x03);
     ck_assert_uint_eq(f[3], 0xf5);
-}
-END_TEST
-
-START_TEST(window_push_get)
-{
-    struct ws_window w;
-    ck_assert_int_eq(ws_window_init(&w, 4, 10), 0);
-    ck_assert_ptr_null(ws_window_get(&w, 10));
-    ck_assert_int_eq(ws_window_push(&w, 10, "hello", 5), 0);
-    struct ws_frame *f = ws_window_get(&w, 10);
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(f->len, 7);
-    ck_assert_mem_eq(f->bytes, "\x81\x05hello", 7);
-    ck_assert_uint_eq(f->seq, 10);
-    ck_assert_uint_eq(w.next_seq, 11);
-    ck_assert_uint_eq(ws_window_pending(&w, 10, 0), 7);
-    ck_assert_uint_eq(ws_window_pending(&w, 10, 3), 4);
-    ck_assert_int_eq(ws_window_push(&w, 11, "ab", 2), 0);
-    ck_assert_uint_eq(ws_window_pending(&w, 10, 0), 11);
-    ck_assert_uint_eq(ws_window_pending(&w, 11, 0), 4);
-    ws_window_free(&w);
-}
-END_TEST
-
-START_TEST(window_capacity_drops_oldest)
-{
-    struct ws_window w;
-    ck_assert_int_eq(ws_window_init(&w, 3, 1), 0);
-    for (uint64_t s = 1; s <= 5; s++)
-        ck_assert_int_eq(ws_window_push(&w, s, "x", 1), 0);
-    ck_assert_uint_eq(w.first_seq, 3);
-    ck_assert_ptr_null(ws_window_get(&w, 2));
-    ck_assert_ptr_nonnull(ws_window_get(&w, 3));
-    ck_assert_ptr_nonnull(ws_window_get(&w, 5));
-    ck_assert_ptr_null(ws_window_get(&w, 6));
-    ws_window_release(&w, 5);
-    ck_assert_uint_eq(w.first_seq, 5);
-    ck_assert_ptr_null(ws_window_get(&w, 4));
-    ws_window_release(&w, 100); /* never past next_seq */
-    ck_assert_uint_eq(w.first_seq, 6);
-    ws_window_reset(&w, 50);
-    ck_assert_uint_eq(w.first_seq, 50);
-    ck_assert_uint_eq(w.next_seq, 50);
-    ck_assert_int_eq(ws_window_push(&w, 50, "y", 1), 0);
-    ck_assert_ptr_nonnull(ws_window_get(&w, 50));
-    ws_window_free(&w);
-}
-END_TEST
-
-START_TEST(window_large_frame)
-{
-    struct ws_window w;
-    ck_assert_int_eq(ws_window_init(&w, 2, 1), 0);
-    char *big = malloc(70000);
-    memset(big, 'z', 70000);
-    ck_assert_int_eq(ws_window_push(&w, 1, big, 70000), 0);
-    struct ws_frame *f = ws_window_get(&w, 1);
-    ck_assert_uint_eq(f->len, 70010);
-    ck_assert_uint_eq(f->bytes[1], 127);
-    ck_assert_uint_eq(f->bytes[10], 'z');
-    free(big);
-    ws_window_free(&w);
 }
 END_TEST
 
@@ -189,9 +127,6 @@ main(void)
     tcase_add_test(tc, header_lengths);
     tcase_add_test(tc, control_frames);
     tcase_add_test(tc, close_frames);
-    tcase_add_test(tc, window_push_get);
-    tcase_add_test(tc, window_capacity_drops_oldest);
-    tcase_add_test(tc, window_large_frame);
     tcase_add_test(tc, rx_track_boundaries);
     tcase_add_test(tc, rx_track_fragmented_message);
     tcase_add_test(tc, close_code_table);

@@ -1,0 +1,136 @@
+/*
+ * check_event_window - the worker's window of encoded events (the WebSocket
+ * encoding: one text frame per event).
+ */
+#include "build_config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_window.h"
+#include "ws_frame.h"
+
+/* The WebSocket encoding of seq in w (NULL if not held). */
+static const uint8_t *
+ws_bytes(const struct event_window *w, uint64_t seq, uint32_t *len)
+{
+    const struct event_entry *e = event_window_get(w, seq);
+    return e != NULL ? event_entry_bytes(e, STREAM_PROTO_WS, len) : NULL;
+}
+
+START_TEST(window_push_get)
+{
+    struct event_window w;
+    uint32_t len;
+    ck_assert_int_eq(event_window_init(&w, 4, 10), 0);
+    ck_assert_ptr_null(event_window_get(&w, 10));
+    ck_assert_int_eq(event_window_push(&w, 10, "hello", 5), 0);
+    const uint8_t *f = ws_bytes(&w, 10, &len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(len, 7);
+    ck_assert_mem_eq(f, "\x81\x05hello", 7);
+    ck_assert_uint_eq(event_window_get(&w, 10)->seq, 10);
+    ck_assert_uint_eq(w.next_seq, 11);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 10, 0), 7);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 10, 3), 4);
+    ck_assert_int_eq(event_window_push(&w, 11, "ab", 2), 0);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 10, 0), 11);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 11, 0), 4);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 12, 0), 0); /* not held */
+    event_window_free(&w);
+}
+END_TEST
+
+START_TEST(window_capacity_drops_oldest)
+{
+    struct event_window w;
+    ck_assert_int_eq(event_window_init(&w, 3, 1), 0);
+    for (uint64_t s = 1; s <= 5; s++)
+        ck_assert_int_eq(event_window_push(&w, s, "x", 1), 0);
+    ck_assert_uint_eq(w.first_seq, 3);
+    ck_assert_ptr_null(event_window_get(&w, 2));
+    ck_assert_ptr_nonnull(event_window_get(&w, 3));
+    ck_assert_ptr_nonnull(event_window_get(&w, 5));
+    ck_assert_ptr_null(event_window_get(&w, 6));
+    event_window_release(&w, 5);
+    ck_assert_uint_eq(w.first_seq, 5);
+    ck_assert_ptr_null(event_window_get(&w, 4));
+    event_window_release(&w, 100); /* never past next_seq */
+    ck_assert_uint_eq(w.first_seq, 6);
+    event_window_reset(&w, 50);
+    ck_assert_uint_eq(w.first_seq, 50);
+    ck_assert_uint_eq(w.next_seq, 50);
+    ck_assert_int_eq(event_window_push(&w, 50, "y", 1), 0);
+    ck_assert_ptr_nonnull(event_window_get(&w, 50));
+    event_window_free(&w);
+}
+END_TEST
+
+START_TEST(window_large_frame)
+{
+    struct event_window w;
+    uint32_t len;
+    ck_assert_int_eq(event_window_init(&w, 2, 1), 0);
+    char *big = malloc(70000);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'z', 70000);
+    ck_assert_int_eq(event_window_push(&w, 1, big, 70000), 0);
+    const uint8_t *f = ws_bytes(&w, 1, &len);
+    ck_assert_uint_eq(len, 70010);
+    ck_assert_uint_eq(f[1], 127);
+    ck_assert_uint_eq(f[10], 'z');
+    free(big);
+    event_window_free(&w);
+}
+END_TEST
+
+/* The encoder's size is exact at every header-length boundary, and the
+ * encoding is header + payload, the same as ws_frame_header builds. */
+START_TEST(ws_encoder_sizes)
+{
+    static const uint32_t lens[] = {0, 1, 125, 126, 127, 65535, 65536, 70000};
+    char *payload = malloc(70000);
+    ck_assert_ptr_nonnull(payload);
+    for (uint32_t i = 0; i < 70000; i++)
+        payload[i] = (char)('a' + i % 26);
+    struct event_window w;
+    ck_assert_int_eq(event_window_init(&w, 16, 1), 0);
+    uint64_t stream = 0;
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        uint8_t hdr[10];
+        size_t h = ws_frame_header(hdr, WS_OP_TEXT, lens[i]);
+        ck_assert_uint_eq(ws_frame_text_size(lens[i]), h + lens[i]);
+        ck_assert_int_eq(event_window_push(&w, i + 1, payload, lens[i]), 0);
+        uint32_t len;
+        const uint8_t *f = ws_bytes(&w, i + 1, &len);
+        ck_assert_uint_eq(len, h + lens[i]);
+        ck_assert_mem_eq(f, hdr, h);
+        if (lens[i] > 0)
+            ck_assert_mem_eq(f + h, payload, lens[i]);
+        stream += len;
+        ck_assert_uint_eq(w.stream_bytes[STREAM_PROTO_WS], stream);
+    }
+    /* From the first event on, a cursor has the whole stream still to send. */
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 1, 0), stream);
+    free(payload);
+    event_window_free(&w);
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("event_window");
+    TCase *tc = tcase_create("window");
+    tcase_add_test(tc, window_push_get);
+    tcase_add_test(tc, window_capacity_drops_oldest);
+    tcase_add_test(tc, window_large_frame);
+    tcase_add_test(tc, ws_encoder_sizes);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
