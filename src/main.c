@@ -4,9 +4,9 @@
  */
 #include "build_config.h"
 
-#include "config.h"
-#include "log.h"
-#include "master.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "master/master.h"
 
 int
 main(int argc, char **argv)

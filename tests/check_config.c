@@ -1,5 +1,5 @@
 /*
- * check_config - unit tests for src/config.c: the defaults; every option's
+ * check_config - unit tests for src/common/config.c: the defaults; every option's
  * valid and invalid values (listen forms, ports, counts, durations with
  * fractions); the config file ("key = value", comments, unknown keys); the
  * command line winning over the file.
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "common/config.h"
 
 #ifndef PERSONAD_DEFAULT_PERSONAS_DIR
 #define PERSONAD_DEFAULT_PERSONAS_DIR "/var/lib/personad/personas"

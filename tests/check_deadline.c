@@ -6,7 +6,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "deadline.h"
+#include "worker/deadline.h"
 
 START_TEST(expire_in_arm_order)
 {

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_window.h"
-#include "ws_frame.h"
+#include "worker/event_window.h"
+#include "worker/ws_frame.h"
 
 /* The WebSocket encoding of seq in w (NULL if not held). */
 static const uint8_t *

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws_frame.h"
+#include "worker/ws_frame.h"
 
 START_TEST(header_lengths)
 {

@@ -1,5 +1,5 @@
 /*
- * check_http_reply - unit tests for the parts of src/http_reply.c that need
+ * check_http_reply - unit tests for the parts of src/worker/http_reply.c that need
  * no connection: the headers of http_json_response, http_with_header (a
  * header added, NULL passed on), If-None-Match matching (lists, weak tags,
  * "*", whitespace, near misses) and the ETag format.  Queuing responses is
@@ -14,7 +14,7 @@
 
 #include <microhttpd.h>
 
-#include "http_reply.h"
+#include "worker/http_reply.h"
 
 START_TEST(test_json_response_headers)
 {

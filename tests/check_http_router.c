@@ -1,5 +1,5 @@
 /*
- * check_http_router - unit tests for src/http_router.c without libmicrohttpd
+ * check_http_router - unit tests for src/worker/http_router.c without libmicrohttpd
  * running: the route table (every row's paths and methods give its handler,
  * a 405 with the row's Allow, or a 404, exactly as the integration tests
  * expect on the wire), that every row is well formed, that a new endpoint is
@@ -19,11 +19,11 @@
 
 #include <microhttpd.h>
 
-#include "http_request.h"
-#include "http_router.h"
-#include "http_static.h"
-#include "rest_api.h"
-#include "ws_upgrade.h"
+#include "worker/http_request.h"
+#include "worker/http_router.h"
+#include "worker/http_static.h"
+#include "worker/rest_api.h"
+#include "worker/ws_upgrade.h"
 
 typedef enum MHD_Result (*handler_fn)(struct worker *, struct MHD_Connection *,
                                       struct http_request *, const char *, const char *);

@@ -1,5 +1,5 @@
 /*
- * check_persona - unit tests for src/persona.c, table-driven over the fixtures
+ * check_persona - unit tests for src/common/persona.c, table-driven over the fixtures
  * in tests/data/personas/{good,bad}/: the name each good file yields and its
  * exact canonical object, byte-identical objects for differently formatted
  * files, the exact error string for each bad file, the 1 MiB and 253-byte
@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "persona.h"
+#include "common/persona.h"
 
 #define UNICODE_NAME "caf\xc3\xa9-\xe9\x9b\x86\xe7\xbe\xa4-\xf0\x9f\x9a\x80"
 

@@ -1,5 +1,5 @@
 /*
- * check_rest_api - unit tests for the pure part of src/rest_api.c:
+ * check_rest_api - unit tests for the pure part of src/worker/rest_api.c:
  * rest_api_decode_name (strict percent-decoding of a cluster name: table of
  * valid names, %2F, %00 and invalid or truncated escapes, the length limit and
  * its exact boundary, no write past the buffer).  The endpoints themselves
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rest_api.h"
-#include "persona.h"
+#include "worker/rest_api.h"
+#include "common/persona.h"
 
 #define NAME_BUF (PERSONA_NAME_MAX_BYTES + 1) /* what rest_api_cluster passes */
 #define CANARY 0xa5

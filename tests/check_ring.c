@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
 #define MAP_ANONYMOUS MAP_ANON

@@ -20,9 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ring.h"
-#include "shm_map.h"
-#include "snapshot.h"
+#include "shm/ring.h"
+#include "shm/shm_map.h"
+#include "shm/snapshot.h"
 
 #define RING_SLOTS 16
 #define HALF_BYTES 4096

@@ -1,5 +1,5 @@
 /*
- * check_source_dir - unit tests for src/source_dir.c against a real temporary
+ * check_source_dir - unit tests for src/master/source_dir.c against a real temporary
  * personas directory, feeding a real store (the ring and the snapshot in heap
  * memory).
  *
@@ -32,12 +32,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "persona.h"
-#include "ring.h"
-#include "snapshot.h"
-#include "source_dir.h"
-#include "store.h"
+#include "common/clock.h"
+#include "common/persona.h"
+#include "shm/ring.h"
+#include "shm/snapshot.h"
+#include "master/source_dir.h"
+#include "master/store.h"
 
 #define FX_RING_SLOTS 256u
 #define FX_HALF_BYTES (256u * 1024u)

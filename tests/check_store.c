@@ -1,5 +1,5 @@
 /*
- * check_store - unit tests for src/store.c, fed by hand the way a source feeds
+ * check_store - unit tests for src/master/store.c, fed by hand the way a source feeds
  * it (store_put, store_remove, a sync of store_put and store_touch), with the
  * ring and the snapshot in heap memory (one test uses an anonymous MAP_SHARED
  * mapping to race a reader process against commits).  No files: keys are
@@ -32,10 +32,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "persona.h"
-#include "ring.h"
-#include "snapshot.h"
-#include "store.h"
+#include "common/persona.h"
+#include "shm/ring.h"
+#include "shm/snapshot.h"
+#include "master/store.h"
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
 #define MAP_ANONYMOUS MAP_ANON

@@ -18,11 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn_set.h"
-#include "event_window.h"
-#include "log.h"
-#include "ws_conn.h"
-#include "ws_frame.h"
+#include "worker/conn_set.h"
+#include "worker/event_window.h"
+#include "common/log.h"
+#include "worker/ws_conn.h"
+#include "worker/ws_frame.h"
 
 #define PING_MS 54000
 #define PONG_MS 60000

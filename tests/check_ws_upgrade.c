@@ -6,7 +6,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "ws_upgrade.h"
+#include "worker/ws_upgrade.h"
 
 /* RFC 6455 section 1.3: the key "dGhlIHNhbXBsZSBub25jZQ==" is answered with
  * "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=". */

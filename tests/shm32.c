@@ -23,9 +23,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ring.h"
-#include "shm_map.h"
-#include "snapshot.h"
+#include "shm/ring.h"
+#include "shm/shm_map.h"
+#include "shm/snapshot.h"
 
 static int failed_checks;
 

@@ -21,7 +21,7 @@ fi
 # -Wno-psabi: GCC notes that 64-bit atomics in structs got 8-byte alignment on
 # i386 in GCC 11, which is what the layouts' static asserts rely on.
 if ! $cc -m32 -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wconversion -Wno-psabi -Werror \
-    -O2 -I"$src/shm" -I"$bld" -o "$tmp/shm32" "$src/tests/shm32.c" "$src/shm/ring.c" \
+    -O2 -I"$src" -I"$src/shm" -I"$bld" -o "$tmp/shm32" "$src/tests/shm32.c" "$src/shm/ring.c" \
     "$src/shm/snapshot.c" "$src/shm/shm_map.c" 2>&1; then
     echo "FAIL: the shm library does not build with $cc -m32"
     exit 1

@@ -1,0 +1,501 @@
+/*
+ * worker - see worker.h.
+ *
+ * One loop pass: epoll_wait (timeout = the nearest deadline or MHD timeout),
+ * call the handlers of the ready sources, pull new ring entries into the event
+ * window (one encoding per event per worker per protocol), fan them out to the
+ * set, run MHD, expire the set's deadlines, and free the connections closed
+ * during the pass.
+ *
+ * The worker accepts on its listening socket itself and hands each socket to
+ * MHD (MHD_add_connection).  libmicrohttpd 0.9.75, on EMFILE, stops watching
+ * its listening socket until one of its own connections closes, which upgraded
+ * WebSockets (handed off in ws_upgrade.c) no longer are: a worker that once hit
+ * its descriptor limit never accepted again.  Here an accept() that fails for
+ * lack of descriptors or memory pauses accepting until a client connection
+ * closes or WORKER_ACCEPT_PAUSE_MS has passed, whichever comes first.
+ */
+#include "build_config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#if HAVE_MALLOC_H
+#include <malloc.h>
+#endif
+
+#include <microhttpd.h>
+
+#include "common/clock.h"
+#include "worker/http_router.h"
+#include "common/log.h"
+#include "common/sig.h"
+#include "worker/worker.h"
+
+#define WORKER_EPOLL_EVENTS 256
+#define WORKER_STOP_GRACE_MS 1500
+/* MHD's per-connection pool, used only until the upgrade (then freed).  Above
+ * 32 KiB libmicrohttpd 0.9.75 mmaps its pools (memorypool.c) instead of taking
+ * them from the heap: only the pages a request touches become resident, and
+ * freeing one gives them straight back, where 16 KiB heap pools freed between
+ * long-lived connection structs left the heap fragmented (1.6 KB RSS per idle
+ * connection after a burst of handshakes).  Also room for big cookie headers. */
+#define WORKER_MHD_POOL_BYTES (40 * 1024)
+#define WORKER_MHD_IDLE_TIMEOUT_S 30
+/* HTTP connections MHD may hold beyond --max-connections (its connection
+ * limit; upgraded ones are not counted, their MHD copy is closed at once). */
+#define WORKER_HTTP_HEADROOM 1024
+/* Descriptors a worker holds besides its clients: stdio, the listening
+ * socket, two epoll fds, doorbell and signal pipes, and some slack. */
+#define WORKER_OWN_FDS 64
+#define WORKER_ACCEPT_BATCH 64      /* accept() calls per loop pass */
+#define WORKER_ACCEPT_PAUSE_MS 1000 /* retry period of a paused accept */
+
+/* Lines a second from libmicrohttpd, and from the WebSocket connections. */
+#define WORKER_MHD_LOG_PER_SECOND 5
+#define WORKER_CLIENT_LOG_PER_SECOND 10
+/* Snapshot copies (up to --snapshot-max each) come and go with generations.
+ * glibc's dynamic mmap threshold would soon put them on the heap, where a freed
+ * copy stays resident (and the heap fragments as sizes drift); a fixed
+ * threshold keeps each one its own mapping, returned as soon as it is freed. */
+#define WORKER_MMAP_THRESHOLD_BYTES (256 * 1024)
+
+/* libmicrohttpd logs per request (e.g. each oversized header it refuses):
+ * clients must not be able to flood the log, so at most a few lines a second. */
+__attribute__((format(printf, 2, 0))) static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    struct worker *w = cls;
+    if (!log_limit_allow(&w->mhd_log, clock_now_ms()))
+        return;
+    char buf[256];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    log_warnx("libmicrohttpd: %s", buf);
+}
+
+static void
+epoll_add(struct worker *w, int fd, struct ev_handler *h)
+{
+    if (ev_add(w->epfd, fd, EPOLLIN, h) != 0)
+        fatal("worker %u: epoll_ctl(ADD)", w->index);
+}
+
+/* MHD's epoll fd is ready: MHD runs after the handlers. */
+static void
+on_mhd(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    EV_CONTAINER(h, struct worker, ev_mhd)->mhd_ready = 1;
+}
+
+/* The listening socket is ready: accept after the handlers. */
+static void
+on_listen(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    EV_CONTAINER(h, struct worker, ev_listen)->listen_ready = 1;
+}
+
+static unsigned int
+mhd_connection_limit(const struct config *cfg)
+{
+    return cfg->max_connections + WORKER_HTTP_HEADROOM;
+}
+
+uint64_t
+worker_nofile_needed(const struct config *cfg)
+{
+    return (uint64_t)cfg->max_connections + WORKER_HTTP_HEADROOM + WORKER_OWN_FDS;
+}
+
+static void
+worker_start_mhd(struct worker *w)
+{
+    /* MHD never sees the listening socket: accept_pass() hands it connections. */
+    unsigned int flags =
+        MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    w->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, http_router_handler, w,
+        /* The logger first, or MHD logs earlier option errors its own way. */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_URI_LOG_CALLBACK, http_router_uri_logger,
+        NULL,
+        /* MHD's default limit (FD_SETSIZE - 4) silently stops accepting at 1020. */
+        MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(w->cfg),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WORKER_MHD_IDLE_TIMEOUT_S,
+        MHD_OPTION_UNESCAPE_CALLBACK, http_router_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        http_router_completed, NULL, MHD_OPTION_END);
+    if (w->mhd == NULL)
+        fatalx("worker %u: MHD_start_daemon failed", w->index);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL)
+        fatalx("worker %u: libmicrohttpd has no epoll fd", w->index);
+    w->ev_mhd.on_event = on_mhd;
+    epoll_add(w, info->epoll_fd, &w->ev_mhd);
+}
+
+static unsigned int
+mhd_connections(struct worker *w)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info != NULL ? info->num_connections : 0;
+}
+
+/* Client connections holding a descriptor: upgraded ones and MHD's. */
+static uint64_t
+client_connections(struct worker *w)
+{
+    return (uint64_t)w->set.nconns + mhd_connections(w);
+}
+
+/* Stop watching the listening socket: accept() cannot succeed now (why), and
+ * retrying it at once would spin.  The pending clients wait in the queue. */
+static void
+accept_pause(struct worker *w, const char *why)
+{
+    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL) != 0)
+        fatal("worker %u: epoll_ctl(DEL, listening socket)", w->index);
+    w->accept_paused_until = w->now_ms + WORKER_ACCEPT_PAUSE_MS;
+    w->accept_paused_held = client_connections(w);
+    if (w->accept_limited)
+        return; /* still the same episode: logged already */
+    w->accept_limited = 1;
+    struct rlimit rl;
+    char limit[32] = "?";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+    log_warnx("worker %u: cannot accept: %s (%u WebSockets, %u HTTP connections, descriptor "
+              "limit %s); pausing accept() until a connection closes, at most %d ms",
+              w->index, why, w->set.nconns, mhd_connections(w), limit, WORKER_ACCEPT_PAUSE_MS);
+}
+
+/* After a loop pass: watch the listening socket again once the pause is over
+ * or a client connection has closed (so a descriptor is free). */
+static void
+accept_maybe_resume(struct worker *w)
+{
+    if (w->accept_paused_until == 0)
+        return;
+    if (w->now_ms < w->accept_paused_until && client_connections(w) >= w->accept_paused_held)
+        return;
+    w->accept_paused_until = 0;
+    epoll_add(w, w->listen_fd, &w->ev_listen);
+}
+
+/* Errors of one connection, not of the listening socket: accept(2) on Linux
+ * passes pending network errors of the new socket; treat them like EAGAIN. */
+static int
+accept_error_is_transient(int err)
+{
+    switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPERM: /* a firewall rule */
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+#ifdef ENONET
+    case ENONET:
+#endif
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETDOWN:
+    case ENETUNREACH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Accept up to WORKER_ACCEPT_BATCH connections and hand them to MHD (the
+ * listening socket is level-triggered: the rest come next pass).  Returns
+ * the number handed over. */
+static unsigned
+accept_pass(struct worker *w)
+{
+    unsigned limit = mhd_connection_limit(w->cfg), added = 0;
+    unsigned in_mhd = mhd_connections(w);
+    for (unsigned i = 0; i < WORKER_ACCEPT_BATCH; i++) {
+        if (in_mhd >= limit) {
+            accept_pause(w, "libmicrohttpd's connection limit reached");
+            break;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        /* Plain accept(): MHD_add_connection makes the socket non-blocking, and
+         * a worker never execs. */
+        int fd = accept(w->listen_fd, (struct sockaddr *)&ss, &len);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (w->accept_limited)
+                    log_info("worker %u: accepting again, the queue is empty", w->index);
+                w->accept_limited = 0;
+                break;
+            }
+            if (accept_error_is_transient(errno))
+                continue;
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM; anything else would repeat too. */
+            accept_pause(w, strerror(errno));
+            break;
+        }
+        /* MHD closes fd itself when it fails (and logs why). */
+        if (MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len) != MHD_YES) {
+            accept_pause(w, "libmicrohttpd refused a connection");
+            break;
+        }
+        in_mhd++;
+        added++;
+    }
+    if (added == WORKER_ACCEPT_BATCH && w->accept_limited) {
+        log_info("worker %u: accepting again", w->index);
+        w->accept_limited = 0;
+    }
+    return added;
+}
+
+/* Returns 0 normally, -1 when the master is gone (EOF). */
+static int
+drain_doorbell(struct worker *w)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t r = read(w->doorbell_fd, buf, sizeof(buf));
+        if (r > 0)
+            continue;
+        if (r == 0)
+            return -1;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            log_warn("worker %u: read(doorbell)", w->index);
+        return 0;
+    }
+}
+
+/* Encode every ring entry this worker has not seen.  Returns how many. */
+static uint64_t
+pull_ring(struct worker *w)
+{
+    uint8_t buf[RING_PAYLOAD_MAX];
+    uint64_t head = ring_head(w->ring), n = 0;
+    while (w->window.next_seq <= head) {
+        uint64_t seq = w->window.next_seq;
+        uint32_t len, type;
+        enum ring_status st = ring_read(w->ring, seq, buf, &len, &type);
+        if (st == RING_EMPTY)
+            break;
+        if (st == RING_OVERRUN) {
+            w->stats.ring_overruns++;
+            head = ring_head(w->ring);
+            log_warnx("worker %u: lapped by the event ring at %llu; skipping to %llu", w->index,
+                      (unsigned long long)seq, (unsigned long long)head + 1);
+            conn_set_lapped(&w->set, head + 1);
+            event_window_reset(&w->window, head + 1);
+            continue;
+        }
+        if (w->window.next_seq - w->window.first_seq == w->window.capacity) {
+            conn_set_lapped(&w->set, w->window.first_seq + 1);
+            event_window_release(&w->window, w->window.first_seq + 1);
+        }
+        if (event_window_push(&w->window, seq, buf, len) != 0) {
+            /* Out of memory: nobody may silently miss seq. */
+            log_warnx("worker %u: out of memory framing event %llu", w->index,
+                      (unsigned long long)seq);
+            conn_set_lapped(&w->set, seq + 1);
+            event_window_reset(&w->window, seq + 1);
+            continue;
+        }
+        w->stats.events_framed++;
+        n++;
+    }
+    return n;
+}
+
+static int
+next_timeout_ms(struct worker *w)
+{
+    int64_t next = conn_set_next_due_ms(&w->set);
+    /* A rate limit that suppressed lines reports them when its second ends. */
+    const struct log_limit *limits[] = {&w->mhd_log, &w->client_log};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t t = log_limit_due_ms(limits[i]);
+        if (t < next)
+            next = t;
+    }
+    if (snap_cache_next_ms(&w->snap_cache) < next)
+        next = snap_cache_next_ms(&w->snap_cache);
+#if HAVE_MALLOC_TRIM
+    if (w->set.stats.opened + w->set.stats.closed != w->trim_churn && w->trim_due_ms < next)
+        next = w->trim_due_ms; /* a trim is owed: wake up for it */
+#endif
+    if (w->accept_paused_until != 0 && w->accept_paused_until < next)
+        next = w->accept_paused_until;
+    int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
+    MHD_UNSIGNED_LONG_LONG mhd_ms;
+    w->mhd_due_ms = INT64_MAX;
+    if (MHD_get_timeout(w->mhd, &mhd_ms) == MHD_YES) {
+        w->mhd_due_ms = clock_now_ms() + (int64_t)(mhd_ms > 60000 ? 60000 : mhd_ms);
+        if ((int64_t)mhd_ms < timeout)
+            timeout = (int64_t)mhd_ms;
+    }
+    if (timeout < 0)
+        timeout = 0;
+    if (timeout > 60000)
+        timeout = 60000;
+    return (int)timeout;
+}
+
+/* Handshakes borrow 40 KiB pools from MHD and free them at the upgrade; after
+ * a burst of connections glibc keeps that heap, so idle RSS would stay at the
+ * burst's peak.  Give it back, at most once a second and only after churn. */
+static void
+worker_trim(struct worker *w)
+{
+#if HAVE_MALLOC_TRIM
+    uint64_t churn = w->set.stats.opened + w->set.stats.closed;
+    if (churn == w->trim_churn || w->now_ms < w->trim_due_ms)
+        return;
+    w->trim_churn = churn;
+    w->trim_due_ms = w->now_ms + 1000;
+    (void)malloc_trim(0);
+#else
+    (void)w;
+#endif
+}
+
+static void
+begin_stop(struct worker *w, const char *why)
+{
+    if (w->stopping)
+        return;
+    log_debug("worker %u stopping: %s", w->index, why);
+    w->stopping = 1;
+    conn_set_close_all(&w->set, CONN_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+/* The master's pipe: a doorbell byte, or EOF (the master is gone). */
+static void
+on_doorbell(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    struct worker *w = EV_CONTAINER(h, struct worker, ev_doorbell);
+    if (drain_doorbell(w) == 0)
+        return;
+    if (!w->stopping)
+        log_warnx("worker %u: master is gone; stopping", w->index);
+    if (ev_del(w->epfd, w->doorbell_fd) != 0)
+        log_warn("worker %u: epoll_ctl(DEL, doorbell)", w->index);
+    begin_stop(w, "master gone");
+}
+
+static void
+on_signal(struct ev_handler *h, uint32_t events)
+{
+    (void)events;
+    struct worker *w = EV_CONTAINER(h, struct worker, ev_signal);
+    sig_drain();
+    if (sig_take(SIGTERM) || sig_take(SIGINT))
+        begin_stop(w, "signal");
+}
+
+_Noreturn void
+worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
+            struct ring *ring, struct snapshot *snap)
+{
+    struct worker w;
+    memset(&w, 0, sizeof(w));
+    w.cfg = cfg;
+    w.index = index;
+    w.listen_fd = listen_fd;
+    w.doorbell_fd = doorbell_fd;
+    w.ring = ring;
+    w.snap = snap;
+    w.now_ms = clock_now_ms();
+    snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
+    log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
+    log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
+#if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)
+    if (mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD_BYTES) != 1)
+        log_debug("worker %u: mallopt(M_MMAP_THRESHOLD) not supported", index);
+#endif
+    if (sig_setup() != 0)
+        fatal("worker %u: signal set-up", index);
+    w.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w.epfd < 0)
+        fatal("worker %u: epoll_create1", index);
+    if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
+        fatalx("worker %u: out of memory", index);
+    conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.now_ms);
+    worker_start_mhd(&w);
+    w.ev_doorbell.on_event = on_doorbell;
+    epoll_add(&w, doorbell_fd, &w.ev_doorbell);
+    w.ev_signal.on_event = on_signal;
+    epoll_add(&w, sig_fd(), &w.ev_signal);
+    w.ev_listen.on_event = on_listen;
+    epoll_add(&w, listen_fd, &w.ev_listen);
+    log_debug("worker %u ready", index);
+
+    int64_t stop_by = 0;
+    struct epoll_event evs[WORKER_EPOLL_EVENTS];
+    for (;;) {
+        int n = epoll_wait(w.epfd, evs, WORKER_EPOLL_EVENTS, next_timeout_ms(&w));
+        if (n < 0 && errno != EINTR)
+            fatal("worker %u: epoll_wait", index);
+        w.now_ms = clock_now_ms();
+        conn_set_set_now(&w.set, w.now_ms);
+        w.mhd_ready = w.listen_ready = 0;
+        for (int i = 0; i < n; i++) {
+            struct ev_handler *h = evs[i].data.ptr;
+            h->on_event(h, evs[i].events);
+        }
+        /* MHD runs when its epoll fd is ready or one of its timeouts is due. */
+        int run_mhd = w.mhd_ready || w.now_ms >= w.mhd_due_ms;
+        /* New sockets are in MHD's epoll set now: let it read their requests. */
+        if (w.listen_ready && accept_pass(&w) > 0)
+            run_mhd = 1;
+        if (!w.stopping && pull_ring(&w) > 0) {
+            conn_set_fanout(&w.set);
+            /* O(connections), like the fan-out itself: once per batch, not per pass. */
+            event_window_release(&w.window, conn_set_min_cursor(&w.set, w.window.next_seq));
+        }
+        if (run_mhd && MHD_run(w.mhd) != MHD_YES)
+            log_warnx("worker %u: MHD_run failed", index);
+        while (w.mhd_run_again) {
+            w.mhd_run_again = 0;
+            (void)MHD_run(w.mhd);
+        }
+        conn_set_expire(&w.set);
+        snap_cache_expire(&w.snap_cache);
+        conn_set_reap(&w.set);
+        log_limit_flush(&w.mhd_log, w.now_ms);
+        log_limit_flush(&w.client_log, w.now_ms);
+        accept_maybe_resume(&w);
+        worker_trim(&w);
+        if (w.stopping) {
+            if (stop_by == 0)
+                stop_by = w.now_ms + WORKER_STOP_GRACE_MS;
+            if (w.set.nconns == 0 || w.now_ms >= stop_by)
+                break;
+        }
+    }
+    /* Whatever is left after the grace period goes now. */
+    conn_set_drop_all(&w.set);
+    MHD_stop_daemon(w.mhd);
+    log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
+    log_limit_flush(&w.client_log, INT64_MAX);
+    snap_cache_release(&w.snap_cache);
+    event_window_free(&w.window);
+    log_debug("worker %u exiting", index);
+    exit(0);
+}

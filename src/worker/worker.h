@@ -1,0 +1,89 @@
+/*
+ * worker - one pre-forked worker process: one thread, one epoll loop holding
+ * libmicrohttpd (external epoll mode, fed the sockets the worker accepts on its
+ * listening socket), the upgraded WebSocket connections, the master's doorbell
+ * pipe and the signal pipe.  Each source in the epoll set carries its handler
+ * (ev.h): the loop knows no kinds.  The connections are a struct conn_set; the
+ * events they stream are the worker's struct event_window.
+ *
+ * The master's pipe is both the doorbell (a byte means "new ring entries") and
+ * the lifeline: EOF means the master is gone, and the worker exits.
+ *
+ * Exit status: 0 after a clean stop; 2 means "do not respawn" (a configuration
+ * problem that a restart cannot fix); anything else is a crash.
+ */
+#ifndef PERSONAD_WORKER_H
+#define PERSONAD_WORKER_H
+
+#include <stdint.h>
+
+#include "shm/ring.h"
+#include "shm/snapshot.h"
+#include "common/config.h"
+#include "worker/conn_set.h"
+#include "worker/ev.h"
+#include "worker/event_window.h"
+#include "common/log.h"
+#include "worker/snap_cache.h"
+
+#define WORKER_EXIT_NO_RESPAWN 2
+
+struct MHD_Daemon;
+
+struct worker_stats {
+    uint64_t events_framed; /* events read from the ring and encoded */
+    uint64_t ring_overruns; /* the worker itself was lapped by the ring */
+};
+
+/* Written only by worker.c (and the modules whose state is embedded: the set
+ * by conn_set.c, the snapshot cache by snap_cache.c); other modules read it,
+ * or use the functions below. */
+struct worker {
+    const struct config *cfg;
+    unsigned index;
+    int epfd;
+    int listen_fd; /* the worker accepts itself and hands sockets to MHD */
+    int doorbell_fd;
+    struct ev_handler ev_mhd, ev_doorbell, ev_signal, ev_listen; /* the worker's sources */
+    struct MHD_Daemon *mhd;
+    int mhd_ready;             /* MHD's epoll fd was ready in this pass */
+    int listen_ready;          /* the listening socket was ready in this pass */
+    int mhd_run_again;         /* an upgraded connection was handed back to MHD */
+    struct ring *ring;         /* shared memory, not owned */
+    struct snapshot *snap;     /* shared memory, not owned */
+    struct snap_cache snap_cache; /* copies of snap and the REST responses reading them */
+    struct event_window window; /* encoded events, shared by all connections */
+    struct conn_set set;        /* the stream connections and pending handshakes */
+    int stopping;
+    int64_t now_ms;           /* time of the current loop pass */
+    int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */
+    /* Rate limits of libmicrohttpd's messages and of per-connection lines (the set's). */
+    struct log_limit mhd_log, client_log;
+    int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
+    uint64_t trim_churn;      /* conns opened + closed at the last trim */
+    int64_t accept_paused_until; /* 0: accepting; else when accept() is retried */
+    uint64_t accept_paused_held; /* client connections open when it was paused */
+    int accept_limited;          /* at a limit; logged once until the queue drains */
+    struct worker_stats stats;
+};
+
+/* worker_mhd_run_again - libmicrohttpd must run once more in this pass: an
+ * upgraded connection was handed back to it (ws_upgrade.c), and nothing else
+ * wakes it to release that connection. */
+static inline void
+worker_mhd_run_again(struct worker *w)
+{
+    w->mhd_run_again = 1;
+}
+
+/* worker_nofile_needed - descriptors one worker may hold with cfg: its
+ * --max-connections WebSockets, the HTTP connections libmicrohttpd may hold
+ * beside them, and its own few (listening socket, epoll, pipes, stdio).  The
+ * master needs fewer (at most two per worker, and the directory). */
+uint64_t worker_nofile_needed(const struct config *cfg);
+
+/* worker_main - run worker index on listen_fd until stopped; never returns. */
+_Noreturn void worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
+                           struct ring *ring, struct snapshot *snap);
+
+#endif
