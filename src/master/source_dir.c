@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/persona.h"
+#include "common/vec.h"
 #include "master/source_dir.h"
 
 struct file_sig {
@@ -106,29 +107,25 @@ entry_forget(struct source_dir *sd, size_t i)
     log_info("persona file %s removed", sd->entries[i].name);
     store_remove(sd->st, sd->src, sd->entries[i].name);
     free(sd->entries[i].name);
-    memmove(&sd->entries[i], &sd->entries[i + 1], (sd->nentries - i - 1) * sizeof(sd->entries[0]));
-    sd->nentries--;
+    vec_remove(sd->entries, &sd->nentries, sizeof(sd->entries[0]), i);
 }
 
 static struct dir_entry *
 entry_insert(struct source_dir *sd, size_t at, const char *fn)
 {
-    if (sd->nentries == sd->cap_entries) {
-        size_t cap = sd->cap_entries ? sd->cap_entries * 2 : 64;
-        struct dir_entry *e = realloc(sd->entries, cap * sizeof(*e));
-        if (e == NULL)
-            return NULL;
-        sd->entries = e;
-        sd->cap_entries = cap;
-    }
     char *copy = strdup(fn);
-    if (copy == NULL)
+    void *slot;
+    void *grown = copy == NULL ? NULL
+                               : vec_insert(sd->entries, &sd->nentries, &sd->cap_entries,
+                                            sizeof(sd->entries[0]), at, &slot);
+    if (grown == NULL) {
+        free(copy);
         return NULL;
-    memmove(&sd->entries[at + 1], &sd->entries[at], (sd->nentries - at) * sizeof(sd->entries[0]));
-    sd->nentries++;
-    memset(&sd->entries[at], 0, sizeof(sd->entries[at]));
-    sd->entries[at].name = copy;
-    return &sd->entries[at];
+    }
+    sd->entries = grown;
+    struct dir_entry *e = slot;
+    e->name = copy;
+    return e;
 }
 
 /* --- reading one file ---------------------------------------------------------- */

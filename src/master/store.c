@@ -21,6 +21,7 @@
 
 #include "common/log.h"
 #include "common/persona.h"
+#include "common/vec.h"
 #include "master/store.h"
 
 struct store_record {
@@ -151,23 +152,20 @@ record_get(struct store *st, int src, const char *key)
     size_t at = record_index(st, src, key, &found);
     if (found)
         return &st->records[at];
-    if (st->nrecords == st->cap_records) {
-        size_t cap = st->cap_records ? st->cap_records * 2 : 64;
-        struct store_record *r = realloc(st->records, cap * sizeof(*r));
-        if (r == NULL)
-            return NULL;
-        st->records = r;
-        st->cap_records = cap;
-    }
     char *copy = strdup(key);
-    if (copy == NULL)
+    void *slot;
+    void *grown = copy == NULL ? NULL
+                               : vec_insert(st->records, &st->nrecords, &st->cap_records,
+                                            sizeof(st->records[0]), at, &slot);
+    if (grown == NULL) {
+        free(copy);
         return NULL;
-    memmove(&st->records[at + 1], &st->records[at], (st->nrecords - at) * sizeof(st->records[0]));
-    st->nrecords++;
-    memset(&st->records[at], 0, sizeof(st->records[at]));
-    st->records[at].src = src;
-    st->records[at].key = copy;
-    return &st->records[at];
+    }
+    st->records = grown;
+    struct store_record *r = slot;
+    r->src = src;
+    r->key = copy;
+    return r;
 }
 
 static const char *
@@ -258,8 +256,7 @@ store_remove(struct store *st, int src, const char *key)
     if (!found)
         return;
     record_free(&st->records[i]);
-    memmove(&st->records[i], &st->records[i + 1], (st->nrecords - i - 1) * sizeof(st->records[0]));
-    st->nrecords--;
+    vec_remove(st->records, &st->nrecords, sizeof(st->records[0]), i);
 }
 
 /* The records of src: [*lo, *hi) (they are contiguous: sorted by source first). */
