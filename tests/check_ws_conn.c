@@ -35,6 +35,7 @@ struct fx {
     struct event_window win;
     struct log_limit log;
     struct conn_set set;
+    struct stats_slot stats; /* the set's counters (a process-private slot) */
     int epfd;
     int64_t now;
     uint64_t next_event; /* seq of the next event pushed */
@@ -63,7 +64,7 @@ fx_init(uint32_t window_cap, uint32_t max_message)
     log_limit_init(&F.log, "ws", LOG_LEVEL_INFO, 1000);
     F.epfd = epoll_create1(EPOLL_CLOEXEC);
     ck_assert_int_ge(F.epfd, 0);
-    conn_set_init(&F.set, &F.cfg, F.epfd, &F.win, &F.log, F.now);
+    conn_set_init(&F.set, &F.cfg, F.epfd, &F.win, &F.log, &F.stats, F.now);
     F.rx = malloc(RX_BYTES);
     ck_assert_ptr_nonnull(F.rx);
     /* The log lines the set writes are part of what is tested. */
