@@ -117,10 +117,31 @@ ring_doorbell(struct master *m)
     }
 }
 
+/* The store's figures into the master's slot (its counters only grow). */
+static void
+stats_update(struct master *m)
+{
+    struct store_stats ss;
+    store_get_stats(m->store, &ss);
+    struct stats_slot *sl = stats_slot(&m->stats, 0);
+    stats_set(sl, STATS_M_EVENTS_ADDED, ss.events_by_type[RING_EVENT_ADDED]);
+    stats_set(sl, STATS_M_EVENTS_UPDATED, ss.events_by_type[RING_EVENT_UPDATED]);
+    stats_set(sl, STATS_M_EVENTS_DELETED, ss.events_by_type[RING_EVENT_DELETED]);
+    stats_set(sl, STATS_M_SNAPSHOT_PUBLISHES, ss.publishes);
+    stats_set(sl, STATS_M_SNAPSHOT_BYTES, ss.snapshot_bytes);
+    stats_set(sl, STATS_M_PERSONA_FILE_ERRORS, ss.bad_contents);
+    stats_set(sl, STATS_M_PERSONAS_VALID, ss.records - ss.bad_records);
+    stats_set(sl, STATS_M_PERSONAS_INVALID, ss.bad_records);
+}
+
+/* Commit; the figures are in the stats area before any worker hears of the
+ * events (a client that got an event finds it counted). */
 static void
 commit_and_notify(struct master *m)
 {
-    if (store_commit(m->store, 0) > 0)
+    int n = store_commit(m->store, 0);
+    stats_update(m);
+    if (n > 0)
         ring_doorbell(m);
 }
 
@@ -182,23 +203,6 @@ worker_map_readonly(struct master *m, unsigned i)
     if (stats_map_worker(&m->stats, i + 1, m->stats_ro_fd) != 0)
         fatal("worker %u: mmap(stats, PROT_READ)", i);
     m->ring_ro_fd = m->snap_ro_fd = m->stats_ro_fd = -1;
-}
-
-/* The store's figures into the master's slot (its counters only grow). */
-static void
-stats_update(struct master *m)
-{
-    struct store_stats ss;
-    store_get_stats(m->store, &ss);
-    struct stats_slot *sl = stats_slot(&m->stats, 0);
-    stats_set(sl, STATS_M_EVENTS_ADDED, ss.events_by_type[RING_EVENT_ADDED]);
-    stats_set(sl, STATS_M_EVENTS_UPDATED, ss.events_by_type[RING_EVENT_UPDATED]);
-    stats_set(sl, STATS_M_EVENTS_DELETED, ss.events_by_type[RING_EVENT_DELETED]);
-    stats_set(sl, STATS_M_SNAPSHOT_PUBLISHES, ss.publishes);
-    stats_set(sl, STATS_M_SNAPSHOT_BYTES, ss.snapshot_bytes);
-    stats_set(sl, STATS_M_PERSONA_FILE_ERRORS, ss.bad_contents);
-    stats_set(sl, STATS_M_PERSONAS_VALID, ss.records - ss.bad_records);
-    stats_set(sl, STATS_M_PERSONAS_INVALID, ss.bad_records);
 }
 
 /* Every source rescans (SIGHUP); commit if one did. */
