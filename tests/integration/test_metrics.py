@@ -131,7 +131,9 @@ def test_metrics_under_load():
             with open(os.path.join(stage, "a%04d.json" % i), "w") as f:
                 f.write('{"name": "%s", "spec": {"nodes": 1}}' % name(i))
 
-        v0, types = parse(scrape(d))
+        text0 = scrape(d)
+        promtool(text0, "first scrape")
+        v0, types = parse(text0)
         assert val(v0, "personad_build_info", '{version="%s"}' % version(d)) == 1
         assert types["personad_build_info"] == "gauge"
         assert abs(val(v0, "personad_start_time_seconds") - time.time()) < 120
