@@ -6,7 +6,8 @@ codes it provoked (1009 too big, 1002 protocol error, a client that stops
 reading: 1013 or dropped, an echoed 1000), the HTTP statuses it asked for (a
 404, a 405), the persona file it broke, and a worker it killed (restarts +1,
 its open connections counted as worker_exit drops, no counter backwards).
-HEAD and the other methods of /metrics behave like the other routes'."""
+HEAD and the other methods of /metrics behave like the other routes'; a
+scrape is answered while the master is stopped."""
 
 import http.client
 import os
@@ -284,6 +285,32 @@ def test_metrics_under_load():
         stuck.close()
 
 
+def test_scrape_while_master_stopped():
+    """A scrape never waits for the master: with the master stopped (SIGSTOP)
+    every worker still answers, with the figures as they were."""
+    with Daemon(workers=2, seed={"a.json": persona_api("alpha")}) as d:
+        assert len(d.wait_workers(2)) == 2
+        c = RawWS(d.port)
+        try:
+            wait_metrics(d, lambda v: val(v, "personad_connections",
+                                          '{protocol="websocket"}') == 1, "one connection")
+            os.kill(d.pid, signal.SIGSTOP)
+            try:
+                for _ in range(6):  # SO_REUSEPORT spreads them over both workers
+                    t0 = time.monotonic()
+                    text = scrape(d)
+                    assert time.monotonic() - t0 < 2.0, "scrape took %.1fs" % (
+                        time.monotonic() - t0)
+                    promtool(text, "master stopped")
+                    v, _ = parse(text)
+                    assert val(v, "personad_connections", '{protocol="websocket"}') == 1
+                    assert val(v, "personad_personas", '{state="valid"}') == 1
+            finally:
+                os.kill(d.pid, signal.SIGCONT)
+        finally:
+            c.close()
+
+
 def version(d):
     out = subprocess.run([d.argv()[0], "--version"], stdout=subprocess.PIPE, timeout=10)
     return out.stdout.decode().split()[-1]
@@ -293,4 +320,4 @@ if __name__ == "__main__":
     if PROMTOOL is None:
         print("SKIP: promtool not found (Debian: apt-get install prometheus)")
         sys.exit(77)
-    run([test_metrics_under_load], timeout=180)
+    run([test_metrics_under_load, test_scrape_while_master_stopped], timeout=180)
