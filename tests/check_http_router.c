@@ -22,6 +22,7 @@
 #include "worker/http_request.h"
 #include "worker/http_router.h"
 #include "worker/http_static.h"
+#include "worker/metrics.h"
 #include "worker/rest_api.h"
 #include "worker/ws_upgrade.h"
 
@@ -60,6 +61,15 @@ static const struct route_case route_cases[] = {
     NOT_FOUND("/wss", "GET"),
     NOT_FOUND("/WS", "GET"),
     NOT_FOUND("/ws%2F", "GET"),
+    /* /metrics */
+    FOUND("/metrics", "GET", metrics_handle, "/metrics"),
+    FOUND("/metrics", "HEAD", metrics_handle, "/metrics"),
+    NOT_ALLOWED("/metrics", "POST"),
+    NOT_ALLOWED("/metrics", "PUT"),
+    NOT_ALLOWED("/metrics", "DELETE"),
+    NOT_ALLOWED("/metrics", "OPTIONS"),
+    NOT_FOUND("/metrics/", "GET"),
+    NOT_FOUND("/metricsx", "GET"),
     /* /healthz */
     FOUND("/healthz", "GET", rest_api_healthz, "/healthz"),
     FOUND("/healthz", "HEAD", rest_api_healthz, "/healthz"),
@@ -265,7 +275,7 @@ static struct {
 } seen;
 
 static enum MHD_Result
-metrics_handler(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,
+example_handler(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,
                 const char *path, const char *method)
 {
     seen.calls++;
@@ -280,7 +290,7 @@ metrics_handler(struct worker *w, struct MHD_Connection *conn, struct http_reque
 static int done_calls;
 
 static void
-metrics_done(struct http_request *rq)
+example_done(struct http_request *rq)
 {
     (void)rq;
     done_calls++;
@@ -303,12 +313,12 @@ extended_table(size_t *n)
     struct http_route *t = calloc(base_n + 2, sizeof(*t));
     ck_assert_ptr_nonnull(t);
     memcpy(t, base, base_n * sizeof(*t));
-    t[base_n] = (struct http_route){.path = "/metrics",
+    t[base_n] = (struct http_route){.path = "/example",
                                     .match = HTTP_ROUTE_EXACT,
                                     .methods = HTTP_METHOD_GET | HTTP_METHOD_HEAD,
                                     .allow = "GET, HEAD",
-                                    .handler = metrics_handler,
-                                    .done = metrics_done};
+                                    .handler = example_handler,
+                                    .done = example_done};
     t[base_n + 1] = (struct http_route){.path = "/api/events/",
                                         .match = HTTP_ROUTE_PREFIX,
                                         .methods = HTTP_METHOD_GET,
@@ -323,10 +333,10 @@ START_TEST(test_new_row_routes)
     size_t n;
     struct http_route *t = extended_table(&n);
     static const struct route_case added[] = {
-        FOUND("/metrics", "GET", metrics_handler, "/metrics"),
-        FOUND("/metrics", "HEAD", metrics_handler, "/metrics"),
-        NOT_ALLOWED("/metrics", "POST"),
-        NOT_FOUND("/metrics/", "GET"),
+        FOUND("/example", "GET", example_handler, "/example"),
+        FOUND("/example", "HEAD", example_handler, "/example"),
+        NOT_ALLOWED("/example", "POST"),
+        NOT_FOUND("/example/", "GET"),
         FOUND("/api/events/alpha", "GET", events_handler, "alpha"),
         {"/api/events/alpha", "HEAD", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
         NOT_FOUND("/api/events", "GET"),
@@ -348,14 +358,14 @@ START_TEST(test_new_row_dispatch)
     struct MHD_Connection *conn = (struct MHD_Connection *)&done_calls;
     struct http_request rq = {0};
     memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(http_router_dispatch(t, n, w, conn, &rq, "/metrics", "HEAD"), MHD_YES);
+    ck_assert_int_eq(http_router_dispatch(t, n, w, conn, &rq, "/example", "HEAD"), MHD_YES);
     ck_assert_int_eq(seen.calls, 1);
     ck_assert_ptr_eq(seen.w, w);
     ck_assert_ptr_eq(seen.conn, conn);
     ck_assert_ptr_eq(seen.rq, &rq);
-    ck_assert_str_eq(seen.path, "/metrics");
+    ck_assert_str_eq(seen.path, "/example");
     ck_assert_str_eq(seen.method, "HEAD");
-    ck_assert_ptr_eq(rq.done, metrics_done); /* the row's hook, for the completion */
+    ck_assert_ptr_eq(rq.done, example_done); /* the row's hook, for the completion */
     /* a row without a hook leaves none */
     struct http_request rq2 = {0};
     ck_assert_int_eq(http_router_dispatch(t, n, w, conn, &rq2, "/api/events/x", "GET"), MHD_NO);
@@ -376,7 +386,7 @@ START_TEST(test_request_done_hook)
     ck_assert_ptr_eq(rq->target_end, line + 8);
     ck_assert_int_eq(rq->headers_done, 0);
     ck_assert_ptr_null(rq->done);
-    rq->done = metrics_done;
+    rq->done = example_done;
     done_calls = 0;
     void *cls = rq;
     http_router_completed(NULL, NULL, &cls, MHD_REQUEST_TERMINATED_COMPLETED_OK);

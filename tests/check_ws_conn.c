@@ -35,6 +35,7 @@ struct fx {
     struct event_window win;
     struct log_limit log;
     struct conn_set set;
+    struct stats_slot stats; /* the set's counters (a process-private slot) */
     int epfd;
     int64_t now;
     uint64_t next_event; /* seq of the next event pushed */
@@ -63,7 +64,7 @@ fx_init(uint32_t window_cap, uint32_t max_message)
     log_limit_init(&F.log, "ws", LOG_LEVEL_INFO, 1000);
     F.epfd = epoll_create1(EPOLL_CLOEXEC);
     ck_assert_int_ge(F.epfd, 0);
-    conn_set_init(&F.set, &F.cfg, F.epfd, &F.win, &F.log, F.now);
+    conn_set_init(&F.set, &F.cfg, F.epfd, &F.win, &F.log, &F.stats, F.now);
     F.rx = malloc(RX_BYTES);
     ck_assert_ptr_nonnull(F.rx);
     /* The log lines the set writes are part of what is tested. */
@@ -824,6 +825,71 @@ START_TEST(close_all_sends_1001)
 }
 END_TEST
 
+/* The stats slot (GET /metrics): every connection's end is counted once,
+ * under the close code personad sent or the reason it was dropped. */
+START_TEST(stats_count_each_ending_once)
+{
+    fx_init(64, 100);
+    struct stats_slot *st = &F.stats;
+    char msg[101];
+    memset(msg, 'm', sizeof(msg));
+    int a = fx_connect(NULL); /* too big: 1009, then the client's answer ends it */
+    client_send_frame(a, 1, 0x1, msg, sizeof(msg), 0);
+    ck_assert_uint_eq(client_close_wait(a, NULL, 0), 1009);
+    client_send_close(a, 1009, 0);
+    client_eof_wait(a);
+    int b = fx_connect(NULL); /* unmasked: 1002, then EOF while closing (no drop) */
+    static const uint8_t unmasked[] = {0x81, 0x02, 'h', 'i'};
+    client_send(b, unmasked, sizeof(unmasked), 0);
+    ck_assert_uint_eq(client_close_wait(b, NULL, 0), 1002);
+    close(b);
+    fx_pump();
+    int c = fx_connect(NULL); /* the client's 4000, echoed: "other" */
+    client_send_close(c, 4000, 0);
+    ck_assert_uint_eq(client_close_wait(c, NULL, 0), 4000);
+    client_eof_wait(c);
+    int d = fx_connect(NULL); /* EOF while open: peer_gone */
+    close(d);
+    fx_pump();
+    ck_assert_uint_eq(F.set.nconns, 0);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_OPEN), 0);
+    int e = fx_connect(NULL); /* stops reading: the write deadline drops it */
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(e, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    (void)fill_until_blocked(e, 2000);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_OPEN), 1);
+    fx_advance(WRITE_MS);
+    ck_assert_uint_eq(F.set.nconns, 0);
+    int f = fx_connect(NULL); /* open at shutdown: 1001 */
+    ck_assert_uint_eq(stats_get(st, STATS_WS_OPEN), 1);
+    uint64_t frames = stats_get(st, STATS_FRAMES_WRITTEN);
+    fx_event("one", 3);
+    ck_assert_uint_eq(stats_get(st, STATS_FRAMES_WRITTEN), frames + 1);
+    conn_set_close_all(&F.set, CONN_CLOSE_GOING_AWAY, "server shutting down");
+    ck_assert_uint_eq(client_close_wait(f, NULL, 0), 1001);
+    client_send_close(f, 1001, 0);
+    ck_assert_uint_eq(F.set.nconns, 0);
+
+    ck_assert_uint_eq(stats_get(st, STATS_WS_OPENED), 6);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_OPEN), 0);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_CLOSE_1009), 1);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_CLOSE_1002), 1);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_CLOSE_OTHER), 1);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_CLOSE_1001), 1);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_DROP_PEER_GONE), 1);
+    ck_assert_uint_eq(stats_get(st, STATS_WS_DROP_WRITE_DEADLINE), 1);
+    uint64_t ended = 0;
+    for (int i = STATS_WS_CLOSE_1000; i <= STATS_WS_DROP_WORKER_EXIT; i++)
+        ended += stats_get(st, (enum stats_id)i);
+    ck_assert_uint_eq(ended, 6); /* each ending once */
+    ck_assert_uint_gt(stats_get(st, STATS_BYTES_WRITTEN), 2000);
+    close(a);
+    close(c);
+    close(e);
+    close(f);
+}
+END_TEST
+
 START_TEST(pending_handshakes_hold_the_window)
 {
     fx_init(16, 512);
@@ -929,6 +995,7 @@ main(void)
     tcase_add_test(tc, write_deadline_pushed_back_by_progress);
     tcase_add_test(tc, write_deadline_off_when_drained);
     tcase_add_test(tc, close_all_sends_1001);
+    tcase_add_test(tc, stats_count_each_ending_once);
     tcase_add_test(tc, pending_handshakes_hold_the_window);
     tcase_add_test(tc, drop_all_frees_everything);
     tcase_add_test(tc, epoll_mod_failure_drops_one_connection);

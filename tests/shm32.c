@@ -26,6 +26,7 @@
 #include "shm/ring.h"
 #include "shm/shm_map.h"
 #include "shm/snapshot.h"
+#include "shm/stats.h"
 
 static int failed_checks;
 
@@ -204,12 +205,53 @@ struct test_case {
     void (*fn)(void);
 };
 
+/* The stats area on i386: sizes in 64 bits, 64-bit counters past 2^32
+ * summed whole, and a worker's mapping (its own slot writable, another
+ * slot's page faulting) with loads only. */
+static void
+case_stats(void)
+{
+    CHECK(stats_bytes(STATS_MAX_SLOTS, 1u << 31) == SIZE_MAX);
+    char name[64];
+    snprintf(name, sizeof(name), "/personad-shm32-%ld-stats", (long)getpid());
+    size_t bytes = stats_bytes(3, 4096);
+    const char *call = "?";
+    int ro_fd;
+    void *mem = shm_map_create(name, bytes, &ro_fd, &call);
+    CHECK(mem != NULL);
+    if (mem == NULL)
+        return;
+    struct stats s;
+    stats_init(&s, mem, 3, 4096, 1);
+    stats_add(stats_slot(&s, 1), STATS_BYTES_WRITTEN, UINT64_C(0xffffffff));
+    stats_add(stats_slot(&s, 1), STATS_BYTES_WRITTEN, 2);
+    stats_add(stats_slot(&s, 2), STATS_BYTES_WRITTEN, UINT64_C(1) << 40);
+    CHECK(stats_sum(&s, STATS_BYTES_WRITTEN, 1, 3) == UINT64_C(0x100000001) + (UINT64_C(1) << 40));
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (stats_map_worker(&s, 1, ro_fd) != 0)
+            _exit(3);
+        stats_add(stats_slot(&s, 1), STATS_BYTES_WRITTEN, 1);
+        if (stats_sum(&s, STATS_BYTES_WRITTEN, 0, 3) != UINT64_C(0x100000002) + (UINT64_C(1) << 40))
+            _exit(4);
+        stats_add(stats_slot(&s, 2), STATS_BYTES_WRITTEN, 1); /* faults */
+        _exit(0);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    CHECK(stats_get(stats_slot(&s, 1), STATS_BYTES_WRITTEN) == UINT64_C(0x100000002));
+    (void)close(ro_fd);
+    (void)munmap(mem, bytes);
+}
+
 static const struct test_case cases[] = {
     {"blob_valid_wraps", case_blob_valid_wraps},
     {"bytes_saturate", case_bytes_saturate},
     {"attach_rejects_wrapping_sizes", case_attach_rejects_wrapping_sizes},
     {"build_over_4gib", case_build_over_4gib},
     {"readonly_mapping", case_readonly_mapping},
+    {"stats", case_stats},
 };
 
 int

@@ -22,7 +22,7 @@ fi
 # i386 in GCC 11, which is what the layouts' static asserts rely on.
 if ! $cc -m32 -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wconversion -Wno-psabi -Werror \
     -O2 -I"$src" -I"$src/shm" -I"$bld" -o "$tmp/shm32" "$src/tests/shm32.c" "$src/shm/ring.c" \
-    "$src/shm/snapshot.c" "$src/shm/shm_map.c" 2>&1; then
+    "$src/shm/snapshot.c" "$src/shm/shm_map.c" "$src/shm/stats.c" 2>&1; then
     echo "FAIL: the shm library does not build with $cc -m32"
     exit 1
 fi

@@ -34,9 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shm/shm_map.h"
+#include "shm/stats.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "master/master.h"
@@ -67,7 +69,8 @@ struct master {
     int nlisten;
     struct ring ring;
     struct snapshot snap;
-    int ring_ro_fd, snap_ro_fd; /* read-only descriptors of the shm objects, for workers */
+    struct stats stats;                      /* slot 0: the master's; 1 + i: worker i's */
+    int ring_ro_fd, snap_ro_fd, stats_ro_fd; /* read-only descriptors of the shm objects */
     struct store *store;
     struct source *sources[STORE_SOURCES_MAX];
     int nsources;
@@ -114,10 +117,31 @@ ring_doorbell(struct master *m)
     }
 }
 
+/* The store's figures into the master's slot (its counters only grow). */
+static void
+stats_update(struct master *m)
+{
+    struct store_stats ss;
+    store_get_stats(m->store, &ss);
+    struct stats_slot *sl = stats_slot(&m->stats, 0);
+    stats_set(sl, STATS_M_EVENTS_ADDED, ss.events_by_type[RING_EVENT_ADDED]);
+    stats_set(sl, STATS_M_EVENTS_UPDATED, ss.events_by_type[RING_EVENT_UPDATED]);
+    stats_set(sl, STATS_M_EVENTS_DELETED, ss.events_by_type[RING_EVENT_DELETED]);
+    stats_set(sl, STATS_M_SNAPSHOT_PUBLISHES, ss.publishes);
+    stats_set(sl, STATS_M_SNAPSHOT_BYTES, ss.snapshot_bytes);
+    stats_set(sl, STATS_M_PERSONA_FILE_ERRORS, ss.bad_contents);
+    stats_set(sl, STATS_M_PERSONAS_VALID, ss.records - ss.bad_records);
+    stats_set(sl, STATS_M_PERSONAS_INVALID, ss.bad_records);
+}
+
+/* Commit; the figures are in the stats area before any worker hears of the
+ * events (a client that got an event finds it counted). */
 static void
 commit_and_notify(struct master *m)
 {
-    if (store_commit(m->store, 0) > 0)
+    int n = store_commit(m->store, 0);
+    stats_update(m);
+    if (n > 0)
         ring_doorbell(m);
 }
 
@@ -175,7 +199,10 @@ worker_map_readonly(struct master *m, unsigned i)
     if (shm_map_readonly(m->snap.hdr, snapshot_bytes(m->cfg->snapshot_max_bytes), m->snap_ro_fd) !=
         0)
         fatal("worker %u: mmap(snapshot, PROT_READ)", i);
-    m->ring_ro_fd = m->snap_ro_fd = -1;
+    /* The stats area stays writable in the worker's own slot only. */
+    if (stats_map_worker(&m->stats, i + 1, m->stats_ro_fd) != 0)
+        fatal("worker %u: mmap(stats, PROT_READ)", i);
+    m->ring_ro_fd = m->snap_ro_fd = m->stats_ro_fd = -1;
 }
 
 /* Every source rescans (SIGHUP); commit if one did. */
@@ -236,8 +263,11 @@ spawn_worker(struct master *m, unsigned i)
         if (net_set_nonblock(p[0]) != 0 || net_set_cloexec(p[0]) != 0)
             fatal("worker %u: fcntl(doorbell)", i);
         worker_map_readonly(m, i);
-        worker_main(m->cfg, i, lfd, p[0], &m->ring, &m->snap);
+        worker_main(m->cfg, i, lfd, p[0], &m->ring, &m->snap, &m->stats);
     }
+    if (s->started_ms != 0)
+        stats_add(stats_slot(&m->stats, 0), STATS_M_WORKER_RESTARTS, 1);
+    stats_set_pid(&m->stats, i + 1, (uint64_t)pid);
     close(p[0]);
     if (net_set_nonblock(p[1]) != 0 || net_set_cloexec(p[1]) != 0)
         log_warn("fcntl(doorbell of worker %u)", i);
@@ -261,6 +291,7 @@ reap_children(struct master *m)
             continue;
         struct worker_slot *s = &m->slots[i];
         s->pid = 0;
+        stats_set_pid(&m->stats, i + 1, 0);
         close(s->doorbell_wr);
         s->doorbell_wr = -1;
         if (m->stopping)
@@ -417,6 +448,15 @@ master_run(const struct config *cfg)
         &m.snap,
         map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes), &m.snap_ro_fd),
         cfg->snapshot_max_bytes);
+    long page = sysconf(_SC_PAGESIZE);
+    uint32_t page_bytes = page >= 4096 && page <= (1L << 20) ? (uint32_t)page : 4096;
+    size_t stats_len = stats_bytes(cfg->workers + 1, page_bytes);
+    if (stats_len == SIZE_MAX)
+        fatalx("no stats area for %u workers", cfg->workers);
+    stats_init(&m.stats, map_or_die(cfg, "stats", stats_len, &m.stats_ro_fd), cfg->workers + 1,
+               page_bytes, (uint64_t)time(NULL));
+    stats_set(stats_slot(&m.stats, 0), STATS_PID, (uint64_t)getpid());
+    stats_set_pid(&m.stats, 0, (uint64_t)getpid());
     m.slots = calloc(cfg->workers, sizeof(*m.slots));
     if (m.slots == NULL)
         fatalx("out of memory");
@@ -434,6 +474,7 @@ master_run(const struct config *cfg)
      * start with an empty list (the error is logged) and retry at each change. */
     if (store_commit(m.store, 1) != 0 && store_publish_empty(m.store) != 0)
         fatalx("cannot publish even an empty snapshot");
+    stats_update(&m);
     for (unsigned i = 0; i < cfg->workers; i++)
         spawn_worker(&m, i);
     struct store_stats ss;
@@ -489,6 +530,7 @@ master_run(const struct config *cfg)
             if (m.sources[i]->ops->on_timer(m.sources[i], now))
                 commit_and_notify(&m);
         publish_flags(&m);
+        stats_update(&m);
         for (unsigned i = 0; i < cfg->workers; i++)
             if (m.slots[i].pid == 0 && !m.slots[i].retired && m.slots[i].respawn_at != 0 &&
                 m.slots[i].respawn_at <= now)
@@ -504,6 +546,7 @@ out:
             close(m.listen_fds[i]);
     close(m.ring_ro_fd);
     close(m.snap_ro_fd);
+    close(m.stats_ro_fd);
     log_info("stopped");
     return 0;
 }

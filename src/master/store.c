@@ -52,6 +52,10 @@ struct store {
     uint64_t *published_versions; /* owned: persona version of each published entry */
     uint64_t next_version;        /* last persona version handed out */
     uint64_t events;
+    uint64_t events_by_type[4]; /* by enum ring_event_type */
+    uint64_t publishes;
+    uint64_t snapshot_bytes; /* of the last publish */
+    uint64_t bad_contents;
     int (*stop)(void *); /* store_set_interrupt, or NULL */
     void *stop_arg;
 };
@@ -186,6 +190,7 @@ record_update(struct store *st, struct store_record *r, const char *err, uint64_
     r->conflict_warned = 0;
     if (err != NULL) {
         if (!r->bad || r->bad_why != err || r->bad_hash != hash) {
+            st->bad_contents++;
             if (r->good.name != NULL)
                 log_warnx("%s %s: %s; keeping cluster %s as it was", what, r->key, err,
                           r->good.name);
@@ -492,6 +497,7 @@ events_append(struct store *st, const struct event *ev, size_t n)
             panic("ring_append of a checked event: %lld", (long long)seq);
         log_debug("event %lld %s", (long long)seq, ev[i].msg);
         st->events++;
+        st->events_by_type[ev[i].type < 4 ? ev[i].type : 0]++;
     }
 }
 
@@ -548,6 +554,8 @@ store_commit(struct store *st, int baseline)
     } else {
         /* Published: now, and only now, the events may enter the ring. */
         events_append(st, ev, nev);
+        st->publishes++;
+        st->snapshot_bytes = blob_len;
         rc = (int)nev;
         free(st->published);
         free(st->published_versions);
@@ -572,6 +580,10 @@ store_publish_empty(struct store *st)
     size_t len = 0;
     uint8_t *blob = snapshot_build(NULL, 0, ring_head(st->ring), &len);
     int rc = blob != NULL && snapshot_publish(st->snap, blob, len) == SNAPSHOT_OK ? 0 : -1;
+    if (rc == 0) {
+        st->publishes++;
+        st->snapshot_bytes = len;
+    }
     free(blob);
     return rc;
 }
@@ -585,4 +597,8 @@ store_get_stats(const struct store *st, struct store_stats *out)
     out->records = (uint32_t)st->nrecords;
     for (size_t i = 0; i < st->nrecords; i++)
         out->bad_records += st->records[i].bad != 0;
+    memcpy(out->events_by_type, st->events_by_type, sizeof(out->events_by_type));
+    out->publishes = st->publishes;
+    out->snapshot_bytes = st->snapshot_bytes;
+    out->bad_contents = st->bad_contents;
 }

@@ -38,6 +38,10 @@ struct store_stats {
     uint32_t clusters;    /* clusters in the published snapshot */
     uint32_t records;     /* records held (put and not removed), every source */
     uint32_t bad_records; /* records whose current content is bad */
+    uint64_t events_by_type[4]; /* events appended, by enum ring_event_type (1-3) */
+    uint64_t publishes;         /* snapshots published */
+    uint64_t snapshot_bytes;    /* bytes of the snapshot last published */
+    uint64_t bad_contents;      /* contents found bad (each warned about once) */
 };
 
 /* store_new - an empty table publishing into snap and ring (not owned; they

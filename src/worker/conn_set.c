@@ -21,9 +21,11 @@
 
 void
 conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
-              const struct event_window *window, struct log_limit *log, int64_t now_ms)
+              const struct event_window *window, struct log_limit *log, struct stats_slot *stats,
+              int64_t now_ms)
 {
     *s = (struct conn_set){.cfg = cfg, .log = log};
+    s->out.stats = stats;
     s->out.epfd = epfd;
     s->out.window = window;
     s->out.now_ms = now_ms;
@@ -74,6 +76,8 @@ conn_set_add(struct conn_set *s, struct conn *c, const struct conn_ops *ops, int
     s->conns = c;
     s->nconns++;
     s->stats.opened++;
+    stats_add(s->out.stats, STATS_WS_OPENED, 1);
+    stats_add(s->out.stats, STATS_WS_OPEN, 1);
     return 0;
 }
 
@@ -92,6 +96,23 @@ conn_set_kill(struct conn *c)
     c->reap_next = s->reap;
     s->reap = c;
     s->stats.closed++;
+    stats_sub(s->out.stats, STATS_WS_OPEN, 1);
+}
+
+/* Drop c (why, err: see conn_ops.drop), counted under why unless its close
+ * was already under way (counted by the protocol under its close code). */
+static void
+conn_drop(struct conn *c, enum conn_drop why, int err)
+{
+    static const enum stats_id ids[] = {
+        [CONN_DROP_LAPPED] = STATS_WS_DROP_LAPPED,
+        [CONN_DROP_WRITE_FAILED] = STATS_WS_DROP_WRITE_FAILED,
+        [CONN_DROP_WRITE_DEADLINE] = STATS_WS_DROP_WRITE_DEADLINE,
+        [CONN_DROP_EPOLL] = STATS_WS_DROP_EPOLL,
+    };
+    if (c->state == CONN_OPEN)
+        stats_add(c->set->out.stats, ids[why], 1);
+    c->ops->drop(c, why, err);
 }
 
 /* c needs an event the window no longer holds (the window or the ring lapped
@@ -104,7 +125,7 @@ conn_lost_event(struct conn *c)
     struct conn_set *s = c->set;
     s->stats.lapped++;
     if (stream_out_mid_event(&c->out)) {
-        c->ops->drop(c, CONN_DROP_LAPPED, 0);
+        conn_drop(c, CONN_DROP_LAPPED, 0);
         return;
     }
     stream_out_skip(&c->out, s->out.window->first_seq); /* nothing more is sent: it is closing */
@@ -138,12 +159,12 @@ conn_set_flush(struct conn *c)
         conn_lost_event(c);
         break;
     case STREAM_FLUSH_FAILED:
-        c->ops->drop(c, CONN_DROP_WRITE_FAILED, errno); /* as writev left it */
+        conn_drop(c, CONN_DROP_WRITE_FAILED, errno); /* as writev left it */
         break;
     case STREAM_FLUSH_EPOLL:
         /* One connection the loop cannot watch goes; the worker and its
          * other clients carry on. */
-        c->ops->drop(c, CONN_DROP_EPOLL, errno); /* as epoll_ctl left it */
+        conn_drop(c, CONN_DROP_EPOLL, errno); /* as epoll_ctl left it */
         break;
     }
 }
@@ -250,7 +271,7 @@ conn_set_lapped(struct conn_set *s, uint64_t first_kept)
             continue;
         if (stream_out_mid_event(&c->out)) {
             s->stats.lapped++;
-            c->ops->drop(c, CONN_DROP_LAPPED, 0);
+            conn_drop(c, CONN_DROP_LAPPED, 0);
             continue;
         }
         stream_out_skip(&c->out, first_kept); /* nothing more is sent: it is closing */
@@ -295,7 +316,7 @@ conn_set_expire(struct conn_set *s)
     }
     while ((n = deadline_pop_expired(&s->out.write_list, now)) != NULL) {
         struct conn *c = CONN_OF(n, out.write_dl);
-        c->ops->drop(c, CONN_DROP_WRITE_DEADLINE, 0);
+        conn_drop(c, CONN_DROP_WRITE_DEADLINE, 0);
     }
     while ((n = deadline_pop_expired(&s->linger_list, now)) != NULL)
         conn_set_kill(CONN_OF(n, pong_dl));

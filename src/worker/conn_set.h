@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "shm/stats.h"
 #include "worker/deadline.h"
 #include "worker/ev.h"
 #include "worker/event_window.h"
@@ -117,9 +118,11 @@ struct conn_set {
 };
 
 /* conn_set_init - an empty set on epfd, streaming from window, logging
- * client-caused lines through log (both the caller's, not owned). */
+ * client-caused lines through log and counting into stats (the process's own
+ * slot; all the caller's, not owned). */
 void conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
-                   const struct event_window *window, struct log_limit *log, int64_t now_ms);
+                   const struct event_window *window, struct log_limit *log,
+                   struct stats_slot *stats, int64_t now_ms);
 
 /* conn_set_set_now - the time of the current loop pass. */
 void conn_set_set_now(struct conn_set *s, int64_t now_ms);

@@ -15,6 +15,7 @@
 #include "worker/http_request.h"
 #include "worker/http_router.h"
 #include "worker/http_static.h"
+#include "worker/metrics.h"
 #include "worker/rest_api.h"
 #include "worker/ws_upgrade.h"
 
@@ -49,6 +50,11 @@ static const struct http_route routes[] = {
      .methods = HTTP_ROUTER_GET_HEAD,
      .allow = "GET, HEAD",
      .handler = rest_api_cluster},
+    {.path = "/metrics",
+     .match = HTTP_ROUTE_EXACT,
+     .methods = HTTP_ROUTER_GET_HEAD,
+     .allow = "GET, HEAD",
+     .handler = metrics_handle},
     {.match = HTTP_ROUTE_LOOKUP,
      .exists = asset_exists,
      .methods = HTTP_ROUTER_GET_HEAD,
@@ -215,11 +221,16 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
     }
     /* The version follows the target in MHD's line buffer (connection.c,
      * parse_initial_message_line); anything else means a NUL cut the target. */
-    if (rq->target_end != NULL && version[0] != '\0' && rq->target_end + 1 != version)
-        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
-    if ((url = origin_path(url)) == NULL)
-        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
-    size_t n;
-    const struct http_route *table = http_router_routes(&n);
-    return http_router_dispatch(table, n, w, conn, rq, url, method);
+    enum MHD_Result ret;
+    if (rq->target_end != NULL && version[0] != '\0' && rq->target_end + 1 != version) {
+        ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
+    } else if ((url = origin_path(url)) == NULL) {
+        ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
+    } else {
+        size_t n;
+        const struct http_route *table = http_router_routes(&n);
+        ret = http_router_dispatch(table, n, w, conn, rq, url, method);
+    }
+    metrics_count_response(w, conn);
+    return ret;
 }

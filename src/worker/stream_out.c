@@ -172,7 +172,10 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
             deadline_arm_force(&x->write_list, &o->write_dl, x->now_ms);
         return STREAM_FLUSH_WAITING;
     }
+    uint64_t before = o->next_seq;
     out_advance(o, x, iov, is_event, n, (size_t)r);
+    stats_add(x->stats, STATS_FRAMES_WRITTEN, o->next_seq - before);
+    stats_add(x->stats, STATS_BYTES_WRITTEN, (uint64_t)r);
     if (!stream_out_has_output(o, x, events)) {
         deadline_disarm(&o->write_dl);
         return out_mask(o, x, fd, h, 0) != 0 ? STREAM_FLUSH_EPOLL : STREAM_FLUSH_DRAINED;

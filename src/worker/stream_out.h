@@ -25,6 +25,7 @@
 
 #include "worker/deadline.h"
 #include "worker/ev.h"
+#include "shm/stats.h"
 #include "worker/event_window.h"
 
 /* Largest number of queued event bytes per stream before it is "too slow". */
@@ -41,6 +42,7 @@ struct stream_ctx {
     struct deadline_list write_list;   /* the write deadlines */
     int64_t now_ms;                    /* time of the current loop pass */
     uint64_t writev_calls;
+    struct stats_slot *stats; /* the worker's slot: frames and bytes written */
 };
 
 struct stream_out {

@@ -297,6 +297,7 @@ pull_ring(struct worker *w)
             break;
         if (st == RING_OVERRUN) {
             w->stats.ring_overruns++;
+            stats_add(w->own_stats, STATS_RING_OVERRUNS, 1);
             head = ring_head(w->ring);
             log_warnx("worker %u: lapped by the event ring at %llu; skipping to %llu", w->index,
                       (unsigned long long)seq, (unsigned long long)head + 1);
@@ -319,6 +320,8 @@ pull_ring(struct worker *w)
         w->stats.events_framed++;
         n++;
     }
+    stats_add(w->own_stats, STATS_EVENTS_READ, n);
+    stats_set(w->own_stats, STATS_SEEN_SEQ, w->window.next_seq - 1);
     return n;
 }
 
@@ -411,10 +414,14 @@ on_signal(struct ev_handler *h, uint32_t events)
 
 _Noreturn void
 worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
-            struct ring *ring, struct snapshot *snap)
+            struct ring *ring, struct snapshot *snap, const struct stats *stats)
 {
     struct worker w;
     memset(&w, 0, sizeof(w));
+    w.shm_stats = stats;
+    w.own_stats = stats_slot(stats, index + 1);
+    /* Before anything is counted: the predecessor's gauges go, its counters stay. */
+    stats_slot_takeover(w.own_stats, (uint64_t)getpid(), ring_head(ring));
     w.cfg = cfg;
     w.index = index;
     w.listen_fd = listen_fd;
@@ -436,7 +443,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         fatal("worker %u: epoll_create1", index);
     if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
         fatalx("worker %u: out of memory", index);
-    conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.now_ms);
+    conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.own_stats, w.now_ms);
     worker_start_mhd(&w);
     w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);

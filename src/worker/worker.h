@@ -19,6 +19,7 @@
 
 #include "shm/ring.h"
 #include "shm/snapshot.h"
+#include "shm/stats.h"
 #include "common/config.h"
 #include "worker/conn_set.h"
 #include "worker/ev.h"
@@ -65,6 +66,8 @@ struct worker {
     uint64_t accept_paused_held; /* client connections open when it was paused */
     int accept_limited;          /* at a limit; logged once until the queue drains */
     struct worker_stats stats;
+    const struct stats *shm_stats; /* every process's slot (GET /metrics), not owned */
+    struct stats_slot *own_stats;  /* this worker's slot: the only one it writes */
 };
 
 /* worker_mhd_run_again - libmicrohttpd must run once more in this pass: an
@@ -82,8 +85,9 @@ worker_mhd_run_again(struct worker *w)
  * master needs fewer (at most two per worker, and the directory). */
 uint64_t worker_nofile_needed(const struct config *cfg);
 
-/* worker_main - run worker index on listen_fd until stopped; never returns. */
+/* worker_main - run worker index on listen_fd until stopped, counting into
+ * slot 1 + index of stats (mapped writable for that slot only); never returns. */
 _Noreturn void worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbell_fd,
-                           struct ring *ring, struct snapshot *snap);
+                           struct ring *ring, struct snapshot *snap, const struct stats *stats);
 
 #endif

@@ -83,6 +83,37 @@ close_reason_text(uint16_t code)
     }
 }
 
+/* Count a close personad begins, by the code its close frame carries. */
+static void
+count_close(struct ws_conn *c, uint16_t code)
+{
+    enum stats_id id;
+    switch (code) {
+    case WS_CLOSE_NORMAL:
+        id = STATS_WS_CLOSE_1000;
+        break;
+    case WS_CLOSE_GOING_AWAY:
+        id = STATS_WS_CLOSE_1001;
+        break;
+    case WS_CLOSE_PROTOCOL_ERROR:
+        id = STATS_WS_CLOSE_1002;
+        break;
+    case WS_CLOSE_INVALID_DATA:
+        id = STATS_WS_CLOSE_1007;
+        break;
+    case WS_CLOSE_TOO_BIG:
+        id = STATS_WS_CLOSE_1009;
+        break;
+    case WS_CLOSE_TRY_AGAIN:
+        id = STATS_WS_CLOSE_1013;
+        break;
+    default:
+        id = STATS_WS_CLOSE_OTHER;
+        break;
+    }
+    stats_add(c->base.set->out.stats, id, 1);
+}
+
 /* One line per connection event a client can cause, so they share the
  * set's rate limit: a flood of bad clients costs a few lines a second. */
 static void
@@ -125,6 +156,7 @@ ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
         reason = close_reason_text(code);
     int routine = code == WS_CLOSE_NORMAL || (code == WS_CLOSE_GOING_AWAY && c->base.set->stopping);
     log_close(c, routine ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "closing", code, reason);
+    count_close(c, code);
     uint8_t frame[WS_CONTROL_PAYLOAD_MAX + 2];
     conn_queue_close(c, frame, ws_frame_close(frame, code, reason));
 }
@@ -137,6 +169,8 @@ conn_answer_close(struct ws_conn *c, uint16_t code)
     size_t n = code == WS_CLOSE_NO_STATUS ? ws_frame_control(frame, WS_OP_CLOSE, NULL, 0)
                                           : ws_frame_close(frame, code, NULL);
     log_close(c, LOG_LEVEL_DEBUG, "closed by peer", code, "");
+    if (c->base.state == CONN_OPEN)
+        count_close(c, code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code);
     c->base.peer_done = 1;
     conn_queue_close(c, frame, n);
 }
@@ -339,6 +373,7 @@ conn_read(struct ws_conn *c)
     }
     if (conn_wslay(c) != 0) {
         log_close(c, LOG_LEVEL_INFO, "out of memory for a WebSocket context, dropped", 1011, "");
+        stats_add(c->base.set->out.stats, STATS_WS_DROP_NO_MEMORY, 1);
         conn_set_kill(&c->base);
         return;
     }
@@ -347,6 +382,8 @@ conn_read(struct ws_conn *c)
     if (c->rd_eof || c->sock_err) {
         if (c->rd_eof && c->base.state == CONN_OPEN) /* a read error is logged by recv_cb */
             log_close(c, LOG_LEVEL_DEBUG, "peer went away", 1006, "");
+        if (c->base.state == CONN_OPEN)
+            stats_add(c->base.set->out.stats, STATS_WS_DROP_PEER_GONE, 1);
         conn_set_kill(&c->base);
         return;
     }
