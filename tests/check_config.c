@@ -684,6 +684,102 @@ START_TEST(test_every_option_a_file_key)
 }
 END_TEST
 
+/* --- reload ------------------------------------------------------------------ */
+
+static char notes[1024];
+
+static void
+record_note(void *arg, const char *option, int live, const char *old_value, const char *new_value)
+{
+    (void)arg;
+    size_t n = strlen(notes);
+    snprintf(notes + n, sizeof(notes) - n, "%s:%s:%s->%s;", option, live ? "live" : "restart",
+             old_value, new_value);
+}
+
+static void
+rewrite(const char *path, const char *contents)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(contents, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_reload_applies_live_keeps_restart_and_command_line)
+{
+    const char *path = write_config("ping-period = 30\nworkers = 2\n");
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", path);
+    struct config cfg, next;
+    const char *args[] = {"-c", saved, "--pong-wait=90", NULL};
+    ck_assert_int_eq(parse_args(&cfg, args), 0);
+    rewrite(saved, "ping-period = 0.25\nworkers = 3\npong-wait = 5\nlog-level = error\n"
+                   "max-message = 100\n");
+    char msg[256];
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), 0);
+    notes[0] = '\0';
+    ck_assert_uint_eq(config_update(&cfg, &next, record_note, NULL), 3);
+    ck_assert_str_eq(notes, "workers:restart:2->3;ping-period:live:30->0.25;"
+                            "max-message:live:512->100;log-level:live:info->error;");
+    ck_assert_int_eq(cfg.workers, 2);          /* kept */
+    ck_assert_int_eq(cfg.ping_period_ms, 250); /* applied */
+    ck_assert_int_eq(cfg.pong_wait_ms, 90000); /* the command line still wins */
+    ck_assert_int_eq(cfg.max_message_bytes, 100);
+    ck_assert_int_eq(config_log_level(&cfg), 3);
+    /* the same file again: nothing changes */
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), 0);
+    notes[0] = '\0';
+    ck_assert_uint_eq(config_update(&cfg, &next, record_note, NULL), 0);
+    ck_assert_str_eq(notes, "workers:restart:2->3;");
+    unlink(saved);
+}
+END_TEST
+
+START_TEST(test_reload_broken_file_says_where)
+{
+    const char *path = write_config("ping-period = 30\n");
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", path);
+    struct config cfg, next;
+    const char *args[] = {"-c", saved, NULL};
+    ck_assert_int_eq(parse_args(&cfg, args), 0);
+    rewrite(saved, "# ok\nping-period = 1\nping-period = soon\n");
+    char msg[256], want[600];
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+    snprintf(want, sizeof(want), "%s:3: invalid value for --ping-period: 'soon'", saved);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(cfg.ping_period_ms, 30000);
+    unlink(saved);
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+    ck_assert_msg(strstr(msg, "cannot open config file") != NULL, "%s", msg);
+    /* without a file there is nothing to reload */
+    const char *none[] = {NULL};
+    ck_assert_int_eq(parse_args(&cfg, none), 0);
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+}
+END_TEST
+
+START_TEST(test_log_choices)
+{
+    struct config cfg;
+    const char *a1[] = {"--log=syslog", "--log-level=warn", NULL};
+    ck_assert_int_eq(parse_args(&cfg, a1), 0);
+    ck_assert_int_eq(cfg.log_target, CONFIG_LOG_SYSLOG);
+    ck_assert_int_eq(config_log_level(&cfg), 2);
+    const char *a2[] = {"--log-level=warn", "-v", NULL};
+    ck_assert_int_eq(parse_args(&cfg, a2), 0);
+    ck_assert_int_eq(config_log_level(&cfg), 0); /* -v is debug */
+    const char *bad[][2] = {{"--log=file", NULL}, {"--log-level=warning", NULL},
+                            {"--log=", NULL}, {"--log-level=syslog", NULL}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {bad[i][0], NULL};
+        ck_assert_int_eq(parse_capturing(&cfg, args), -1);
+        ck_assert_msg(strstr(captured, "invalid value for --log") != NULL, "%s", captured);
+    }
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -709,6 +805,9 @@ config_suite(void)
     tcase_add_test(tf, test_unknown_key_message);
     tcase_add_test(tf, test_missing_file);
     tcase_add_test(tf, test_file_verbose_off_and_empty_file);
+    tcase_add_test(tf, test_reload_applies_live_keeps_restart_and_command_line);
+    tcase_add_test(tf, test_reload_broken_file_says_where);
+    tcase_add_test(tf, test_log_choices);
     suite_add_tcase(s, tf);
     TCase *tt = tcase_create("table");
     tcase_set_timeout(tt, 10);
