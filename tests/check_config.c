@@ -770,13 +770,61 @@ START_TEST(test_log_choices)
     const char *a2[] = {"--log-level=warn", "-v", NULL};
     ck_assert_int_eq(parse_args(&cfg, a2), 0);
     ck_assert_int_eq(config_log_level(&cfg), 0); /* -v is debug */
-    const char *bad[][2] = {{"--log=file", NULL}, {"--log-level=warning", NULL},
-                            {"--log=", NULL}, {"--log-level=syslog", NULL}};
+    const char *bad[][2] = {{"--log=file", NULL},
+                            {"--log-level=warning", NULL},
+                            {"--log=", NULL},
+                            {"--log-level=syslog", NULL}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *args[] = {bad[i][0], NULL};
         ck_assert_int_eq(parse_capturing(&cfg, args), -1);
         ck_assert_msg(strstr(captured, "invalid value for --log") != NULL, "%s", captured);
     }
+}
+END_TEST
+
+/* personad.conf(5) and the sample say of each key what the table says: live or
+ * restart. */
+static char *
+read_source_file(const char *rel)
+{
+    const char *top = getenv("TOP_SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", top != NULL ? top : "..", rel);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+START_TEST(test_docs_say_live_or_restart)
+{
+    int file_key;
+    const char *name = config_option((size_t)_i, &file_key);
+    if (!file_key)
+        return;
+    const char *want = config_option_live((size_t)_i) ? "live" : "restart";
+    char key[128];
+    const char *page = read_source_file("doc/personad.conf.5");
+    snprintf(key, sizeof(key), "\n.It Cm %s No =", name);
+    const char *at = strstr(page, key);
+    ck_assert_msg(at != NULL, "personad.conf.5 has no %s", key + 1);
+    const char *mark = strstr(at, "\n.Sy ");
+    const char *next = strstr(at + 1, "\n.It ");
+    ck_assert_msg(mark != NULL && (next == NULL || mark < next), "%s: no .Sy mark", name);
+    ck_assert_msg(strncmp(mark + 5, want, strlen(want)) == 0 && mark[5 + strlen(want)] == ' ',
+                  "personad.conf.5 says %.12s for %s, the table %s", mark + 5, name, want);
+    const char *sample = read_source_file("contrib/personad.conf.sample.in");
+    snprintf(key, sizeof(key), "\n#%s = ", name);
+    at = strstr(sample, key);
+    ck_assert_msg(at != NULL, "the sample has no %s", key + 1);
+    const char *eol = at; /* the comment line before it ends with the mark */
+    size_t n = strlen(want);
+    ck_assert_msg(eol - sample > (ptrdiff_t)n && strncmp(eol - n, want, n) == 0 &&
+                      eol[-(ptrdiff_t)n - 1] == ' ',
+                  "the sample's comment on %s does not end with %s", name, want);
 }
 END_TEST
 
@@ -814,6 +862,7 @@ config_suite(void)
     tcase_add_test(tt, test_help_lists_the_table);
     tcase_add_loop_test(tt, test_every_option_in_help, 0, (int)option_count());
     tcase_add_loop_test(tt, test_every_option_a_file_key, 0, (int)option_count());
+    tcase_add_loop_test(tt, test_docs_say_live_or_restart, 0, (int)option_count());
     suite_add_tcase(s, tt);
     return s;
 }

@@ -181,6 +181,12 @@ config_option(size_t i, int *file_key)
     return opts[i].name;
 }
 
+int
+config_option_live(size_t i)
+{
+    return i < NOPTS && opts[i].where == OPT_FILE_KEY && opts[i].reload == OPT_LIVE;
+}
+
 static int
 parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {

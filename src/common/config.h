@@ -83,4 +83,8 @@ int config_log_level(const struct config *cfg);
  * walk every option without a list of its own. */
 const char *config_option(size_t i, int *file_key);
 
+/* config_option_live - 1 if option i changes live on a reload, 0 if it needs a
+ * restart (or is not a file key). */
+int config_option_live(size_t i);
+
 #endif

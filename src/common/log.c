@@ -189,8 +189,7 @@ log_escape(char *out, size_t out_size, const char *in, size_t len)
 }
 
 __attribute__((format(printf, 5, 0))) static void
-log_emit(int prio, const char *level, int with_errno, int saved_errno, const char *fmt,
-         va_list ap)
+log_emit(int prio, const char *level, int with_errno, int saved_errno, const char *fmt, va_list ap)
 {
     char text[LOG_TEXT_BYTES];
     size_t tlen = 0;

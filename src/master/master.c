@@ -61,9 +61,7 @@ struct worker_slot {
 };
 
 struct master {
-    const struct config *cfg; /* &cfg_own */
-    struct config cfg_own;    /* a reload updates its live options */
-    struct source_dir *dir;   /* sources[0] */
+    const struct config *cfg;
     int listen_fds[256];  /* -1 only after a failed net_unlisten without SO_REUSEPORT */
     int listen_idle[256]; /* 1: bound but not listening (no live worker uses it) */
     int nlisten;
@@ -77,6 +75,9 @@ struct master {
     int stopping;
     int stop_requested; /* SIGTERM or SIGINT arrived (sticky) */
     uint32_t flags;     /* the SNAP_FLAG_* word last published */
+    /* cfg points here; a reload updates its live options. */
+    struct config cfg_own;
+    struct source_dir *dir; /* sources[0], for a reload's rescan interval */
 };
 
 /* 1 once SIGTERM or SIGINT has arrived: the loop's stop condition and the
