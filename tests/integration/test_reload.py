@@ -170,6 +170,12 @@ def test_restart_only_options_are_kept():
                 assert "reload: %s: needs a restart" % opt in text, (opt, text)
             assert "keeping 127.0.0.1:%d" % d.port in text, text
             assert "reload: ping-period: 30 -> 0.3" in text, text  # the live one applies
+            # The running values were kept: the next reload finds them changed again.
+            mark = hup(d)
+            text = d.log_text()[mark:]
+            for opt in ("listen", "personas-dir", "workers", "ring-size", "snapshot-max", "log"):
+                assert "reload: %s: needs a restart" % opt in text, (opt, text)
+            assert "ping-period" not in text, text
             st, _, _ = d.http("GET", "/healthz")
             assert st == 200
             with socket.socket() as s:
@@ -195,6 +201,7 @@ def test_broken_file_keeps_running_config():
             assert "%s:3: invalid value for --ping-period: 'fast'" % conf.path in line, line
             assert "keeping the running configuration" in line, line
             assert pings_within(c, 1.0) == 0, "a broken file changed the ping period"
+            assert "->" not in d.log_text()[mark:], d.log_text()[mark:]
             conf.write("ping-period = 0.3\nbogus-key = 1\n")
             mark = hup(d)
             line = d.wait_log(lambda line: "reload:" in line, since=mark)
