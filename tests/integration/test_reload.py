@@ -122,7 +122,24 @@ def test_live_values_reach_open_connections():
                 c.close()
 
 
-def test_write_deadline_and_max_message_live():
+def test_pong_wait_live_for_a_silent_client():
+    """A client that never answers: with --pong-wait 60 it stays; reloaded to
+    0.5 s, its running pong timer (armed at the handshake) is overdue: closed."""
+    d, conf = daemon_with("ping-period = 30\npong-wait = 60\n", workers=1)
+    with d:
+        c = RawWS(d.port)
+        try:
+            time.sleep(1.0)
+            assert c.wait_eof(timeout=0.2) is False, "closed before the reload"
+            conf.write("ping-period = 0.2\npong-wait = 0.5\n")
+            mark = hup(d)
+            d.wait_log(lambda line: "reload: pong-wait: 60 -> 0.5" in line, since=mark)
+            assert c.wait_eof(timeout=3.0), "a silent client outlived the new --pong-wait"
+        finally:
+            c.close()
+
+
+def test_max_message_live():
     """--max-message applies to the next message of an open connection."""
     d, conf = daemon_with("max-message = 512\n", workers=1)
     with d:
@@ -257,7 +274,8 @@ def test_respawned_worker_inherits_reload():
 
 
 if __name__ == "__main__":
-    run([test_live_values_reach_open_connections, test_write_deadline_and_max_message_live,
+    run([test_live_values_reach_open_connections, test_pong_wait_live_for_a_silent_client,
+         test_max_message_live,
          test_unchanged_file, test_restart_only_options_are_kept,
          test_broken_file_keeps_running_config, test_command_line_keeps_precedence,
          test_respawned_worker_inherits_reload])
