@@ -6,6 +6,7 @@ restart" and kept; a file that no longer parses keeps the running
 configuration and says why with file:line; options given on the command line
 keep their precedence; the persona directory is rescanned each time."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -15,7 +16,8 @@ import time
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
 from harness import (ConnClosed, Daemon, RawWS, ev, free_port, persona_api,  # noqa: E402
-                     personad_path, run)
+                     personad_path, run, ws_connect)
+import websockets.client  # noqa: E402
 
 
 def pings_within(c, secs):
@@ -120,6 +122,40 @@ def test_live_values_reach_open_connections():
         finally:
             for c in clients:
                 c.close()
+
+
+class CountingClient(websockets.client.WebSocketClientProtocol):
+    """python3-websockets' own client, counting the pings it answers."""
+    answered = 0
+
+    async def pong(self, data=b""):
+        self.answered += 1
+        return await super().pong(data)
+
+
+async def test_websockets_client_pinged_sooner():
+    d, conf = daemon_with("ping-period = 30\n")
+    with d:
+        clients = [await ws_connect(d, create_protocol=CountingClient) for _ in range(4)]
+        try:
+            await asyncio.sleep(0.5)
+            assert [c.answered for c in clients] == [0] * 4, [c.answered for c in clients]
+            conf.write("ping-period = 0.25\n")
+            mark = len(d.log_text())
+            d.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                if "SIGHUP: rescanning" in d.log_text()[mark:]:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)
+            counts = [c.answered for c in clients]
+            assert min(counts) >= 3, "pings after the reload: %s" % counts
+            d.write("b.json", persona_api("b"))
+            for c in clients:
+                assert await asyncio.wait_for(c.recv(), 3) == ev("added", "b")
+        finally:
+            for c in clients:
+                await c.close()
 
 
 def test_pong_wait_live_for_a_silent_client():
@@ -274,7 +310,8 @@ def test_respawned_worker_inherits_reload():
 
 
 if __name__ == "__main__":
-    run([test_live_values_reach_open_connections, test_pong_wait_live_for_a_silent_client,
+    run([test_live_values_reach_open_connections, test_websockets_client_pinged_sooner,
+         test_pong_wait_live_for_a_silent_client,
          test_max_message_live,
          test_unchanged_file, test_restart_only_options_are_kept,
          test_broken_file_keeps_running_config, test_command_line_keeps_precedence,
