@@ -59,8 +59,7 @@ const char *config_warning(const struct config *cfg);
 /* config_reload - parse running's command line again and re-read its config file
  * into next.  Returns 0, or -1 with the reason in msg (the first error, with
  * "file:line: " when it is in the file); next is then not to be used. */
-int config_reload(const struct config *running, struct config *next, char *msg,
-                  size_t msg_size);
+int config_reload(const struct config *running, struct config *next, char *msg, size_t msg_size);
 
 /* Called by config_update for each option whose value differs: live = 1 when it
  * was applied, 0 when it needs a restart (and was kept); the values as the file
