@@ -684,6 +684,150 @@ START_TEST(test_every_option_a_file_key)
 }
 END_TEST
 
+/* --- reload ------------------------------------------------------------------ */
+
+static char notes[1024];
+
+static void
+record_note(void *arg, const char *option, int live, const char *old_value, const char *new_value)
+{
+    (void)arg;
+    size_t n = strlen(notes);
+    snprintf(notes + n, sizeof(notes) - n, "%s:%s:%s->%s;", option, live ? "live" : "restart",
+             old_value, new_value);
+}
+
+static void
+rewrite(const char *path, const char *contents)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(contents, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_reload_applies_live_keeps_restart_and_command_line)
+{
+    const char *path = write_config("ping-period = 30\nworkers = 2\n");
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", path);
+    struct config cfg, next;
+    const char *args[] = {"-c", saved, "--pong-wait=90", NULL};
+    ck_assert_int_eq(parse_args(&cfg, args), 0);
+    rewrite(saved, "ping-period = 0.25\nworkers = 3\npong-wait = 5\nlog-level = error\n"
+                   "max-message = 100\n");
+    char msg[256];
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), 0);
+    notes[0] = '\0';
+    ck_assert_uint_eq(config_update(&cfg, &next, record_note, NULL), 3);
+    ck_assert_str_eq(notes, "workers:restart:2->3;ping-period:live:30->0.25;"
+                            "max-message:live:512->100;log-level:live:info->error;");
+    ck_assert_int_eq(cfg.workers, 2);          /* kept */
+    ck_assert_int_eq(cfg.ping_period_ms, 250); /* applied */
+    ck_assert_int_eq(cfg.pong_wait_ms, 90000); /* the command line still wins */
+    ck_assert_int_eq(cfg.max_message_bytes, 100);
+    ck_assert_int_eq(config_log_level(&cfg), 3);
+    /* the same file again: nothing changes */
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), 0);
+    notes[0] = '\0';
+    ck_assert_uint_eq(config_update(&cfg, &next, record_note, NULL), 0);
+    ck_assert_str_eq(notes, "workers:restart:2->3;");
+    unlink(saved);
+}
+END_TEST
+
+START_TEST(test_reload_broken_file_says_where)
+{
+    const char *path = write_config("ping-period = 30\n");
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", path);
+    struct config cfg, next;
+    const char *args[] = {"-c", saved, NULL};
+    ck_assert_int_eq(parse_args(&cfg, args), 0);
+    rewrite(saved, "# ok\nping-period = 1\nping-period = soon\n");
+    char msg[256], want[600];
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+    snprintf(want, sizeof(want), "%s:3: invalid value for --ping-period: 'soon'", saved);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(cfg.ping_period_ms, 30000);
+    unlink(saved);
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+    ck_assert_msg(strstr(msg, "cannot open config file") != NULL, "%s", msg);
+    /* without a file there is nothing to reload */
+    const char *none[] = {NULL};
+    ck_assert_int_eq(parse_args(&cfg, none), 0);
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+}
+END_TEST
+
+START_TEST(test_log_choices)
+{
+    struct config cfg;
+    const char *a1[] = {"--log=syslog", "--log-level=warn", NULL};
+    ck_assert_int_eq(parse_args(&cfg, a1), 0);
+    ck_assert_int_eq(cfg.log_target, CONFIG_LOG_SYSLOG);
+    ck_assert_int_eq(config_log_level(&cfg), 2);
+    const char *a2[] = {"--log-level=warn", "-v", NULL};
+    ck_assert_int_eq(parse_args(&cfg, a2), 0);
+    ck_assert_int_eq(config_log_level(&cfg), 0); /* -v is debug */
+    const char *bad[][2] = {{"--log=file", NULL},
+                            {"--log-level=warning", NULL},
+                            {"--log=", NULL},
+                            {"--log-level=syslog", NULL}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {bad[i][0], NULL};
+        ck_assert_int_eq(parse_capturing(&cfg, args), -1);
+        ck_assert_msg(strstr(captured, "invalid value for --log") != NULL, "%s", captured);
+    }
+}
+END_TEST
+
+/* personad.conf(5) and the sample say of each key what the table says: live or
+ * restart. */
+static char *
+read_source_file(const char *rel)
+{
+    const char *top = getenv("TOP_SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", top != NULL ? top : "..", rel);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+START_TEST(test_docs_say_live_or_restart)
+{
+    int file_key;
+    const char *name = config_option((size_t)_i, &file_key);
+    if (!file_key)
+        return;
+    const char *want = config_option_live((size_t)_i) ? "live" : "restart";
+    char key[128];
+    const char *page = read_source_file("doc/personad.conf.5");
+    snprintf(key, sizeof(key), "\n.It Cm %s No =", name);
+    const char *at = strstr(page, key);
+    ck_assert_msg(at != NULL, "personad.conf.5 has no %s", key + 1);
+    const char *mark = strstr(at, "\n.Sy ");
+    const char *next = strstr(at + 1, "\n.It ");
+    ck_assert_msg(mark != NULL && (next == NULL || mark < next), "%s: no .Sy mark", name);
+    ck_assert_msg(strncmp(mark + 5, want, strlen(want)) == 0 && mark[5 + strlen(want)] == ' ',
+                  "personad.conf.5 says %.12s for %s, the table %s", mark + 5, name, want);
+    const char *sample = read_source_file("contrib/personad.conf.sample.in");
+    snprintf(key, sizeof(key), "\n#%s = ", name);
+    at = strstr(sample, key);
+    ck_assert_msg(at != NULL, "the sample has no %s", key + 1);
+    const char *eol = at; /* the comment line before it ends with the mark */
+    size_t n = strlen(want);
+    ck_assert_msg(eol - sample > (ptrdiff_t)n && strncmp(eol - n, want, n) == 0 &&
+                      eol[-(ptrdiff_t)n - 1] == ' ',
+                  "the sample's comment on %s does not end with %s", name, want);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -709,12 +853,16 @@ config_suite(void)
     tcase_add_test(tf, test_unknown_key_message);
     tcase_add_test(tf, test_missing_file);
     tcase_add_test(tf, test_file_verbose_off_and_empty_file);
+    tcase_add_test(tf, test_reload_applies_live_keeps_restart_and_command_line);
+    tcase_add_test(tf, test_reload_broken_file_says_where);
+    tcase_add_test(tf, test_log_choices);
     suite_add_tcase(s, tf);
     TCase *tt = tcase_create("table");
     tcase_set_timeout(tt, 10);
     tcase_add_test(tt, test_help_lists_the_table);
     tcase_add_loop_test(tt, test_every_option_in_help, 0, (int)option_count());
     tcase_add_loop_test(tt, test_every_option_a_file_key, 0, (int)option_count());
+    tcase_add_loop_test(tt, test_docs_say_live_or_restart, 0, (int)option_count());
     suite_add_tcase(s, tt);
     return s;
 }

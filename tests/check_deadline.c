@@ -95,6 +95,32 @@ START_TEST(many_nodes_constant_work)
 }
 END_TEST
 
+/* A new period applies to the nodes already armed: due = armed + new period,
+ * still in order (a reload shortening or lengthening --ping-period). */
+START_TEST(set_period_applies_to_armed_nodes)
+{
+    struct deadline_list l;
+    struct deadline_node n[3] = {{0}};
+    deadline_list_init(&l, 54000);
+    deadline_arm_force(&l, &n[0], 0);
+    deadline_arm_force(&l, &n[1], 10);
+    deadline_arm_force(&l, &n[2], 20);
+    ck_assert_ptr_null(deadline_pop_expired(&l, 1000));
+    deadline_list_set_period(&l, 300);
+    ck_assert_int_eq(deadline_next_ms(&l), 300);
+    ck_assert_ptr_eq(deadline_pop_expired(&l, 1000), &n[0]);
+    ck_assert_ptr_eq(deadline_pop_expired(&l, 1000), &n[1]);
+    deadline_list_set_period(&l, 5000);
+    ck_assert_int_eq(n[2].due_ms, 5020);
+    ck_assert_ptr_null(deadline_pop_expired(&l, 1000));
+    deadline_arm_force(&l, &n[0], 1000); /* new arms take the new period */
+    ck_assert_int_eq(n[0].due_ms, 6000);
+    ck_assert_ptr_eq(deadline_pop_expired(&l, 6000), &n[2]);
+    ck_assert_ptr_eq(deadline_pop_expired(&l, 6000), &n[0]);
+    ck_assert_ptr_null(l.head);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -105,6 +131,7 @@ main(void)
     tcase_add_test(tc, small_rearm_skipped);
     tcase_add_test(tc, disarm_middle_and_ends);
     tcase_add_test(tc, many_nodes_constant_work);
+    tcase_add_test(tc, set_period_applies_to_armed_nodes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

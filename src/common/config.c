@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ enum opt_kind {
     OPT_LISTEN,  /* [ADDR:]PORT, into listen_addr and listen_port */
     OPT_PATH,    /* a non-empty path, into a char[CONFIG_PATH_MAX] member */
     OPT_FLAG,    /* no value on the command line (1); 1/yes/true or 0/no/false in the file */
+    OPT_CHOICE,  /* one of the words of metavar ("a|b|c"), into an int member: its index */
     OPT_HELP,    /* print the help and stop */
     OPT_VERSION, /* print the version and stop */
 };
@@ -55,6 +57,10 @@ struct opt {
     const char *cap;   /* COUNT: a number over max is "over the limit of MAX CAP", not an
                           invalid value (a cap the user may run into); NULL: invalid */
     enum { OPT_FILE_KEY, OPT_CMDLINE_ONLY } where; /* also a config-file key, or not */
+    /* A reload (SIGHUP) applies a changed value (OPT_LIVE: to new and existing
+     * connections in every process), or logs "needs a restart" and keeps the
+     * running one (OPT_RESTART, the default of a row that says nothing). */
+    enum { OPT_RESTART, OPT_LIVE } reload;
 };
 
 /* The row helpers; each checks at build time that the member fits the kind (and a
@@ -71,6 +77,7 @@ struct opt {
     OPT_SECONDS, MEMBER(m, MEMBER_SIZE(m) == sizeof(int64_t)), 1, (max_ms), NULL
 #define PATH(m) OPT_PATH, MEMBER(m, MEMBER_SIZE(m) == CONFIG_PATH_MAX), 0, 0, NULL
 #define FLAG(m) OPT_FLAG, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
+#define CHOICE(m) OPT_CHOICE, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
 #define SPECIAL(kind) kind, 0, 0, 0, 0, NULL /* LISTEN, HELP, VERSION: no member of their own */
 #define DAY_MS 86400000
 
@@ -78,39 +85,50 @@ struct opt {
 static const struct opt opts[] = {
     {"listen", 'l', "[ADDR:]PORT", "8080",
      "default %s on all addresses\n(\"127.0.0.1:8080\", \"[::1]:8080\")", SPECIAL(OPT_LISTEN),
-     OPT_FILE_KEY},
+     OPT_FILE_KEY, OPT_RESTART},
     {"personas-dir", 'd', "DIR", PERSONAD_DEFAULT_PERSONAS_DIR,
-     "directory of persona files\n(default %s)", PATH(personas_dir), OPT_FILE_KEY},
+     "directory of persona files\n(default %s)", PATH(personas_dir), OPT_FILE_KEY, OPT_RESTART},
     {"workers", 'w', "N", NULL, "worker processes (default: online CPUs)", COUNT(workers, 1, 256),
-     OPT_FILE_KEY},
+     OPT_FILE_KEY, OPT_RESTART},
     {"ring-size", 0, "N", "4096", "events kept in the shared-memory ring (default %s)",
-     COUNT(ring_size, 16, 1u << 20), OPT_FILE_KEY},
+     COUNT(ring_size, 16, 1u << 20), OPT_FILE_KEY, OPT_RESTART},
     {"ping-period", 0, "SECONDS", "54", "default %s (durations accept fractions, e.g. 0.2)",
-     SECONDS(ping_period_ms, DAY_MS), OPT_FILE_KEY},
-    {"pong-wait", 0, "SECONDS", "60", "default %s", SECONDS(pong_wait_ms, DAY_MS), OPT_FILE_KEY},
+     SECONDS(ping_period_ms, DAY_MS), OPT_FILE_KEY, OPT_LIVE},
+    {"pong-wait", 0, "SECONDS", "60", "default %s", SECONDS(pong_wait_ms, DAY_MS), OPT_FILE_KEY,
+     OPT_LIVE},
     {"write-deadline", 0, "SECONDS", "10", "default %s", SECONDS(write_deadline_ms, DAY_MS),
-     OPT_FILE_KEY},
+     OPT_FILE_KEY, OPT_LIVE},
     {"max-message", 0, "BYTES", "512",
      "largest accepted incoming message, default %s\n"
      "(pings and closes may always carry 125 bytes)",
-     COUNT(max_message_bytes, 1, 1u << 24), OPT_FILE_KEY},
+     COUNT(max_message_bytes, 1, 1u << 24), OPT_FILE_KEY, OPT_LIVE},
     {"rescan-interval", 0, "SECONDS", "30", "periodic full rescan of DIR, default %s",
-     SECONDS(rescan_interval_ms, DAY_MS), OPT_FILE_KEY},
+     SECONDS(rescan_interval_ms, DAY_MS), OPT_FILE_KEY, OPT_LIVE},
     {"max-connections", 0, "N", "20000", "WebSocket connections per worker, default %s",
-     COUNT(max_connections, 1, 1000000), OPT_FILE_KEY},
+     COUNT(max_connections, 1, 1000000), OPT_FILE_KEY, OPT_RESTART},
     {"snapshot-max", 0, "BYTES", "33554432",
      "largest REST snapshot, default %s, at most\n1073741824 (1 GiB)",
      COUNT_CAPPED(snapshot_max_bytes, 4096, CONFIG_SNAPSHOT_MAX_LIMIT, "bytes (1 GiB)"),
-     OPT_FILE_KEY},
+     OPT_FILE_KEY, OPT_RESTART},
     {"rest-deadline", 0, "SECONDS", "30",
      "time a REST response may take, per 2 MiB of body\nbegun; then it is cut.  Default %s",
-     SECONDS(rest_deadline_ms, DAY_MS), OPT_FILE_KEY},
-    {"verbose", 'v', NULL, NULL, "debug logging", FLAG(verbose), OPT_FILE_KEY},
+     SECONDS(rest_deadline_ms, DAY_MS), OPT_FILE_KEY, OPT_LIVE},
+    {"log", 0, "stderr|syslog", "stderr",
+     "where log lines go, default %s (syslog: the\ndaemon facility, ident personad, with the pid)",
+     CHOICE(log_target), OPT_FILE_KEY, OPT_RESTART},
+    {"log-level", 0, "debug|info|warn|error", "info", "the least severe level logged, default %s",
+     CHOICE(log_level), OPT_FILE_KEY, OPT_LIVE},
+    {"verbose", 'v', NULL, NULL, "debug logging (as --log-level=debug)", FLAG(verbose),
+     OPT_FILE_KEY, OPT_LIVE},
     {"config", 'c', "FILE", NULL, "\"key = value\" lines, keys = the long option names",
-     PATH(config_file), OPT_CMDLINE_ONLY},
-    {"help", 'h', NULL, NULL, "show this help and exit", SPECIAL(OPT_HELP), OPT_CMDLINE_ONLY},
+     PATH(config_file), OPT_CMDLINE_ONLY, OPT_RESTART},
+    {"check-config", 0, NULL, NULL,
+     "check the options and the config file, print\nthe resulting \"key = value\" lines and exit",
+     FLAG(check_config), OPT_CMDLINE_ONLY, OPT_RESTART},
+    {"help", 'h', NULL, NULL, "show this help and exit", SPECIAL(OPT_HELP), OPT_CMDLINE_ONLY,
+     OPT_RESTART},
     {"version", 'V', NULL, NULL, "show the version and exit", SPECIAL(OPT_VERSION),
-     OPT_CMDLINE_ONLY},
+     OPT_CMDLINE_ONLY, OPT_RESTART},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -161,6 +179,12 @@ config_option(size_t i, int *file_key)
         return NULL;
     *file_key = opts[i].where == OPT_FILE_KEY;
     return opts[i].name;
+}
+
+int
+config_option_live(size_t i)
+{
+    return i < NOPTS && opts[i].where == OPT_FILE_KEY && opts[i].reload == OPT_LIVE;
 }
 
 static int
@@ -283,6 +307,20 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
         memcpy(member, &on, sizeof(on));
         return 0;
     }
+    case OPT_CHOICE: {
+        size_t n = strlen(val);
+        int index = 0;
+        for (const char *w = o->metavar;; index++) {
+            size_t wn = strcspn(w, "|");
+            if (wn == n && memcmp(w, val, n) == 0) {
+                memcpy(member, &index, sizeof(index));
+                return 0;
+            }
+            if (w[wn] == '\0')
+                return -1;
+            w += wn + 1;
+        }
+    }
     case OPT_HELP:
     case OPT_VERSION:
         break;
@@ -290,30 +328,50 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
     return -1;
 }
 
+/* Where a parse reports its first error: a caller's buffer (the start-up prints it
+ * on stderr, a reload logs it). */
+struct config_err {
+    char *msg;
+    size_t size;
+};
+
+__attribute__((format(printf, 2, 3))) static void
+config_error(const struct config_err *e, const char *fmt, ...)
+{
+    if (e->size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(e->msg, e->size, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        e->msg[0] = '\0';
+}
+
 /* config_set - apply one option; "where" names its source for the error message. */
 static int
-config_set(struct config *cfg, const struct opt *o, const char *val, const char *where)
+config_set(struct config *cfg, const struct opt *o, const char *val, const char *where,
+           const struct config_err *e)
 {
     int rc = opt_store(cfg, o, val);
     if (rc == -2) {
-        fprintf(stderr, "personad: %s--%s: '%s' is over the limit of %llu %s\n", where, o->name,
-                val, (unsigned long long)o->max, o->cap);
+        config_error(e, "%s--%s: '%s' is over the limit of %llu %s", where, o->name, val,
+                     (unsigned long long)o->max, o->cap);
         return -1;
     }
     if (rc != 0) {
-        fprintf(stderr, "personad: %sinvalid value for --%s: '%s'\n", where, o->name,
-                val ? val : "");
+        config_error(e, "%sinvalid value for --%s: '%s'", where, o->name, val ? val : "");
         return -1;
     }
     return 0;
 }
 
 static int
-config_defaults(struct config *cfg)
+config_defaults(struct config *cfg, const struct config_err *e)
 {
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < NOPTS; i++)
-        if (opts[i].def != NULL && config_set(cfg, &opts[i], opts[i].def, "default: ") != 0)
+        if (opts[i].def != NULL && config_set(cfg, &opts[i], opts[i].def, "default: ", e) != 0)
             return -1;
     /* The one default that is not a constant. */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -343,11 +401,12 @@ find_option(const char *name)
 }
 
 static int
-config_read_file(struct config *cfg, const char *path, const unsigned char *from_cmdline)
+config_read_file(struct config *cfg, const char *path, const unsigned char *from_cmdline,
+                 const struct config_err *e)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        fprintf(stderr, "personad: cannot open config file %s: %s\n", path, strerror(errno));
+        config_error(e, "cannot open config file %s: %s", path, strerror(errno));
         return -1;
     }
     char line[CONFIG_PATH_MAX + 64];
@@ -356,7 +415,7 @@ config_read_file(struct config *cfg, const char *path, const unsigned char *from
     while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
         lineno++;
         if (strchr(line, '\n') == NULL && !feof(f)) {
-            fprintf(stderr, "personad: %s:%u: line too long\n", path, lineno);
+            config_error(e, "%s:%u: line too long", path, lineno);
             rc = -1;
             break;
         }
@@ -365,7 +424,7 @@ config_read_file(struct config *cfg, const char *path, const unsigned char *from
             continue;
         char *eq = strchr(s, '=');
         if (eq == NULL) {
-            fprintf(stderr, "personad: %s:%u: expected \"key = value\"\n", path, lineno);
+            config_error(e, "%s:%u: expected \"key = value\"", path, lineno);
             rc = -1;
             break;
         }
@@ -373,7 +432,7 @@ config_read_file(struct config *cfg, const char *path, const unsigned char *from
         char *key = trim(s), *val = trim(eq + 1);
         const struct opt *o = find_option(key);
         if (o == NULL || o->where != OPT_FILE_KEY) {
-            fprintf(stderr, "personad: %s:%u: unknown key '%s'\n", path, lineno, key);
+            config_error(e, "%s:%u: unknown key '%s'", path, lineno, key);
             rc = -1;
             break;
         }
@@ -381,18 +440,21 @@ config_read_file(struct config *cfg, const char *path, const unsigned char *from
             continue;
         char where[CONFIG_PATH_MAX + 32];
         snprintf(where, sizeof(where), "%s:%u: ", path, lineno);
-        rc = config_set(cfg, o, val, where);
+        rc = config_set(cfg, o, val, where, e);
     }
     if (rc == 0 && ferror(f)) {
-        fprintf(stderr, "personad: reading %s: %s\n", path, strerror(errno));
+        config_error(e, "reading %s: %s", path, strerror(errno));
         rc = -1;
     }
     fclose(f);
     return rc;
 }
 
-int
-config_parse(struct config *cfg, int argc, char **argv)
+/* config_load - defaults, then argv, then the file it names.  Returns 0, 1 after
+ * --help or --version (printed on stdout; never on a reload: the start would
+ * have stopped there), -1 with the first error in e. */
+static int
+config_load(struct config *cfg, int argc, char **argv, const struct config_err *e)
 {
     unsigned char from_cmdline[NOPTS] = {0};
     /* getopt's tables: a long option returns 256 + its row, a short one its letter. */
@@ -412,8 +474,10 @@ config_parse(struct config *cfg, int argc, char **argv)
     long_options[NOPTS] = (struct option){NULL, 0, NULL, 0};
     short_options[ns] = '\0';
 
-    if (config_defaults(cfg) != 0)
+    if (config_defaults(cfg, e) != 0)
         return -1;
+    cfg->argc = argc;
+    cfg->argv = argv;
     optind = 1;
     opterr = 0;
     for (;;) {
@@ -423,10 +487,9 @@ config_parse(struct config *cfg, int argc, char **argv)
         if (c == '?' || c == ':') {
             const char *bad = argv[optind - 1];
             if (c == ':')
-                fprintf(stderr, "personad: option '%s' needs a value\n", bad);
+                config_error(e, "option '%s' needs a value", bad);
             else
-                fprintf(stderr, "personad: unknown option '%s'\n", bad);
-            fprintf(stderr, "Try 'personad --help' for more information.\n");
+                config_error(e, "unknown option '%s'", bad);
             return -1;
         }
         size_t i = 0;
@@ -447,16 +510,182 @@ config_parse(struct config *cfg, int argc, char **argv)
             return 1;
         }
         from_cmdline[i] = 1;
-        if (config_set(cfg, o, optarg, "") != 0)
+        if (config_set(cfg, o, optarg, "", e) != 0)
             return -1;
     }
     if (optind < argc) {
-        fprintf(stderr, "personad: unexpected argument '%s'\n", argv[optind]);
+        config_error(e, "unexpected argument '%s'", argv[optind]);
         return -1;
     }
-    if (cfg->config_file[0] != '\0' && config_read_file(cfg, cfg->config_file, from_cmdline) != 0)
+    if (cfg->config_file[0] != '\0' &&
+        config_read_file(cfg, cfg->config_file, from_cmdline, e) != 0)
         return -1;
-    if (cfg->ping_period_ms >= cfg->pong_wait_ms)
-        fprintf(stderr, "personad: warning: --ping-period should be shorter than --pong-wait\n");
     return 0;
+}
+
+/* format_value - option o's value in cfg as the file would spell it; "" for the
+ * rows without a value (help, version). */
+static void
+format_value(const struct config *cfg, const struct opt *o, char *buf, size_t size)
+{
+    const unsigned char *member = (const unsigned char *)cfg + o->off;
+    buf[0] = '\0';
+    switch (o->kind) {
+    case OPT_COUNT: {
+        uint64_t u = 0;
+        if (o->size == sizeof(uint32_t)) {
+            uint32_t u32;
+            memcpy(&u32, member, sizeof(u32));
+            u = u32;
+        } else {
+            memcpy(&u, member, sizeof(u));
+        }
+        snprintf(buf, size, "%llu", (unsigned long long)u);
+        break;
+    }
+    case OPT_SECONDS: {
+        int64_t ms;
+        memcpy(&ms, member, sizeof(ms));
+        int n = snprintf(buf, size, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+        if (n > 0 && (size_t)n < size) { /* no trailing zeros, no lone point */
+            while (n > 0 && buf[n - 1] == '0')
+                buf[--n] = '\0';
+            if (n > 0 && buf[n - 1] == '.')
+                buf[--n] = '\0';
+        }
+        break;
+    }
+    case OPT_LISTEN:
+        if (strchr(cfg->listen_addr, ':') != NULL)
+            snprintf(buf, size, "[%s]:%u", cfg->listen_addr, (unsigned)cfg->listen_port);
+        else if (cfg->listen_addr[0] != '\0')
+            snprintf(buf, size, "%s:%u", cfg->listen_addr, (unsigned)cfg->listen_port);
+        else
+            snprintf(buf, size, "%u", (unsigned)cfg->listen_port);
+        break;
+    case OPT_PATH:
+        snprintf(buf, size, "%s", (const char *)member);
+        break;
+    case OPT_FLAG:
+    case OPT_CHOICE: {
+        int v;
+        memcpy(&v, member, sizeof(v));
+        if (o->kind == OPT_FLAG) {
+            snprintf(buf, size, "%s", v ? "yes" : "no");
+            break;
+        }
+        const char *w = o->metavar;
+        for (int k = 0; k < v && strchr(w, '|') != NULL; k++)
+            w = strchr(w, '|') + 1;
+        snprintf(buf, size, "%.*s", (int)strcspn(w, "|"), w);
+        break;
+    }
+    case OPT_HELP:
+    case OPT_VERSION:
+        break;
+    }
+}
+
+/* The rows a reload compares: those with a value of their own in struct config. */
+static int
+has_value(const struct opt *o)
+{
+    return o->kind != OPT_HELP && o->kind != OPT_VERSION && o->where == OPT_FILE_KEY;
+}
+
+static int
+value_equal(const struct config *a, const struct config *b, const struct opt *o)
+{
+    if (o->kind == OPT_LISTEN)
+        return a->listen_port == b->listen_port && strcmp(a->listen_addr, b->listen_addr) == 0;
+    if (o->kind == OPT_PATH)
+        return strcmp((const char *)a + o->off, (const char *)b + o->off) == 0;
+    return memcmp((const unsigned char *)a + o->off, (const unsigned char *)b + o->off, o->size) ==
+           0;
+}
+
+const char *
+config_warning(const struct config *cfg)
+{
+    if (cfg->ping_period_ms >= cfg->pong_wait_ms)
+        return "--ping-period should be shorter than --pong-wait";
+    return NULL;
+}
+
+int
+config_parse(struct config *cfg, int argc, char **argv)
+{
+    char msg[CONFIG_PATH_MAX + 256];
+    struct config_err e = {msg, sizeof(msg)};
+    msg[0] = '\0';
+    int rc = config_load(cfg, argc, argv, &e);
+    if (rc < 0) {
+        fprintf(stderr, "personad: %s\n", msg);
+        if (strncmp(msg, "unknown option", 14) == 0 || strncmp(msg, "option '", 8) == 0)
+            fprintf(stderr, "Try 'personad --help' for more information.\n");
+        return -1;
+    }
+    if (rc > 0)
+        return rc;
+    const char *warning = config_warning(cfg);
+    if (warning != NULL)
+        fprintf(stderr, "personad: warning: %s\n", warning);
+    if (cfg->check_config) {
+        char val[CONFIG_PATH_MAX + 16];
+        for (size_t i = 0; i < NOPTS; i++) {
+            if (!has_value(&opts[i]))
+                continue;
+            format_value(cfg, &opts[i], val, sizeof(val));
+            printf("%s = %s\n", opts[i].name, val);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+int
+config_reload(const struct config *running, struct config *next, char *msg, size_t msg_size)
+{
+    struct config_err e = {msg, msg_size};
+    if (msg_size > 0)
+        msg[0] = '\0';
+    if (running->config_file[0] == '\0' || running->argv == NULL) {
+        config_error(&e, "no --config file was given at start");
+        return -1;
+    }
+    /* The same command line as at start: its options keep their precedence. */
+    if (config_load(next, running->argc, running->argv, &e) != 0) {
+        if (msg_size > 0 && msg[0] == '\0')
+            config_error(&e, "the command line no longer parses");
+        return -1;
+    }
+    return 0;
+}
+
+unsigned
+config_update(struct config *cfg, const struct config *next, config_note_fn *note, void *arg)
+{
+    unsigned live = 0;
+    char old_val[CONFIG_PATH_MAX + 16], new_val[CONFIG_PATH_MAX + 16];
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        if (!has_value(o) || value_equal(cfg, next, o))
+            continue;
+        if (note != NULL) {
+            format_value(cfg, o, old_val, sizeof(old_val));
+            format_value(next, o, new_val, sizeof(new_val));
+            note(arg, o->name, o->reload == OPT_LIVE, old_val, new_val);
+        }
+        if (o->reload != OPT_LIVE)
+            continue;
+        memcpy((unsigned char *)cfg + o->off, (const unsigned char *)next + o->off, o->size);
+        live++;
+    }
+    return live;
+}
+
+int
+config_log_level(const struct config *cfg)
+{
+    return cfg->verbose ? 0 : cfg->log_level;
 }

@@ -35,17 +35,55 @@ struct config {
     uint32_t max_connections;    /* per worker */
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
     int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
-    int verbose;                 /* 1: debug logging */
+    int verbose;                 /* 1: debug logging (whatever log_level says) */
+    int log_target;              /* enum config_log_target */
+    int log_level;               /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
+    int check_config;            /* --check-config: print the configuration and exit */
+    /* The command line given at start (main's argv: lives as long as the process), which
+     * a reload parses again so that its options keep their precedence over the file. */
+    int argc;
+    char **argv;
 };
+
+enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 
 /* config_parse - fill cfg from argv (and the config file it names).
  * Returns 0 to run, 1 when --help/--version was printed (exit 0), -1 on error
  * (message already printed on stderr). */
 int config_parse(struct config *cfg, int argc, char **argv);
 
+/* config_warning - a combination of values that works but is probably a mistake
+ * (logged as a warning at start and at each reload), or NULL. */
+const char *config_warning(const struct config *cfg);
+
+/* config_reload - parse running's command line again and re-read its config file
+ * into next.  Returns 0, or -1 with the reason in msg (the first error, with
+ * "file:line: " when it is in the file); next is then not to be used. */
+int config_reload(const struct config *running, struct config *next, char *msg, size_t msg_size);
+
+/* Called by config_update for each option whose value differs: live = 1 when it
+ * was applied, 0 when it needs a restart (and was kept); the values as the file
+ * spells them. */
+typedef void config_note_fn(void *arg, const char *option, int live, const char *old_value,
+                            const char *new_value);
+
+/* config_update - copy the live options that differ from next into cfg, leave the
+ * others (noting each that differs, if note is not NULL).  Returns how many live
+ * options changed. */
+unsigned config_update(struct config *cfg, const struct config *next, config_note_fn *note,
+                       void *arg);
+
+/* config_log_level - the enum log_level to run with: --log-level, or debug with
+ * --verbose. */
+int config_log_level(const struct config *cfg);
+
 /* config_option - the long name of option i (0, 1, ... in --help order), NULL past the
  * last; *file_key is set to 1 when the name is also a config-file key.  Lets a test
  * walk every option without a list of its own. */
 const char *config_option(size_t i, int *file_key);
+
+/* config_option_live - 1 if option i changes live on a reload, 0 if it needs a
+ * restart (or is not a file key). */
+int config_option_live(size_t i);
 
 #endif

@@ -3,6 +3,13 @@
  * master and the workers do not interleave on a shared stderr.  The message is
  * formatted first and escaped afterwards, in one place, so no caller can
  * forget to escape what it got from a file, a client or a library.
+ *
+ * syslog: one datagram per message on a connected AF_UNIX socket, in the
+ * format syslog(3) sends ("<PRI>Mmm dd hh:mm:ss personad[PID]: text"), written
+ * here rather than by syslog(3) for two reasons: a send never blocks (glibc's
+ * does while the log daemon is slow, which would stall a worker and all its
+ * clients; a line that does not fit the socket's queue is dropped instead),
+ * and the socket's path can be pointed at a test's own socket.
  */
 #include "build_config.h"
 
@@ -11,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -21,8 +32,68 @@
  * fourfold; up to PIPE_BUF (4096 on Linux) one write to a pipe is atomic. */
 #define LOG_LINE_BYTES 4096
 
-/* The only mutable state: the threshold, set once at start-up (options are read only then). */
+/* The only mutable state: the threshold (set at start-up and at each reload) and
+ * the syslog socket (-1: lines go to stderr) with its path. */
 static enum log_level log_threshold = LOG_LEVEL_INFO;
+static int log_syslog_fd = -1;
+static struct sockaddr_un log_syslog_addr;
+
+int
+log_use_syslog(char *msg, size_t msg_size)
+{
+    const char *path = getenv(LOG_SYSLOG_PATH_ENV);
+    if (path == NULL || path[0] == '\0')
+        path = LOG_SYSLOG_PATH;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(msg, msg_size, "syslog socket path too long: %s", path);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(msg, msg_size, "socket(AF_UNIX, SOCK_DGRAM): %s", strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        snprintf(msg, msg_size, "cannot connect to the syslog socket %s: %s", path,
+                 strerror(errno));
+        close(fd);
+        return -1;
+    }
+    log_syslog_addr = sa;
+    log_syslog_fd = fd;
+    return 0;
+}
+
+/* One datagram; after the log daemon restarted (the socket refused), connect
+ * again once.  A full queue drops the line; any other failure goes to stderr. */
+static void
+syslog_send(const char *buf, size_t len)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (send(log_syslog_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+            return;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+            return;
+        if (errno != ECONNREFUSED && errno != ENOTCONN && errno != ECONNRESET)
+            break;
+        if (connect(log_syslog_fd, (const struct sockaddr *)&log_syslog_addr,
+                    sizeof(log_syslog_addr)) != 0)
+            break;
+    }
+    /* Nobody listens: the line (after its syslog header) goes to stderr. */
+    const char *text = memchr(buf, '>', len);
+    text = text != NULL ? text + 1 : buf;
+    char line[LOG_LINE_BYTES + 2];
+    size_t n = len - (size_t)(text - buf);
+    if (n > LOG_LINE_BYTES)
+        n = LOG_LINE_BYTES;
+    memcpy(line, text, n);
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+}
 
 void
 log_set_level(enum log_level level)
@@ -117,8 +188,8 @@ log_escape(char *out, size_t out_size, const char *in, size_t len)
     return o;
 }
 
-__attribute__((format(printf, 4, 0))) static void
-log_emit(const char *level, int with_errno, int saved_errno, const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void
+log_emit(int prio, const char *level, int with_errno, int saved_errno, const char *fmt, va_list ap)
 {
     char text[LOG_TEXT_BYTES];
     size_t tlen = 0;
@@ -131,6 +202,22 @@ log_emit(const char *level, int with_errno, int saved_errno, const char *fmt, va
             tlen += (size_t)n < sizeof(text) - tlen ? (size_t)n : sizeof(text) - tlen - 1;
     }
     char line[LOG_LINE_BYTES];
+    if (log_syslog_fd >= 0) {
+        /* RFC 3164 as syslog(3) writes it; the level is in the priority. */
+        char stamp[32] = "";
+        time_t t = time(NULL);
+        struct tm tm;
+        if (localtime_r(&t, &tm) == NULL || strftime(stamp, sizeof(stamp), "%b %e %T", &tm) == 0)
+            stamp[0] = '\0';
+        n = snprintf(line, sizeof(line), "<%d>%s personad[%ld]: ", LOG_DAEMON | prio, stamp,
+                     (long)getpid());
+        if (n < 0 || (size_t)n >= sizeof(line))
+            return;
+        size_t len = (size_t)n;
+        len += log_escape(line + len, sizeof(line) - len, text, tlen);
+        syslog_send(line, len);
+        return;
+    }
     n = snprintf(line, sizeof(line), "personad[%ld]: %s: ", (long)getpid(), level);
     if (n < 0 || (size_t)n >= sizeof(line))
         return;
@@ -141,14 +228,14 @@ log_emit(const char *level, int with_errno, int saved_errno, const char *fmt, va
     (void)w; /* nowhere to report a failed log write */
 }
 
-#define LOG_BODY(lvl_enum, lvl_name, with_errno)                                                   \
+#define LOG_BODY(lvl_enum, prio, lvl_name, with_errno)                                             \
     do {                                                                                           \
         int saved_errno = errno;                                                                   \
         if ((lvl_enum) < log_threshold)                                                            \
             return;                                                                                \
         va_list ap;                                                                                \
         va_start(ap, fmt);                                                                         \
-        log_emit(lvl_name, with_errno, saved_errno, fmt, ap);                                      \
+        log_emit(prio, lvl_name, with_errno, saved_errno, fmt, ap);                                \
         va_end(ap);                                                                                \
         errno = saved_errno;                                                                       \
     } while (0)
@@ -156,31 +243,31 @@ log_emit(const char *level, int with_errno, int saved_errno, const char *fmt, va
 void
 log_debug(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LEVEL_DEBUG, "debug", 0);
+    LOG_BODY(LOG_LEVEL_DEBUG, LOG_DEBUG, "debug", 0);
 }
 
 void
 log_info(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LEVEL_INFO, "info", 0);
+    LOG_BODY(LOG_LEVEL_INFO, LOG_INFO, "info", 0);
 }
 
 void
 log_warn(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LEVEL_WARN, "warning", 1);
+    LOG_BODY(LOG_LEVEL_WARN, LOG_WARNING, "warning", 1);
 }
 
 void
 log_warnx(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LEVEL_WARN, "warning", 0);
+    LOG_BODY(LOG_LEVEL_WARN, LOG_WARNING, "warning", 0);
 }
 
 void
 log_error(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LEVEL_WARN, "error", 0);
+    LOG_BODY(LOG_LEVEL_ERROR, LOG_ERR, "error", 0);
 }
 
 void
@@ -189,7 +276,7 @@ fatal(const char *fmt, ...)
     int saved_errno = errno;
     va_list ap;
     va_start(ap, fmt);
-    log_emit("fatal", 1, saved_errno, fmt, ap);
+    log_emit(LOG_CRIT, "fatal", 1, saved_errno, fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -199,7 +286,7 @@ fatalx(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_emit("fatal", 0, 0, fmt, ap);
+    log_emit(LOG_CRIT, "fatal", 0, 0, fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -209,7 +296,7 @@ panic(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_emit("panic", 0, 0, fmt, ap);
+    log_emit(LOG_ALERT, "panic", 0, 0, fmt, ap);
     va_end(ap);
     abort();
 }
@@ -217,16 +304,23 @@ panic(const char *fmt, ...)
 /* --- rate limit ------------------------------------------------------------- */
 
 static const char *
-level_name(enum log_level level)
+level_name(enum log_level level, int *prio)
 {
     switch (level) {
     case LOG_LEVEL_DEBUG:
+        *prio = LOG_DEBUG;
         return "debug";
     case LOG_LEVEL_INFO:
+        *prio = LOG_INFO;
         return "info";
-    default:
-        return "warning";
+    case LOG_LEVEL_WARN:
+        break;
+    case LOG_LEVEL_ERROR:
+        *prio = LOG_ERR;
+        return "error";
     }
+    *prio = LOG_WARNING;
+    return "warning";
 }
 
 __attribute__((format(printf, 2, 3))) static void
@@ -237,7 +331,9 @@ log_at(enum log_level level, const char *fmt, ...)
     int saved_errno = errno;
     va_list ap;
     va_start(ap, fmt);
-    log_emit(level_name(level), 0, 0, fmt, ap);
+    int prio;
+    const char *name = level_name(level, &prio);
+    log_emit(prio, name, 0, 0, fmt, ap);
     va_end(ap);
     errno = saved_errno;
 }

@@ -1,5 +1,7 @@
 /*
- * log - leveled logging to stderr, one line per message: "personad[PID]: LEVEL: text".
+ * log - leveled logging to stderr, one line per message: "personad[PID]: LEVEL: text",
+ * or to syslog (log_use_syslog: facility daemon, ident personad, the pid; the
+ * level is the priority: debug, info, warning, err, crit for fatal, alert for panic).
  *
  * Used by every process (master and workers).  log_warn appends strerror(errno);
  * log_warnx does not.  Never call these from a signal handler.
@@ -32,7 +34,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN };
+/* In the order of --log-level's words (config.h): debug, info, warn, error. */
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+
+/* The log daemon's socket, and the environment variable that replaces it FOR THE
+ * TEST SUITE ONLY (tests/integration/test_syslog.py binds its own datagram socket;
+ * glibc's syslog(3) cannot be pointed anywhere but /dev/log). */
+#define LOG_SYSLOG_PATH "/dev/log"
+#define LOG_SYSLOG_PATH_ENV "PERSONAD_TEST_SYSLOG_SOCKET"
+
+/* log_use_syslog - from now on, lines go to the syslog socket (inherited by the
+ * processes forked later).  Returns 0, or -1 with the reason in msg (lines still
+ * go to stderr). */
+int log_use_syslog(char *msg, size_t msg_size);
 
 void log_set_level(enum log_level level);
 /* log_enabled - 1 if messages of level are written, else 0. */

@@ -62,7 +62,32 @@ sig_setup(void)
             return -1;
     sa.sa_handler = SIG_IGN;
     sa.sa_flags = 0;
-    return sigaction(SIGPIPE, &sa, NULL);
+    if (sigaction(SIGPIPE, &sa, NULL) != 0)
+        return -1;
+    sig_release();
+    return 0;
+}
+
+static void
+sig_mask(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(handled_signals) / sizeof(handled_signals[0]); i++)
+        sigaddset(&set, handled_signals[i]);
+    (void)sigprocmask(how, &set, NULL); /* cannot fail with a valid how and set */
+}
+
+void
+sig_hold(void)
+{
+    sig_mask(SIG_BLOCK);
+}
+
+void
+sig_release(void)
+{
+    sig_mask(SIG_UNBLOCK);
 }
 
 int

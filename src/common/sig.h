@@ -8,9 +8,16 @@
 #ifndef PERSONAD_SIG_H
 #define PERSONAD_SIG_H
 
-/* sig_setup - install handlers for TERM, INT, HUP, USR1, CHLD; ignore PIPE.
- * Returns 0, or -1 with errno. */
+/* sig_setup - install handlers for TERM, INT, HUP, USR1, CHLD; ignore PIPE; then
+ * unblock those signals (see sig_hold).  Returns 0, or -1 with errno. */
 int sig_setup(void);
+
+/* sig_hold - block the handled signals (before fork: a signal sent to the new
+ * child before its sig_setup stays pending instead of meeting the default
+ * action, e.g. a SIGHUP forwarded on a reload).  sig_release unblocks them
+ * (the parent, after fork; the child's sig_setup does it itself). */
+void sig_hold(void);
+void sig_release(void);
 
 /* sig_fd - the read end of the self-pipe (readable after any handled signal). */
 int sig_fd(void);

@@ -78,6 +78,9 @@ struct master {
     int stopping;
     int stop_requested; /* SIGTERM or SIGINT arrived (sticky) */
     uint32_t flags;     /* the SNAP_FLAG_* word last published */
+    /* cfg points here; a reload updates its live options. */
+    struct config cfg_own;
+    struct source_dir *dir; /* sources[0], for a reload's rescan interval */
 };
 
 /* 1 once SIGTERM or SIGINT has arrived: the loop's stop condition and the
@@ -205,6 +208,52 @@ worker_map_readonly(struct master *m, unsigned i)
     m->ring_ro_fd = m->snap_ro_fd = m->stats_ro_fd = -1;
 }
 
+/* One line per option a reload found changed. */
+static void
+note_change(void *arg, const char *option, int live, const char *old_value, const char *new_value)
+{
+    unsigned *changes = arg;
+    (*changes)++;
+    if (live)
+        log_info("reload: %s: %s -> %s", option, old_value, new_value);
+    else
+        log_warnx("reload: %s: needs a restart; keeping %s (the file says %s)", option, old_value,
+                  new_value);
+}
+
+/* SIGHUP: re-read the config file.  The master validates it and applies the live
+ * options; each worker, sent SIGHUP in turn, re-reads the same file and applies
+ * the same live options to itself and its connections (a worker forked later
+ * inherits them).  A file that no longer parses changes nothing anywhere. */
+static void
+reload_config(struct master *m)
+{
+    struct config next;
+    char msg[CONFIG_PATH_MAX + 256];
+    if (m->cfg->config_file[0] == '\0') {
+        log_info("reload: no --config file; options unchanged");
+        return;
+    }
+    if (config_reload(m->cfg, &next, msg, sizeof(msg)) != 0) {
+        log_error("reload: %s; keeping the running configuration", msg);
+        return;
+    }
+    unsigned changes = 0;
+    if (config_update(&m->cfg_own, &next, note_change, &changes) == 0) {
+        if (changes == 0)
+            log_info("reload: %s: no option changed", m->cfg->config_file);
+        return;
+    }
+    const char *warning = config_warning(m->cfg);
+    if (warning != NULL)
+        log_warnx("reload: %s", warning);
+    log_set_level((enum log_level)config_log_level(m->cfg));
+    source_dir_set_interval(m->dir, m->cfg->rescan_interval_ms);
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (m->slots[i].pid != 0 && kill(m->slots[i].pid, SIGHUP) != 0 && errno != ESRCH)
+            log_warn("kill(worker %u, SIGHUP)", i);
+}
+
 /* Every source rescans (SIGHUP); commit if one did. */
 static void
 rescan_and_notify(struct master *m)
@@ -240,7 +289,10 @@ spawn_worker(struct master *m, unsigned i)
         listener_release(m, i);
         return;
     }
+    sig_hold(); /* until the child's sig_setup: a forwarded SIGHUP waits for it */
     pid_t pid = fork();
+    if (pid != 0)
+        sig_release();
     if (pid < 0) {
         log_warn("fork for worker %u; retrying", i);
         close(p[0]);
@@ -418,7 +470,8 @@ master_run(const struct config *cfg)
 {
     static struct master m; /* static: the listen_fds array is large; one master per process */
     memset(&m, 0, sizeof(m));
-    m.cfg = cfg;
+    m.cfg_own = *cfg;
+    m.cfg = cfg = &m.cfg_own;
     char msg[512];
     if (sig_setup() != 0)
         fatal("signal set-up");
@@ -435,6 +488,7 @@ master_run(const struct config *cfg)
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
+    m.dir = dir;
     m.sources[m.nsources++] = source_dir_source(dir);
     m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds, (int)cfg->workers, msg,
                            sizeof(msg));
@@ -512,8 +566,8 @@ master_run(const struct config *cfg)
             return 1;
         }
         if (sig_take(SIGHUP)) {
-            log_info("SIGHUP: rescanning %s (options are read at start-up only)",
-                     cfg->personas_dir);
+            reload_config(&m);
+            log_info("SIGHUP: rescanning %s", cfg->personas_dir);
             rescan_and_notify(&m); /* a missing directory is retried below */
         }
         if (sig_take(SIGUSR1))

@@ -799,6 +799,14 @@ op_rescan(struct source *s)
     return rc;
 }
 
+void
+source_dir_set_interval(struct source_dir *sd, int64_t rescan_interval_ms)
+{
+    sd->rescan_interval_ms = rescan_interval_ms;
+    if (sd->next_rescan_ms != 0)
+        sd->next_rescan_ms = clock_now_ms() + rescan_interval_ms;
+}
+
 static int64_t
 op_next_timer_ms(const struct source *s)
 {

@@ -58,6 +58,10 @@ struct source_dir;
 struct source_dir *source_dir_open(const char *path, struct store *st, int64_t rescan_interval_ms,
                                    char *msg, size_t msg_size);
 
+/* source_dir_set_interval - a new rescan interval (a reload): the next periodic
+ * rescan is rescan_interval_ms from now. */
+void source_dir_set_interval(struct source_dir *sd, int64_t rescan_interval_ms);
+
 /* source_dir_source - sd as the master's loop drives it. */
 struct source *source_dir_source(struct source_dir *sd);
 

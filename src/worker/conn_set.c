@@ -323,6 +323,17 @@ conn_set_expire(struct conn_set *s)
 }
 
 void
+conn_set_reconfigure(struct conn_set *s)
+{
+    deadline_list_set_period(&s->ping_list, s->cfg->ping_period_ms);
+    deadline_list_set_period(&s->pong_list, s->cfg->pong_wait_ms);
+    deadline_list_set_period(&s->out.write_list, s->cfg->write_deadline_ms);
+    for (struct conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state != CONN_DEAD && c->ops->reconfigure != NULL)
+            c->ops->reconfigure(c);
+}
+
+void
 conn_set_close_all(struct conn_set *s, enum conn_close why, const char *reason)
 {
     s->stopping = 1;

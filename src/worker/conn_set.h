@@ -72,6 +72,9 @@ struct conn_ops {
     void (*on_timer)(struct conn *c, enum conn_timer which);
     /* free - free c (the set has closed its socket). */
     void (*free)(struct conn *c);
+    /* reconfigure - the set's options changed (a reload): apply the ones c
+     * holds a copy of (NULL: none). */
+    void (*reconfigure)(struct conn *c);
 };
 
 struct conn {
@@ -194,6 +197,12 @@ uint64_t conn_set_min_cursor(const struct conn_set *s, uint64_t fallback);
 
 /* conn_set_expire - run the due ping, pong, write and linger deadlines. */
 void conn_set_expire(struct conn_set *s);
+
+/* conn_set_reconfigure - the options behind s->cfg changed (a reload): the ping,
+ * pong and write deadline lists take their new periods (deadline_list_set_period:
+ * armed timers count from when they were armed), and every connection its copies
+ * (conn_ops.reconfigure). */
+void conn_set_reconfigure(struct conn_set *s);
 
 /* conn_set_close_all - close every connection (shutdown); from now on a
  * going-away close is routine. */

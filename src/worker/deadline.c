@@ -15,6 +15,14 @@ deadline_list_init(struct deadline_list *l, int64_t period_ms)
 }
 
 void
+deadline_list_set_period(struct deadline_list *l, int64_t period_ms)
+{
+    l->period_ms = period_ms;
+    for (struct deadline_node *n = l->head; n != NULL; n = n->next)
+        n->due_ms = n->armed_ms + period_ms;
+}
+
+void
 deadline_disarm(struct deadline_node *n)
 {
     struct deadline_list *l = n->list;

@@ -28,6 +28,13 @@ struct deadline_list {
 
 void deadline_list_init(struct deadline_list *l, int64_t period_ms);
 
+/* deadline_list_set_period - a new period (a reload): the nodes already armed
+ * become due at the time they were armed plus the new period, as if they had been
+ * armed with it (shorter: sooner, possibly at once, at the next expiry pass;
+ * longer: later).  The list was armed in time order, so it stays sorted.  O(n),
+ * once per reload. */
+void deadline_list_set_period(struct deadline_list *l, int64_t period_ms);
+
 /* deadline_arm - (re)arm n on l to expire at now + period.  Re-arms that would
  * move an armed node by less than period/16 are skipped (cheap for chatty peers). */
 void deadline_arm(struct deadline_list *l, struct deadline_node *n, int64_t now_ms);

@@ -51,6 +51,14 @@ struct snap_cache {
 void snap_cache_init(struct snap_cache *c, struct snapshot *snap, const int64_t *now_ms,
                      int64_t deadline_ms, unsigned index);
 
+/* snap_cache_set_deadline - a new --rest-deadline (a reload), for the responses
+ * begun from now on (one in flight keeps the deadline it started with). */
+static inline void
+snap_cache_set_deadline(struct snap_cache *c, int64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+}
+
 /* snap_cache_current - the copy of the newest snapshot generation, copied
  * once per generation (copying a new one may cut the readers of the oldest);
  * NULL (logged) if the snapshot cannot be had.  The cache keeps the

@@ -402,6 +402,26 @@ on_doorbell(struct ev_handler *h, uint32_t events)
     begin_stop(w, "master gone");
 }
 
+/* SIGHUP from the master, after it validated the config file: read the same file
+ * and take its live options (the master logged what changed; a file that no
+ * longer parses here, changed again in between, changes nothing). */
+static void
+worker_reload(struct worker *w)
+{
+    struct config next;
+    char msg[CONFIG_PATH_MAX + 256];
+    if (config_reload(w->cfg, &next, msg, sizeof(msg)) != 0) {
+        log_warnx("worker %u: reload: %s; keeping its options", w->index, msg);
+        return;
+    }
+    if (config_update(&w->cfg_own, &next, NULL, NULL) == 0)
+        return;
+    log_set_level((enum log_level)config_log_level(w->cfg));
+    conn_set_reconfigure(&w->set);
+    snap_cache_set_deadline(&w->snap_cache, w->cfg->rest_deadline_ms);
+    log_debug("worker %u: options reloaded", w->index);
+}
+
 static void
 on_signal(struct ev_handler *h, uint32_t events)
 {
@@ -410,6 +430,8 @@ on_signal(struct ev_handler *h, uint32_t events)
     sig_drain();
     if (sig_take(SIGTERM) || sig_take(SIGINT))
         begin_stop(w, "signal");
+    if (sig_take(SIGHUP) && !w->stopping)
+        worker_reload(w);
 }
 
 _Noreturn void
@@ -418,11 +440,12 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
 {
     struct worker w;
     memset(&w, 0, sizeof(w));
+    w.cfg_own = *cfg;
+    w.cfg = cfg = &w.cfg_own;
     w.shm_stats = stats;
     w.own_stats = stats_slot(stats, index + 1);
     /* Before anything is counted: the predecessor's gauges go, its counters stay. */
     stats_slot_takeover(w.own_stats, (uint64_t)getpid(), ring_head(ring));
-    w.cfg = cfg;
     w.index = index;
     w.listen_fd = listen_fd;
     w.doorbell_fd = doorbell_fd;

@@ -40,7 +40,8 @@ struct worker_stats {
  * by conn_set.c, the snapshot cache by snap_cache.c); other modules read it,
  * or use the functions below. */
 struct worker {
-    const struct config *cfg;
+    const struct config *cfg; /* &cfg_own */
+    struct config cfg_own;    /* the master's at fork; a reload (SIGHUP) updates it */
     unsigned index;
     int epfd;
     int listen_fd; /* the worker accepts itself and hands sockets to MHD */

@@ -493,11 +493,24 @@ ws_op_free(struct conn *base)
     free(c);
 }
 
+/* A reload changed --max-message: a parser in the middle of a message takes it
+ * now (an idle connection has none; the next one reads the new value). */
+static void
+ws_op_reconfigure(struct conn *base)
+{
+    struct ws_conn *c = (struct ws_conn *)base;
+    uint32_t max = c->base.set->cfg->max_message_bytes;
+    if (c->wslay != NULL)
+        wslay_event_config_set_max_recv_msg_length(
+            c->wslay, max < WS_CONTROL_PAYLOAD_MAX ? WS_CONTROL_PAYLOAD_MAX : max);
+}
+
 static const struct conn_ops ws_ops = {
     .close = ws_op_close,
     .drop = ws_op_drop,
     .on_timer = ws_op_on_timer,
     .free = ws_op_free,
+    .reconfigure = ws_op_reconfigure,
 };
 
 /* --- lifecycle -------------------------------------------------------------- */
