@@ -185,6 +185,7 @@ END_TEST
 /* With --web-root: the same answers for the API rows, DIR's handler (GET,
  * HEAD; 405 otherwise) for every path outside /api, /ws, /healthz and
  * /metrics, and those stay 404. */
+#ifdef ENABLE_WEB_ROOT
 static const struct route_case webroot_cases[] = {
     FOUND("/", "GET", http_webroot_handle, "/"),
     FOUND("/", "HEAD", http_webroot_handle, "/"),
@@ -230,6 +231,7 @@ START_TEST(test_webroot_table)
     }
 }
 END_TEST
+#endif
 
 /* The HTTP_METHOD_* bits an Allow header lists. */
 static unsigned
@@ -480,7 +482,9 @@ http_router_suite(void)
     tcase_add_loop_test(tt, test_route_table, 0,
                         (int)(sizeof(route_cases) / sizeof(route_cases[0])));
     tcase_add_test(tt, test_route_assets);
+#ifdef ENABLE_WEB_ROOT
     tcase_add_test(tt, test_webroot_table);
+#endif
     tcase_add_test(tt, test_rows_well_formed);
     tcase_add_test(tt, test_method_bits);
     tcase_add_test(tt, test_ws_row_forgets_handshake);

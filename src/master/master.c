@@ -409,6 +409,14 @@ master_run(const struct config *cfg)
      * is served at once); it must be a directory at start. */
     int web_root =
         cfg->web_root[0] != '\0' ? open(cfg->web_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -2;
+#ifndef ENABLE_WEB_ROOT
+    if (web_root >= 0) {
+        close(web_root);
+        fprintf(stderr,
+                "personad: --web-root: not built in (configured with --disable-web-root)\n");
+        return 1;
+    }
+#endif
     if (web_root == -1) {
         fprintf(stderr, "personad: --web-root %s: %s\n", cfg->web_root, strerror(errno));
         return 1;
