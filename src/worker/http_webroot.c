@@ -8,8 +8,8 @@
  * memory; the size bound is checked on the fstat.  The files are local:
  * the open and fstat cost microseconds, so they run in the worker's loop.
  */
-/* syscall(2) for openat2 is outside POSIX: glibc declares it with _DEFAULT_SOURCE. */
-#define _DEFAULT_SOURCE 1
+/* syscall(2) for openat2 and O_PATH are outside POSIX: glibc declares them with _GNU_SOURCE. */
+#define _GNU_SOURCE 1
 
 #include "build_config.h"
 
@@ -133,7 +133,7 @@ open_errno(int err)
  * O_DIRECTORY | O_NOFOLLOW, the last component with O_NOFOLLOW, so no
  * symlink is followed at all (rel has no "." or ".." segments). */
 static int
-open_walk(int root_fd, const char *rel)
+open_walk(int root_fd, const char *rel, int flags)
 {
     char comp[WEBROOT_PATH_MAX];
     int at = root_fd, depth = 0;
@@ -147,7 +147,7 @@ open_walk(int root_fd, const char *rel)
         memcpy(comp, p, len);
         comp[len] = '\0';
         if (p[len] == '\0') {
-            int fd = openat(at, comp, WEBROOT_OPEN_FLAGS | O_NOFOLLOW);
+            int fd = openat(at, comp, flags | O_NOFOLLOW);
             int err = errno;
             if (at != root_fd)
                 close(at);
@@ -182,43 +182,67 @@ open_walk(int root_fd, const char *rel)
     return -1;
 }
 
-enum http_webroot_open
-http_webroot_open(int root_fd, const char *rel, int use_openat2, int *fd_out, struct stat *st)
+/* Open rel beneath root_fd with flags: openat2 RESOLVE_BENEATH (symlinks
+ * followed while they stay beneath), or the O_NOFOLLOW walk without it. */
+static int
+open_beneath(int root_fd, const char *rel, int flags, int use_openat2)
 {
-    int fd = -1;
-    int done = 0;
 #if HAVE_LINUX_OPENAT2_H && defined(SYS_openat2)
     if (use_openat2) {
         struct open_how how = {
-            .flags = WEBROOT_OPEN_FLAGS,
+            .flags = (uint64_t)flags,
             .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
         };
         long r = syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
-        if (r >= 0 || (errno != ENOSYS && errno != EPERM)) {
-            fd = (int)r; /* EPERM: a seccomp filter may refuse openat2; walk instead */
-            done = 1;
-        }
+        if (r >= 0 || (errno != ENOSYS && errno != EPERM))
+            return (int)r; /* EPERM: a seccomp filter may refuse openat2; walk instead */
     }
 #else
     (void)use_openat2;
 #endif
-    if (!done)
-        fd = open_walk(root_fd, rel);
+    return open_walk(root_fd, rel, flags);
+}
+
+/* What st says about serving it. */
+static enum http_webroot_open
+check_stat(const struct stat *st)
+{
+    if (S_ISLNK(st->st_mode))
+        return HTTP_WEBROOT_OUTSIDE; /* the walk's O_PATH | O_NOFOLLOW met a link */
+    if (!S_ISREG(st->st_mode))
+        return HTTP_WEBROOT_NOT_FILE;
+    if ((uint64_t)st->st_size > HTTP_WEBROOT_FILE_MAX)
+        return HTTP_WEBROOT_TOO_LARGE;
+    return HTTP_WEBROOT_FILE;
+}
+
+enum http_webroot_open
+http_webroot_open(int root_fd, const char *rel, int use_openat2, int *fd_out, struct stat *st)
+{
+    enum http_webroot_open res;
+#ifdef O_PATH
+    /* Look before opening: a FIFO or a device node is never opened to read
+     * (only something renamed into place between the two opens could be). */
+    int pfd = open_beneath(root_fd, rel, O_PATH | O_CLOEXEC, use_openat2);
+    if (pfd < 0)
+        return open_errno(errno);
+    int rc = fstat(pfd, st);
+    close(pfd);
+    if (rc != 0)
+        return HTTP_WEBROOT_ERROR;
+    if ((res = check_stat(st)) != HTTP_WEBROOT_FILE)
+        return res;
+#endif
+    int fd = open_beneath(root_fd, rel, WEBROOT_OPEN_FLAGS, use_openat2);
     if (fd < 0)
         return open_errno(errno);
     if (fstat(fd, st) != 0) {
-        int err = errno;
         close(fd);
-        errno = err;
         return HTTP_WEBROOT_ERROR;
     }
-    if (!S_ISREG(st->st_mode)) {
+    if ((res = check_stat(st)) != HTTP_WEBROOT_FILE) {
         close(fd);
-        return HTTP_WEBROOT_NOT_FILE;
-    }
-    if ((uint64_t)st->st_size > HTTP_WEBROOT_FILE_MAX) {
-        close(fd);
-        return HTTP_WEBROOT_TOO_LARGE;
+        return res;
     }
     *fd_out = fd;
     return HTTP_WEBROOT_FILE;
