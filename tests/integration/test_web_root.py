@@ -280,6 +280,36 @@ def test_config_key_and_missing_dir():
         wr.cleanup()
 
 
+def test_spa_in_chromium():
+    """The app in a real browser: a deep link is index.html, whose script (from
+    DIR) runs and routes on the client.  Skipped without /usr/bin/chromium."""
+    chromium = "/usr/bin/chromium"
+    if not os.access(chromium, os.X_OK):
+        print("skipped: no %s" % chromium)
+        return
+    wr = WebRoot()
+    try:
+        with Daemon(workers=1, flags=["--web-root=" + wr.root]) as d:
+            # no process group of its own: killed by pid below if it outlives the timeout
+            p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                                  "--no-first-run", "--disable-background-networking",
+                                  "--disable-component-update", "--disable-sync",
+                                  "--user-data-dir=" + os.path.join(wr.tmp, "profile"),
+                                  "--dump-dom", "http://127.0.0.1:%d/clusters/prod-eu" % d.port],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+            try:
+                dom, _ = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    os.killpg(p.pid, 9)
+                    p.wait()
+            dom = dom.decode("utf-8", "replace")
+            assert '<div id="root">route /clusters/prod-eu</div>' in dom, dom[-1500:]
+    finally:
+        wr.cleanup()
+
+
 def test_without_web_root_unchanged():
     """No --web-root: / is the embedded dashboard (or a 404 without one), and an
     unknown path is a 404, as before."""
@@ -306,4 +336,4 @@ if __name__ == "__main__":
     run([test_files_and_types, test_etag_304_and_head, test_spa_fallback,
          test_api_ws_healthz_metrics_unaffected, test_methods, test_nothing_from_outside,
          test_root_replaced_while_running, test_config_key_and_missing_dir,
-         test_without_web_root_unchanged])
+         test_spa_in_chromium, test_without_web_root_unchanged])
