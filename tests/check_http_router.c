@@ -22,6 +22,7 @@
 #include "worker/http_request.h"
 #include "worker/http_router.h"
 #include "worker/http_static.h"
+#include "worker/http_webroot.h"
 #include "worker/metrics.h"
 #include "worker/rest_api.h"
 #include "worker/ws_upgrade.h"
@@ -191,6 +192,57 @@ START_TEST(test_route_assets)
 }
 END_TEST
 
+/* With --web-root: the same answers for the API rows, DIR's handler (GET,
+ * HEAD; 405 otherwise) for every path outside /api, /ws, /healthz and
+ * /metrics, and those stay 404. */
+#ifdef ENABLE_WEB_ROOT
+static const struct route_case webroot_cases[] = {
+    FOUND("/", "GET", http_webroot_handle, "/"),
+    FOUND("/", "HEAD", http_webroot_handle, "/"),
+    FOUND("/app.js", "GET", http_webroot_handle, "/app.js"),
+    FOUND("/index.html", "GET", http_webroot_handle, "/index.html"),
+    FOUND("/some/route", "GET", http_webroot_handle, "/some/route"),
+    FOUND("/nope", "GET", http_webroot_handle, "/nope"),
+    FOUND("/../x", "GET", http_webroot_handle, "/../x"), /* its handler says 400 */
+    FOUND("/wss", "GET", http_webroot_handle, "/wss"),
+    FOUND("/apis", "GET", http_webroot_handle, "/apis"),
+    NOT_ALLOWED("/", "POST"),
+    NOT_ALLOWED("/some/route", "DELETE"),
+    NOT_ALLOWED("/nope", "OPTIONS"),
+    NOT_FOUND("/api", "GET"),
+    NOT_FOUND("/api/", "GET"),
+    NOT_FOUND("/api/nope", "GET"),
+    NOT_FOUND("/api/nope", "POST"),
+    NOT_FOUND("/ws/", "GET"),
+    NOT_FOUND("/ws/x", "GET"),
+    NOT_FOUND("/healthz/", "GET"),
+    NOT_FOUND("/metrics", "GET"),
+    NOT_FOUND("/metrics/x", "GET"),
+    NOT_FOUND("", "GET"),
+    NOT_FOUND("*", "OPTIONS"),
+};
+
+START_TEST(test_webroot_table)
+{
+    size_t n, base_n;
+    const struct http_route *table = http_router_webroot_routes(&n);
+    const struct http_route *base = http_router_routes(&base_n);
+    /* the same rows but the last */
+    ck_assert_uint_eq(n, base_n);
+    ck_assert_int_eq(memcmp(table, base, (n - 1) * sizeof(*table)), 0);
+    for (size_t i = 0; i < sizeof(webroot_cases) / sizeof(webroot_cases[0]); i++)
+        check_case(table, n, &webroot_cases[i]);
+    /* every answer of the API rows is what it is without a web root */
+    for (size_t i = 0; i < sizeof(route_cases) / sizeof(route_cases[0]); i++) {
+        const struct route_case *c = &route_cases[i];
+        if (c->want == HTTP_ROUTER_NOT_FOUND && http_webroot_claims(c->path))
+            continue; /* an unknown path: the web root's now */
+        check_case(table, n, c);
+    }
+}
+END_TEST
+#endif
+
 /* The HTTP_METHOD_* bits an Allow header lists. */
 static unsigned
 allow_bits(const char *allow)
@@ -211,11 +263,13 @@ allow_bits(const char *allow)
 
 START_TEST(test_rows_well_formed)
 {
-    size_t n;
+    size_t n, wn;
     const struct http_route *table = http_router_routes(&n);
+    const struct http_route *webroot = http_router_webroot_routes(&wn);
     ck_assert_uint_ge(n, 5);
-    for (size_t i = 0; i < n; i++) {
-        const struct http_route *r = &table[i];
+    ck_assert_uint_eq(wn, n);
+    for (size_t i = 0; i < 2 * n; i++) {
+        const struct http_route *r = i < n ? &table[i] : &webroot[i - n]; /* both tables */
         ck_assert_msg(r->handler != NULL, "row %zu has no handler", i);
         ck_assert_msg(r->methods != 0 && (r->methods & ~HTTP_METHOD_ANY) == 0,
                       "row %zu: methods %#x", i, r->methods);
@@ -438,6 +492,9 @@ http_router_suite(void)
     tcase_add_loop_test(tt, test_route_table, 0,
                         (int)(sizeof(route_cases) / sizeof(route_cases[0])));
     tcase_add_test(tt, test_route_assets);
+#ifdef ENABLE_WEB_ROOT
+    tcase_add_test(tt, test_webroot_table);
+#endif
     tcase_add_test(tt, test_rows_well_formed);
     tcase_add_test(tt, test_method_bits);
     tcase_add_test(tt, test_ws_row_forgets_handshake);

@@ -490,6 +490,24 @@ master_run(const struct config *cfg)
     }
     m.dir = dir;
     m.sources[m.nsources++] = source_dir_source(dir);
+    /* The workers open --web-root per request (a new build renamed into place
+     * is served at once); it must be a directory at start. */
+    int web_root =
+        cfg->web_root[0] != '\0' ? open(cfg->web_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -2;
+#ifndef ENABLE_WEB_ROOT
+    if (web_root >= 0) {
+        close(web_root);
+        fprintf(stderr,
+                "personad: --web-root: not built in (configured with --disable-web-root)\n");
+        return 1;
+    }
+#endif
+    if (web_root == -1) {
+        fprintf(stderr, "personad: --web-root %s: %s\n", cfg->web_root, strerror(errno));
+        return 1;
+    }
+    if (web_root >= 0)
+        close(web_root);
     m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds, (int)cfg->workers, msg,
                            sizeof(msg));
     if (m.nlisten < 0) {

@@ -15,8 +15,10 @@
 #include "worker/http_request.h"
 #include "worker/http_router.h"
 #include "worker/http_static.h"
+#include "worker/http_webroot.h"
 #include "worker/metrics.h"
 #include "worker/rest_api.h"
+#include "worker/worker.h"
 #include "worker/ws_upgrade.h"
 
 #define HTTP_ROUTER_GET_HEAD (HTTP_METHOD_GET | HTTP_METHOD_HEAD)
@@ -28,33 +30,40 @@ asset_exists(const char *path)
     return http_static_find(path) != NULL;
 }
 
+/* The rows both tables begin with, in order. */
+/* clang-format off */
+#define HTTP_ROUTER_API_ROWS                                                                       \
+    /* The handshake decides about methods itself (a failed handshake is a 400). */                \
+    {.path = "/ws",                                                                                \
+     .match = HTTP_ROUTE_EXACT,                                                                    \
+     .methods = HTTP_METHOD_ANY,                                                                   \
+     .handler = ws_upgrade_handle,                                                                 \
+     .done = ws_upgrade_forget},                                                                   \
+    {.path = "/healthz",                                                                           \
+     .match = HTTP_ROUTE_EXACT,                                                                    \
+     .methods = HTTP_ROUTER_GET_HEAD,                                                              \
+     .allow = "GET, HEAD",                                                                         \
+     .handler = rest_api_healthz},                                                                 \
+    {.path = "/api/clusters",                                                                      \
+     .match = HTTP_ROUTE_EXACT,                                                                    \
+     .methods = HTTP_ROUTER_GET_HEAD,                                                              \
+     .allow = "GET, HEAD",                                                                         \
+     .handler = rest_api_list},                                                                    \
+    {.path = "/api/clusters/",                                                                     \
+     .match = HTTP_ROUTE_PREFIX,                                                                   \
+     .methods = HTTP_ROUTER_GET_HEAD,                                                              \
+     .allow = "GET, HEAD",                                                                         \
+     .handler = rest_api_cluster},                                                                 \
+    {.path = "/metrics",                                                                           \
+     .match = HTTP_ROUTE_EXACT,                                                                    \
+     .methods = HTTP_ROUTER_GET_HEAD,                                                              \
+     .allow = "GET, HEAD",                                                                         \
+     .handler = metrics_handle}
+/* clang-format on */
+
+/* Without --web-root: the API, then the embedded dashboard. */
 static const struct http_route routes[] = {
-    /* The handshake decides about methods itself (a failed handshake is a 400). */
-    {.path = "/ws",
-     .match = HTTP_ROUTE_EXACT,
-     .methods = HTTP_METHOD_ANY,
-     .handler = ws_upgrade_handle,
-     .done = ws_upgrade_forget},
-    {.path = "/healthz",
-     .match = HTTP_ROUTE_EXACT,
-     .methods = HTTP_ROUTER_GET_HEAD,
-     .allow = "GET, HEAD",
-     .handler = rest_api_healthz},
-    {.path = "/api/clusters",
-     .match = HTTP_ROUTE_EXACT,
-     .methods = HTTP_ROUTER_GET_HEAD,
-     .allow = "GET, HEAD",
-     .handler = rest_api_list},
-    {.path = "/api/clusters/",
-     .match = HTTP_ROUTE_PREFIX,
-     .methods = HTTP_ROUTER_GET_HEAD,
-     .allow = "GET, HEAD",
-     .handler = rest_api_cluster},
-    {.path = "/metrics",
-     .match = HTTP_ROUTE_EXACT,
-     .methods = HTTP_ROUTER_GET_HEAD,
-     .allow = "GET, HEAD",
-     .handler = metrics_handle},
+    HTTP_ROUTER_API_ROWS,
     {.match = HTTP_ROUTE_LOOKUP,
      .exists = asset_exists,
      .methods = HTTP_ROUTER_GET_HEAD,
@@ -62,11 +71,29 @@ static const struct http_route routes[] = {
      .handler = http_static_handle},
 };
 
+/* With --web-root: the API, then DIR's files for every other path (the SPA
+ * fallback) outside /api, /ws, /healthz and /metrics. */
+static const struct http_route webroot_routes[] = {
+    HTTP_ROUTER_API_ROWS,
+    {.match = HTTP_ROUTE_LOOKUP,
+     .exists = http_webroot_claims,
+     .methods = HTTP_ROUTER_GET_HEAD,
+     .allow = "GET, HEAD",
+     .handler = http_webroot_handle},
+};
+
 const struct http_route *
 http_router_routes(size_t *n)
 {
     *n = sizeof(routes) / sizeof(routes[0]);
     return routes;
+}
+
+const struct http_route *
+http_router_webroot_routes(size_t *n)
+{
+    *n = sizeof(webroot_routes) / sizeof(webroot_routes[0]);
+    return webroot_routes;
 }
 
 unsigned
@@ -228,7 +255,8 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
     } else {
         size_t n;
-        const struct http_route *table = http_router_routes(&n);
+        const struct http_route *table =
+            w->cfg->web_root[0] != '\0' ? http_router_webroot_routes(&n) : http_router_routes(&n);
         ret = http_router_dispatch(table, n, w, conn, rq, url, method);
     }
     metrics_count_response(w, conn);

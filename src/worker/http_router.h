@@ -9,6 +9,10 @@
  *   /, /app.js, ...          GET, HEAD: http_static_handle (the embedded
  *                            dashboard; none with --disable-dashboard)
  *
+ * With --web-root=DIR the last row is http_webroot_handle instead, for every
+ * path whose first segment is not api, ws, healthz or metrics (DIR's files,
+ * index.html for the rest): http_router_webroot_routes().
+ *
  * Before routing, every request is checked the same way: it is answered only
  * once it is whole (a body is read and ignored), a raw NUL in the target or
  * an absolute-form target without a host (or with userinfo) is a 400, and an
@@ -87,6 +91,10 @@ enum http_router_status http_router_lookup(const struct http_route *table, size_
 
 /* http_router_routes - the worker's route table; *n gets its length. */
 const struct http_route *http_router_routes(size_t *n);
+
+/* http_router_webroot_routes - the table with --web-root: the same rows, with
+ * the web root's instead of the dashboard's last. */
+const struct http_route *http_router_webroot_routes(size_t *n);
 
 /* http_router_dispatch - answer a request to path through table: the found
  * row's handler (its done hook noted in rq), or 404 / 405 (http_reply.h). */

@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""Integration: contrib/footprint --quick (issue 10's footprint budget).
+
+Runs the packager's script on this build directory in its scaled-down mode
+(50 clients, 300 events) and checks that its report parses and holds what it
+claims: the stripped binary within 150 KB, the NEEDED libraries, RSS and PSS
+of the master and both workers in the three states, all clients connected
+and all events counted, a clean exit.  The idle PSS of the whole daemon must
+be within 3 MB without the libraries Debian's libmicrohttpd pulls in for TLS
+(GnuTLS and its dependencies: their PSS depends on what else maps them, see
+doc/footprint.md); with a libmicrohttpd without TLS that is the whole PSS.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+TOP_SRCDIR = os.environ.get("TOP_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+TOP_BUILDDIR = os.environ.get("TOP_BUILDDIR", os.path.join(TOP_SRCDIR, "build"))
+sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "integration"))
+from harness import run  # noqa: E402
+
+KB, MB = 1024, 1024  # stripped size in bytes / KB; PSS in /proc's kB / MB
+
+
+def test_quick_report():
+    p = subprocess.run([sys.executable, os.path.join(TOP_SRCDIR, "contrib", "footprint"),
+                        "--quick", "--json", "--build-dir", TOP_BUILDDIR,
+                        "--wsbench", os.path.join(TOP_BUILDDIR, "contrib", "bench", "wsbench")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, "exit %d\n%s" % (p.returncode, p.stderr[-3000:])
+    r = json.loads(p.stdout)
+    b = r["binary"]
+    assert 0 < b["stripped_bytes"] < b["bytes"], b
+    assert b["stripped_bytes"] <= 150 * KB, "stripped binary %d bytes > 150 KB" % b["stripped_bytes"]
+    assert any(n.startswith("libmicrohttpd.so") for n in b["needed"]), b["needed"]
+    assert r["daemon_exit"] == 0, r["daemon_exit"]
+    for state in ("idle", "clients", "events"):
+        s = r[state]
+        roles = [x["role"] for x in s["processes"]]
+        assert roles == ["master", "worker 0", "worker 1"], (state, roles)
+        for x in s["processes"]:
+            assert x["rss"] >= x["pss"] > 0, (state, x)
+        assert s["total"]["pss"] == sum(x["pss"] for x in s["processes"]), state
+        assert sum(s["pss_by_kind_kb"].values()) > 0, state
+    assert r["clients"]["connected"] >= 50, r["clients"]["connected"]
+    assert r["events"]["connected"] >= 50, "clients lost during the events"
+    assert r["events"]["events"] >= 300, r["events"]
+    idle = r["idle"]["total"]
+    own = idle["pss"] - idle["pss_tls_libs"]
+    assert own <= 3 * MB, "idle PSS without libmicrohttpd's TLS libraries %d kB > 3 MB" % own
+    assert r["verdicts"]["stripped_bytes"] is True, r["verdicts"]
+    print("stripped %d bytes; idle PSS %d kB (%d kB without TLS libraries); events PSS %d kB"
+          % (b["stripped_bytes"], idle["pss"], own, r["events"]["total"]["pss"]))
+
+
+def sanitized():
+    """An ASan/UBSan build's memory and size say nothing about the budget."""
+    dyn = subprocess.run(["readelf", "-d", os.path.join(TOP_BUILDDIR, "src", "personad")],
+                         capture_output=True, text=True).stdout
+    return "libasan" in dyn or "libubsan" in dyn
+
+
+if __name__ == "__main__":
+    if sanitized():
+        print("SKIP: a sanitizer build (the budget is for a default build)")
+        sys.exit(77)
+    run([test_quick_report], timeout=150)
