@@ -194,7 +194,7 @@ END_TEST
 
 /* With --web-root: the same answers for the API rows, DIR's handler (GET,
  * HEAD; 405 otherwise) for every path outside /api, /ws, /healthz and
- * /metrics, and those stay 404. */
+ * /metrics, and those stay 404 (/metrics itself is the metrics row's). */
 #ifdef ENABLE_WEB_ROOT
 static const struct route_case webroot_cases[] = {
     FOUND("/", "GET", http_webroot_handle, "/"),
@@ -216,7 +216,7 @@ static const struct route_case webroot_cases[] = {
     NOT_FOUND("/ws/", "GET"),
     NOT_FOUND("/ws/x", "GET"),
     NOT_FOUND("/healthz/", "GET"),
-    NOT_FOUND("/metrics", "GET"),
+    FOUND("/metrics", "GET", metrics_handle, "/metrics"),
     NOT_FOUND("/metrics/x", "GET"),
     NOT_FOUND("", "GET"),
     NOT_FOUND("*", "OPTIONS"),

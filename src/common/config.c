@@ -297,6 +297,12 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
     case OPT_LISTEN:
         return parse_listen(cfg, val);
     case OPT_PATH:
+        /* An option without a default (--web-root) may be set empty: none, as when
+         * it is not given (the sample configuration shows it so). */
+        if (o->def == NULL && o->where == OPT_FILE_KEY && val != NULL && val[0] == '\0') {
+            ((char *)member)[0] = '\0';
+            return 0;
+        }
         return copy_path((char *)member, val);
     case OPT_FLAG: {
         int on;

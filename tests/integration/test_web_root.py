@@ -175,9 +175,11 @@ def test_api_ws_healthz_metrics_unaffected(d, wr):
     assert [c["name"] for c in r.json()["clusters"]] == ["alpha"], r.body
     assert served(d.port, "/api/clusters/alpha").json()["name"] == "alpha"
     assert_json_error(served(d.port, "/api/clusters/nope"), 404, "unknown cluster")
-    for path in ["/api", "/api/", "/api/nope", "/ws/", "/ws/x", "/healthz/x", "/metrics",
-                 "/metrics/x"]:
+    for path in ["/api", "/api/", "/api/nope", "/ws/", "/ws/x", "/healthz/x", "/metrics/x"]:
         assert_json_error(served(d.port, path), 404, path)
+    r = served(d.port, "/metrics")
+    assert r.status == 200 and r.header("content-type").startswith("text/plain"), r
+    assert b"personad_build_info" in r.body, r.body[:200]
     r = served(d.port, "/healthz")
     assert r.status == 200 and r.json() == {"status": "ok"}, r
 
