@@ -36,6 +36,8 @@ struct config {
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
     int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
     int verbose;                 /* 1: debug logging */
+    char pidfile[CONFIG_PATH_MAX]; /* "" when none */
+    unsigned ready_fd;             /* 0 when none */
 };
 
 /* config_parse - fill cfg from argv (and the config file it names).
