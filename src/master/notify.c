@@ -125,7 +125,14 @@ notify_send(struct notify *n, const char *text)
             log_info("NOTIFY_SOCKET: sending works again");
         n->failing = 0;
     } else if (!n->failing) {
-        log_warn("NOTIFY_SOCKET: cannot send to the supervisor (further failures not logged)");
+        /* A supervisor that only waits for READY=1 (start-stop-daemon
+         * --notify-await) removes its socket then: that is no problem. */
+        if (errno == ENOENT || errno == ECONNREFUSED)
+            log_info("NOTIFY_SOCKET: cannot send, nobody listens (%s); further failures not "
+                     "logged",
+                     strerror(errno));
+        else
+            log_warn("NOTIFY_SOCKET: cannot send to the supervisor (further failures not logged)");
         n->failing = 1;
     }
 }
