@@ -57,6 +57,25 @@ read_comm(const char *pid, char *out, size_t size)
     return 0;
 }
 
+/* 1 when /proc/PID/stat says pid is a zombie (dead, not reaped: under an
+ * init that does not reap, a killed daemon stays one). */
+static int
+is_zombie(const char *pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof(p), "/proc/%s/stat", pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t r = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (r <= 0)
+        return 0;
+    buf[r] = '\0';
+    const char *paren = strrchr(buf, ')'); /* the name may hold anything */
+    return paren != NULL && paren[1] == ' ' && paren[2] == 'Z';
+}
+
 /* 1 when pid is a running process with our name (another personad). */
 static int
 is_running_personad(long pid)
@@ -65,6 +84,8 @@ is_running_personad(long pid)
         return 0; /* our own pid (a container's pid 1 again) or gone */
     char theirs[64], ours[64], num[32];
     snprintf(num, sizeof(num), "%ld", pid);
+    if (is_zombie(num))
+        return 0;
     if (read_comm(num, theirs, sizeof(theirs)) != 0 || read_comm("self", ours, sizeof(ours)) != 0)
         return 1; /* alive, and cannot tell: assume it is one */
     return strcmp(theirs, ours) == 0;
