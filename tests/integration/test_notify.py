@@ -176,6 +176,30 @@ def test_abstract_socket():
     check_sequence(abstract=True)
 
 
+def slowstart_path():
+    top = os.environ.get("TOP_BUILDDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    p = os.path.abspath(os.path.join(top, "tests", "integration", "slowstart.so"))
+    if not os.path.exists(p):
+        raise AssertionError("%s not built (make check builds it)" % p)
+    return p
+
+
+def test_ready_waits_for_workers():
+    """Workers that take 0.8 s to set up (slowstart.so): READY=1 comes after
+    them, not when they are forked."""
+    ns = NotifySocket()
+    asan = os.environ.get("ASAN_OPTIONS")
+    try:
+        with ready_daemon(ns, LD_PRELOAD=slowstart_path(), PERSONAD_SLOWSTART_MS="800",
+                          ASAN_OPTIONS=(asan + ":" if asan else "") +
+                          "verify_asan_link_order=0") as d:
+            after = ns.msgs[0][0] - d.started_at
+            assert d.log_text().count("slowstart: pid") == 2, "shim not active:\n" + d.log_text()
+            assert after >= 0.8, "READY=1 %.2fs after the start, the workers needed 0.8 s" % after
+    finally:
+        ns.close()
+
+
 async def test_status_changes_rate_limited():
     ns = NotifySocket()
     try:
@@ -369,7 +393,8 @@ def test_no_listener_is_not_fatal():
 
 
 if __name__ == "__main__":
-    run([test_path_socket, test_abstract_socket, test_status_changes_rate_limited,
+    run([test_path_socket, test_abstract_socket, test_ready_waits_for_workers,
+         test_status_changes_rate_limited,
          test_watchdog_half_period, test_watchdog_pid_not_ours, test_wedged_worker_replaced,
          test_master_stopped_no_watchdog, test_ready_fd, test_ready_fd_not_open,
          test_no_listener_is_not_fatal])
