@@ -60,7 +60,8 @@ def test_init_script():
             assert rc == 0, (out, err)
             p2 = pid()
             started.append(p2)
-            assert p2 != p1 and not pid_alive(p1), (p1, p2)
+            assert p2 != p1, (p1, p2)
+            wait_until(lambda: not pid_alive(p1), 2, "pid %d to finish its exit" % p1)
             assert sc.healthz() == 200
             # a crash: the pidfile stays, status says so, start replaces it
             workers = children(p2)

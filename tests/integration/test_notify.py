@@ -334,6 +334,7 @@ def test_ready_fd():
     try:
         os.set_blocking(r, True)
         got = b""
+        eof = False
         t0 = time.monotonic()
         import select
         while time.monotonic() - t0 < 10:
@@ -342,6 +343,7 @@ def test_ready_fd():
                 break
             b = os.read(r, 64)
             if not b:
+                eof = True
                 break
             got += b
             if got == b"\n":
@@ -353,6 +355,7 @@ def test_ready_fd():
                 c.close()
         assert got == b"\n", "--ready-fd got %r" % got
         # EOF came while the daemon runs: no worker holds the descriptor
+        assert eof, "no EOF on --ready-fd within 10 s: a process still holds it"
         assert p.poll() is None, "personad exited"
         p.send_signal(signal.SIGTERM)
         assert p.wait(5) == 0
