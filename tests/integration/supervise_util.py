@@ -4,6 +4,7 @@ personas dir and a port, and polling."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,23 @@ class Scratch:
     def __enter__(self):
         return self
 
+    def kill_leftovers(self):
+        """SIGKILL every process whose command line names this scratch dir
+        (a personad the supervisor under test left behind when a test failed:
+        supervisors start services in sessions of their own)."""
+        marker = self.tmp.encode()
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == os.getpid():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if marker in f.read():
+                        os.kill(int(d), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+
     def __exit__(self, *exc):
+        self.kill_leftovers()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return False
 

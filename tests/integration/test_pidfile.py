@@ -6,6 +6,7 @@ error at start; a file naming a running personad is an error; a stale one (a
 pid that is gone, or not a personad) is replaced with a warning."""
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -52,9 +53,12 @@ def test_written_after_workers_and_removed():
 def start_fails(pf, want):
     tmp = tempfile.mkdtemp(prefix="personad-pid-")
     try:
-        p = subprocess.run([personad_path(), "-l", "127.0.0.1:%d" % free_port(), "-d", tmp,
-                            "-w", "1", "--pidfile=" + pf], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=10)
+        try:
+            p = subprocess.run([personad_path(), "-l", "127.0.0.1:%d" % free_port(), "-d", tmp,
+                                "-w", "1", "--pidfile=" + pf], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("personad started (ran 10 s) instead of refusing") from None
         err = p.stderr.decode()
         assert p.returncode == 1, "exit %d: %s" % (p.returncode, err)
         assert want in err, "stderr %r, want %r" % (err, want)
@@ -78,7 +82,7 @@ def test_running_personad_refused():
             with open(pf) as f:
                 assert f.read() == "%d\n" % d.pid, "the refused start touched the pidfile"
     finally:
-        os.rmdir(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_stale(content, what):
