@@ -126,6 +126,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg.snapshot_max_bytes, 32u << 20);
     ck_assert_int_eq(cfg.rest_deadline_ms, 30000);
     ck_assert_int_eq(cfg.verbose, 0);
+    ck_assert_str_eq(cfg.pidfile, "");
+    ck_assert_uint_eq(cfg.ready_fd, 0);
 }
 END_TEST
 
@@ -159,6 +161,8 @@ enum field {
     F_SNAPMAX,
     F_RESTDL,
     F_VERBOSE,
+    F_PIDFILE, /* want_str = the path */
+    F_READYFD,
 };
 
 struct good_opt {
@@ -207,6 +211,10 @@ static const struct good_opt good_opts[] = {
     {{"--rest-deadline", "600"}, F_RESTDL, 600000, NULL},
     {{"-v"}, F_VERBOSE, 1, NULL},
     {{"--verbose"}, F_VERBOSE, 1, NULL},
+    {{"--pidfile=/run/personad/personad.pid"}, F_PIDFILE, 0, "/run/personad/personad.pid"},
+    {{"--pidfile", "rel.pid"}, F_PIDFILE, 0, "rel.pid"},
+    {{"--ready-fd=3"}, F_READYFD, 3, NULL},
+    {{"--ready-fd", "65535"}, F_READYFD, 65535, NULL},
 };
 
 static int64_t
@@ -239,6 +247,10 @@ field_value(const struct config *cfg, enum field f)
         return cfg->rest_deadline_ms;
     case F_VERBOSE:
         return cfg->verbose;
+    case F_PIDFILE:
+        return 0;
+    case F_READYFD:
+        return cfg->ready_fd;
     }
     return -1;
 }
@@ -258,6 +270,8 @@ START_TEST(test_good_option)
         ck_assert_str_eq(cfg.listen_addr, c->want_str);
     if (c->field == F_DIR)
         ck_assert_str_eq(cfg.personas_dir, c->want_str);
+    if (c->field == F_PIDFILE)
+        ck_assert_str_eq(cfg.pidfile, c->want_str);
     /* Other settings keep their defaults. */
     if (c->field != F_WORKERS)
         ck_assert_uint_ge(cfg.workers, 1);
@@ -347,6 +361,13 @@ static const struct bad_opt bad_opts[] = {
     {{"--rest-deadline=0"}},
     {{"--rest-deadline=-1"}},
     {{"--rest-deadline=abc"}},
+    /* supervisors: stdin, stdout and stderr are no readiness descriptors */
+    {{"--ready-fd=0"}},
+    {{"--ready-fd=2"}},
+    {{"--ready-fd=65536"}},
+    {{"--ready-fd=x"}},
+    {{"--ready-fd=-3"}},
+    {{"--pidfile="}},
     /* syntax */
     {{"--bogus"}},
     {{"-x"}},

@@ -37,6 +37,8 @@ struct config {
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
     int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
     int verbose;                 /* 1: debug logging (whatever log_level says) */
+    char pidfile[CONFIG_PATH_MAX]; /* "" when none */
+    unsigned ready_fd;             /* 0 when none */
     int log_target;              /* enum config_log_target */
     int log_level;               /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
     int check_config;            /* --check-config: print the configuration and exit */

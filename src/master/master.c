@@ -14,9 +14,20 @@
  * directory is missing, SNAP_FLAG_DIR_MISSING tells the workers' /healthz
  * (nothing is committed until it is back: they serve the last snapshot).
  *
- * Each worker has its own pipe from the master: a byte is the doorbell ("new
- * events"), EOF tells the worker the master is gone.  After fork a child closes
- * every other worker's pipe ends, so the master's death is always seen.
+ * Each worker has its own socket to the master (a socketpair): a byte is the
+ * doorbell ("new events"), EOF tells the worker the master is gone.  After
+ * fork a child closes every other worker's ends, so the master's death is
+ * always seen.  Back on it come the worker's reports (worker.h): READY when
+ * its loop runs, and an answer to each WORKER_PING.
+ *
+ * Supervisors (notify.h): READY=1 once the initial state is published and
+ * every worker has reported ready; RELOADING=1 ... READY=1 around a SIGHUP;
+ * STOPPING=1; STATUS= at most once a second when it changed.  While there is
+ * a $NOTIFY_SOCKET the master pings every worker (every second, or half the
+ * watchdog's half-period if shorter) for its connection count; with a
+ * watchdog, WATCHDOG=1 goes out every half-period from this loop only while
+ * no worker has left a ping unanswered for a half-period, and such a worker
+ * (stopped, spinning) is killed and respawned like a crashed one.
  *
  * Worker i accepts on listening socket i % nlisten (its own with SO_REUSEPORT).
  * While no live worker uses a socket, it does not listen (net_unlisten): the
@@ -33,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +55,8 @@
 #include "common/log.h"
 #include "master/master.h"
 #include "common/net.h"
+#include "master/notify.h"
+#include "master/pidfile.h"
 #include "common/sig.h"
 #include "master/source.h"
 #include "master/source_dir.h"
@@ -52,6 +66,9 @@
 #define MASTER_STOP_GRACE_MS 1800
 #define RESPAWN_MIN_LIFETIME_MS 1000
 #define RESPAWN_MAX_DELAY_MS 5000
+#define MASTER_PING_PERIOD_MS 1000   /* worker pings while a supervisor listens */
+#define MASTER_STATUS_PERIOD_MS 1000 /* STATUS= at most this often */
+#define MASTER_REPORT_READS 4        /* recv calls per worker socket per pass */
 
 struct worker_slot {
     pid_t pid;       /* 0 when not running */
@@ -60,6 +77,14 @@ struct worker_slot {
     int64_t respawn_at;   /* 0: no respawn pending */
     unsigned quick_fails; /* consecutive deaths before RESPAWN_MIN_LIFETIME_MS */
     int retired;          /* exited WORKER_EXIT_NO_RESPAWN */
+    /* The link to the running worker (reset at each fork): */
+    int ready;            /* it reported WORKER_REPORT_READY */
+    int hung_up;          /* its socket is at EOF: not polled until reaped */
+    int wedged;           /* killed for not answering a ping; until reaped */
+    int64_t ping_sent_ms; /* the unanswered ping's time; 0: none */
+    uint32_t connections; /* from its last report */
+    unsigned char rbuf[sizeof(struct worker_report)]; /* a partial record */
+    size_t rlen;
 };
 
 struct master {
@@ -81,6 +106,14 @@ struct master {
     /* cfg points here; a reload updates its live options. */
     struct config cfg_own;
     struct source_dir *dir; /* sources[0], for a reload's rescan interval */
+    struct notify notify;
+    struct pidfile pidfile;
+    int ready_sent;           /* READY=1 (and --ready-fd) done */
+    int64_t next_ping_ms;     /* 0: no worker pings (no supervisor listening) */
+    int64_t next_watchdog_ms; /* 0: no watchdog */
+    int watchdog_held;        /* WATCHDOG=1 is due but a worker has not answered */
+    int64_t status_check_ms;  /* when STATUS= may be sent next */
+    char status[128];         /* the STATUS= text last sent */
 };
 
 /* 1 once SIGTERM or SIGINT has arrived: the loop's stop condition and the
@@ -283,8 +316,8 @@ spawn_worker(struct master *m, unsigned i)
         return;
     }
     int p[2];
-    if (pipe(p) != 0) {
-        log_warn("pipe for worker %u; retrying", i);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, p) != 0) {
+        log_warn("socketpair for worker %u; retrying", i);
         s->respawn_at = clock_now_ms() + RESPAWN_MAX_DELAY_MS;
         listener_release(m, i);
         return;
@@ -308,6 +341,7 @@ spawn_worker(struct master *m, unsigned i)
             if (m->slots[k].doorbell_wr >= 0)
                 close(m->slots[k].doorbell_wr);
         close_sources(m);
+        notify_child(&m->notify);
         int lfd = m->listen_fds[i % (unsigned)m->nlisten];
         for (int k = 0; k < m->nlisten; k++)
             if (m->listen_fds[k] != lfd && m->listen_fds[k] >= 0)
@@ -327,6 +361,10 @@ spawn_worker(struct master *m, unsigned i)
     s->doorbell_wr = p[1];
     s->started_ms = clock_now_ms();
     s->respawn_at = 0;
+    s->ready = s->hung_up = s->wedged = 0;
+    s->ping_sent_ms = 0;
+    s->connections = 0;
+    s->rlen = 0;
     log_debug("worker %u started, pid %ld", i, (long)pid);
 }
 
@@ -388,6 +426,153 @@ running_workers(const struct master *m)
     for (unsigned i = 0; i < m->cfg->workers; i++)
         n += m->slots[i].pid != 0;
     return n;
+}
+
+/* --- the workers' reports, readiness, pings, watchdog, status ---------------- */
+
+static void
+on_report(struct master *m, unsigned i, const struct worker_report *rep)
+{
+    struct worker_slot *s = &m->slots[i];
+    s->connections = rep->connections;
+    if (rep->kind == WORKER_REPORT_READY)
+        s->ready = 1;
+    else if (rep->kind == WORKER_REPORT_PONG)
+        s->ping_sent_ms = 0;
+    else
+        log_warnx("worker %u: unknown report %u from it; ignored", i, (unsigned)rep->kind);
+}
+
+/* Worker i's socket is readable: its records, a bounded number of reads. */
+static void
+read_reports(struct master *m, unsigned i)
+{
+    struct worker_slot *s = &m->slots[i];
+    unsigned char buf[16 * sizeof(struct worker_report)];
+    for (int k = 0; k < MASTER_REPORT_READS; k++) {
+        memcpy(buf, s->rbuf, s->rlen);
+        ssize_t r = recv(s->doorbell_wr, buf + s->rlen, sizeof(buf) - s->rlen, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                if (r < 0 && errno != ECONNRESET)
+                    log_warn("worker %u: recv(reports)", i);
+                s->hung_up = 1; /* it is exiting: SIGCHLD follows */
+            }
+            return;
+        }
+        size_t n = s->rlen + (size_t)r, off = 0;
+        for (; n - off >= sizeof(struct worker_report); off += sizeof(struct worker_report)) {
+            struct worker_report rep;
+            memcpy(&rep, buf + off, sizeof(rep));
+            on_report(m, i, &rep);
+        }
+        s->rlen = n - off;
+        memcpy(s->rbuf, buf + off, s->rlen);
+    }
+}
+
+/* A worker the master talks to: running, and its socket not at EOF. */
+static int
+slot_linked(const struct worker_slot *s)
+{
+    return s->pid != 0 && s->doorbell_wr >= 0 && !s->hung_up;
+}
+
+/* 1 when every worker that is meant to run runs and has reported ready. */
+static int
+all_ready(const struct master *m)
+{
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (!m->slots[i].retired && (!slot_linked(&m->slots[i]) || !m->slots[i].ready))
+            return 0;
+    return 1;
+}
+
+static void
+status_text(const struct master *m, char *out, size_t size)
+{
+    struct store_stats ss;
+    store_get_stats(m->store, &ss);
+    uint64_t conns = 0;
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (m->slots[i].pid != 0)
+            conns += m->slots[i].connections;
+    snprintf(out, size, "%u clusters, %llu connections, %d of %u workers", ss.clusters,
+             (unsigned long long)conns, running_workers(m), m->cfg->workers);
+}
+
+/* The watchdog's half-period is also how long a worker may leave a ping
+ * unanswered.  Without a watchdog nobody is killed for it. */
+static int
+ping_overdue(const struct master *m, const struct worker_slot *s, int64_t now)
+{
+    return m->notify.watchdog_ms > 0 && s->ping_sent_ms != 0 &&
+           now - s->ping_sent_ms >= m->notify.watchdog_ms;
+}
+
+static void
+supervise(struct master *m, int64_t now)
+{
+    if (!m->ready_sent && all_ready(m)) {
+        status_text(m, m->status, sizeof(m->status));
+        notify_ready(&m->notify, notify_active(&m->notify) ? m->status : NULL);
+        m->ready_sent = 1;
+        m->status_check_ms = now + MASTER_STATUS_PERIOD_MS;
+        log_debug("every worker is ready");
+    }
+    if (m->next_ping_ms != 0 && now >= m->next_ping_ms) {
+        for (unsigned i = 0; i < m->cfg->workers; i++) {
+            struct worker_slot *s = &m->slots[i];
+            if (!slot_linked(s) || s->ping_sent_ms != 0)
+                continue;
+            char b = WORKER_PING;
+            ssize_t r = send(s->doorbell_wr, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EPIPE &&
+                errno != ECONNRESET)
+                log_warn("worker %u: send(ping)", i);
+            s->ping_sent_ms = now; /* also when its socket is full: it does not read */
+        }
+        int64_t period = MASTER_PING_PERIOD_MS;
+        if (m->notify.watchdog_ms > 0 && m->notify.watchdog_ms / 2 < period)
+            period = m->notify.watchdog_ms / 2 > 0 ? m->notify.watchdog_ms / 2 : 1;
+        m->next_ping_ms = now + period;
+    }
+    int held = 0;
+    for (unsigned i = 0; i < m->cfg->workers; i++) {
+        struct worker_slot *s = &m->slots[i];
+        if (!slot_linked(s))
+            continue;
+        if (!s->wedged && ping_overdue(m, s, now)) {
+            log_error("worker %u (pid %ld) has not answered the master for %lld ms; killing it", i,
+                      (long)s->pid, (long long)(now - s->ping_sent_ms));
+            if (kill(s->pid, SIGKILL) != 0 && errno != ESRCH)
+                log_warn("kill(worker %u, SIGKILL)", i);
+            s->wedged = 1;
+        }
+        held |= s->wedged;
+    }
+    m->watchdog_held = 0;
+    if (m->next_watchdog_ms != 0 && now >= m->next_watchdog_ms) {
+        if (held) {
+            m->watchdog_held = 1; /* until the wedged worker is reaped */
+        } else {
+            notify_send(&m->notify, "WATCHDOG=1");
+            m->next_watchdog_ms = now + m->notify.watchdog_ms;
+        }
+    }
+    if (m->ready_sent && notify_active(&m->notify) && now >= m->status_check_ms) {
+        char st[sizeof(m->status)];
+        status_text(m, st, sizeof(st));
+        if (strcmp(st, m->status) != 0) {
+            char line[sizeof(st) + 8];
+            snprintf(line, sizeof(line), "STATUS=%s", st);
+            notify_send(&m->notify, line);
+            memcpy(m->status, st, sizeof(st));
+            m->status_check_ms = now + MASTER_STATUS_PERIOD_MS;
+        }
+    }
 }
 
 /* Stop: TERM every worker (each closes its clients with 1001), wait, KILL the rest. */
@@ -462,6 +647,17 @@ next_wakeup(const struct master *m)
     for (unsigned i = 0; i < m->cfg->workers; i++)
         if (m->slots[i].respawn_at != 0 && m->slots[i].respawn_at < next)
             next = m->slots[i].respawn_at;
+    if (m->next_ping_ms != 0 && m->next_ping_ms < next)
+        next = m->next_ping_ms;
+    /* A held watchdog waits for the reap (SIGCHLD), not for the clock. */
+    if (m->next_watchdog_ms != 0 && !m->watchdog_held && m->next_watchdog_ms < next)
+        next = m->next_watchdog_ms;
+    for (unsigned i = 0; i < m->cfg->workers; i++) {
+        const struct worker_slot *s = &m->slots[i];
+        if (m->notify.watchdog_ms > 0 && slot_linked(s) && s->ping_sent_ms != 0 && !s->wedged &&
+            s->ping_sent_ms + m->notify.watchdog_ms < next)
+            next = s->ping_sent_ms + m->notify.watchdog_ms;
+    }
     return next;
 }
 
@@ -473,8 +669,13 @@ master_run(const struct config *cfg)
     m.cfg_own = *cfg;
     m.cfg = cfg = &m.cfg_own;
     char msg[512];
+    int rc = 0;
     if (sig_setup() != 0)
         fatal("signal set-up");
+    if (notify_init(&m.notify, (int)cfg->ready_fd, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "personad: %s\n", msg);
+        return 1;
+    }
     raise_nofile(cfg);
     /* The directory is checked first (exit 1 before binding anything); the
      * store publishes into the shared memory, which needs the port: it is
@@ -534,10 +735,18 @@ master_run(const struct config *cfg)
         fatalx("out of memory");
     for (unsigned i = 0; i < cfg->workers; i++)
         m.slots[i].doorbell_wr = -1;
+    /* Checked before the scan, written (renamed into place) once workers run. */
+    if (cfg->pidfile[0] != '\0' &&
+        pidfile_prepare(&m.pidfile, cfg->pidfile, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "personad: %s\n", msg);
+        return 1;
+    }
     store_set_interrupt(m.store, stop_requested, &m);
     for (int i = 0; i < m.nsources; i++)
-        if (m.sources[i]->ops->rescan(m.sources[i]) != 0 && !m.stop_requested)
+        if (m.sources[i]->ops->rescan(m.sources[i]) != 0 && !m.stop_requested) {
+            pidfile_remove(&m.pidfile);
             return 1;
+        }
     if (m.stop_requested) {
         log_info("stopping during the initial scan");
         goto out;
@@ -549,6 +758,15 @@ master_run(const struct config *cfg)
     stats_update(&m);
     for (unsigned i = 0; i < cfg->workers; i++)
         spawn_worker(&m, i);
+    if (pidfile_commit(&m.pidfile, msg, sizeof(msg)) != 0) {
+        log_error("%s", msg);
+        rc = 1;
+        goto out;
+    }
+    if (notify_active(&m.notify))
+        m.next_ping_ms = clock_now_ms();
+    if (m.notify.watchdog_ms > 0)
+        m.next_watchdog_ms = clock_now_ms() + m.notify.watchdog_ms;
     struct store_stats ss;
     store_get_stats(m.store, &ss);
     int watched = m.sources[0]->ops->fd(m.sources[0]) >= 0; /* the directory, by inotify */
@@ -558,16 +776,25 @@ master_run(const struct config *cfg)
              m.nlisten > 1 ? "SO_REUSEPORT" : "shared socket", ss.clusters, cfg->personas_dir,
              watched ? "" : " (no inotify: periodic rescans only)");
 
+    /* The signal pipe, the sources, the workers' sockets (their reports). */
+    struct pollfd *pfd = calloc(1 + STORE_SOURCES_MAX + (size_t)cfg->workers, sizeof(*pfd));
+    if (pfd == NULL)
+        fatalx("out of memory");
+    struct pollfd *wfd = pfd + 1 + STORE_SOURCES_MAX;
     for (;;) {
-        /* poll skips the entries of sources without a descriptor (fd -1) */
-        struct pollfd pfd[1 + STORE_SOURCES_MAX] = {{.fd = sig_fd(), .events = POLLIN}};
-        for (int i = 0; i < m.nsources; i++)
-            pfd[1 + i] =
-                (struct pollfd){.fd = m.sources[i]->ops->fd(m.sources[i]), .events = POLLIN};
+        /* poll skips the entries without a descriptor (fd -1) */
+        pfd[0] = (struct pollfd){.fd = sig_fd(), .events = POLLIN};
+        for (int i = 0; i < STORE_SOURCES_MAX; i++)
+            pfd[1 + i] = (struct pollfd){
+                .fd = i < m.nsources ? m.sources[i]->ops->fd(m.sources[i]) : -1, .events = POLLIN};
+        for (unsigned i = 0; i < cfg->workers; i++)
+            wfd[i] = (struct pollfd){.fd = slot_linked(&m.slots[i]) ? m.slots[i].doorbell_wr : -1,
+                                     .events = POLLIN};
         int64_t timeout = next_wakeup(&m) - clock_now_ms();
         if (timeout < 0 || m.stop_requested)
             timeout = 0;
-        int n = poll(pfd, (nfds_t)(1 + m.nsources), (int)(timeout > 60000 ? 60000 : timeout));
+        int n = poll(pfd, (nfds_t)(1 + STORE_SOURCES_MAX + cfg->workers),
+                     (int)(timeout > 60000 ? 60000 : timeout));
         if (n < 0 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
@@ -576,17 +803,25 @@ master_run(const struct config *cfg)
             log_info("stopping");
             break;
         }
+        for (unsigned i = 0; i < cfg->workers; i++)
+            if (n > 0 && wfd[i].fd >= 0 && wfd[i].fd == m.slots[i].doorbell_wr &&
+                (wfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                read_reports(&m, i);
         if (sig_take(SIGCHLD))
             reap_children(&m);
         if (all_retired(&m)) {
             log_error("every worker exited with status 2; giving up");
-            stop_workers(&m);
-            return 1;
+            rc = 1;
+            break;
         }
         if (sig_take(SIGHUP)) {
+            if (m.ready_sent) /* before READY=1 a reload is part of the start */
+                notify_reloading(&m.notify);
             reload_config(&m);
             log_info("SIGHUP: rescanning %s", cfg->personas_dir);
             rescan_and_notify(&m); /* a missing directory is retried below */
+            if (m.ready_sent)
+                notify_send(&m.notify, "READY=1");
         }
         if (sig_take(SIGUSR1))
             log_info("SIGUSR1: logs go to stderr; nothing to reopen");
@@ -607,9 +842,13 @@ master_run(const struct config *cfg)
             if (m.slots[i].pid == 0 && !m.slots[i].retired && m.slots[i].respawn_at != 0 &&
                 m.slots[i].respawn_at <= now)
                 spawn_worker(&m, i);
+        supervise(&m, now);
     }
+    free(pfd);
 out:
+    notify_send(&m.notify, "STOPPING=1");
     stop_workers(&m);
+    pidfile_remove(&m.pidfile);
     close_sources(&m);
     store_free(m.store);
     free(m.slots);
@@ -620,5 +859,5 @@ out:
     close(m.snap_ro_fd);
     close(m.stats_ro_fd);
     log_info("stopped");
-    return 0;
+    return rc;
 }

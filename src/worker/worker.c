@@ -264,15 +264,19 @@ accept_pass(struct worker *w)
     return added;
 }
 
-/* Returns 0 normally, -1 when the master is gone (EOF). */
+/* Returns 0 normally, -1 when the master is gone (EOF).  A WORKER_PING among
+ * the bytes is answered once the pass's handlers have run. */
 static int
 drain_doorbell(struct worker *w)
 {
     char buf[256];
     for (;;) {
         ssize_t r = read(w->doorbell_fd, buf, sizeof(buf));
-        if (r > 0)
+        if (r > 0) {
+            if (memchr(buf, WORKER_PING, (size_t)r) != NULL)
+                w->ping_pending = 1;
             continue;
+        }
         if (r == 0)
             return -1;
         if (errno == EINTR)
@@ -323,6 +327,17 @@ pull_ring(struct worker *w)
     stats_add(w->own_stats, STATS_EVENTS_READ, n);
     stats_set(w->own_stats, STATS_SEEN_SEQ, w->window.next_seq - 1);
     return n;
+}
+
+/* One record to the master; a full socket (a master that does not read) or
+ * a master that is gone only costs this record. */
+static void
+report_to_master(struct worker *w, enum worker_report_kind kind)
+{
+    struct worker_report rep = {.kind = (uint32_t)kind, .connections = w->set.nconns};
+    ssize_t r = send(w->doorbell_fd, &rep, sizeof(rep), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EPIPE && errno != ECONNRESET)
+        log_warn("worker %u: send(report to the master)", w->index);
 }
 
 static int
@@ -475,6 +490,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ev_listen.on_event = on_listen;
     epoll_add(&w, listen_fd, &w.ev_listen);
     log_debug("worker %u ready", index);
+    report_to_master(&w, WORKER_REPORT_READY);
 
     int64_t stop_by = 0;
     struct epoll_event evs[WORKER_EPOLL_EVENTS];
@@ -508,6 +524,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         conn_set_expire(&w.set);
         snap_cache_expire(&w.snap_cache);
         conn_set_reap(&w.set);
+        if (w.ping_pending) {
+            w.ping_pending = 0;
+            report_to_master(&w, WORKER_REPORT_PONG);
+        }
         log_limit_flush(&w.mhd_log, w.now_ms);
         log_limit_flush(&w.client_log, w.now_ms);
         accept_maybe_resume(&w);

@@ -6,8 +6,9 @@
  * (ev.h): the loop knows no kinds.  The connections are a struct conn_set; the
  * events they stream are the worker's struct event_window.
  *
- * The master's pipe is both the doorbell (a byte means "new ring entries") and
- * the lifeline: EOF means the master is gone, and the worker exits.
+ * The master's socket is the doorbell (a byte means "new ring entries"), the
+ * lifeline (EOF means the master is gone, and the worker exits), and the way
+ * back to the master (readiness, answers to its pings).
  *
  * Exit status: 0 after a clean stop; 2 means "do not respawn" (a configuration
  * problem that a restart cannot fix); anything else is a crash.
@@ -28,6 +29,19 @@
 #include "worker/snap_cache.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
+
+/* The master's socket to a worker (one socketpair each) carries, master to
+ * worker, doorbell bytes ('\0': new ring entries) and WORKER_PING; worker to
+ * master, struct worker_report records: READY once the worker's loop is about
+ * to run with its listening socket in the epoll set, PONG for each ping (the
+ * master's watchdog and status line).  Records are small enough that a
+ * non-blocking send writes all or nothing. */
+#define WORKER_PING 'P'
+enum worker_report_kind { WORKER_REPORT_READY = 1, WORKER_REPORT_PONG = 2 };
+struct worker_report {
+    uint32_t kind;        /* enum worker_report_kind */
+    uint32_t connections; /* stream (WebSocket) connections open in the worker */
+};
 
 struct MHD_Daemon;
 
@@ -57,6 +71,7 @@ struct worker {
     struct event_window window; /* encoded events, shared by all connections */
     struct conn_set set;        /* the stream connections and pending handshakes */
     int stopping;
+    int ping_pending;         /* the master pinged: answer after this pass's handlers */
     int64_t now_ms;           /* time of the current loop pass */
     int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */
     /* Rate limits of libmicrohttpd's messages and of per-connection lines (the set's). */
