@@ -302,12 +302,6 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
     case OPT_LISTEN:
         return parse_listen(cfg, val);
     case OPT_PATH:
-        /* An option without a default (--web-root) may be set empty: none, as when
-         * it is not given (the sample configuration shows it so). */
-        if (o->def == NULL && o->where == OPT_FILE_KEY && val != NULL && val[0] == '\0') {
-            ((char *)member)[0] = '\0';
-            return 0;
-        }
         return copy_path((char *)member, val);
     case OPT_FLAG: {
         int on;
@@ -367,6 +361,14 @@ static int
 config_set(struct config *cfg, const struct opt *o, const char *val, const char *where,
            const struct config_err *e)
 {
+    /* In the file, a path key without a default (web-root, pidfile) may be empty:
+     * none, as when it is not there (the sample configuration shows them so).  On
+     * the command line an empty path stays an error. */
+    if (where[0] != '\0' && o->kind == OPT_PATH && o->def == NULL && val != NULL &&
+        val[0] == '\0') {
+        ((char *)cfg + o->off)[0] = '\0';
+        return 0;
+    }
     int rc = opt_store(cfg, o, val);
     if (rc == -2) {
         config_error(e, "%s--%s: '%s' is over the limit of %llu %s", where, o->name, val,
