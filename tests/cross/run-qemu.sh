@@ -53,6 +53,9 @@ if [ "${UNIT:-yes}" != no ]; then
     echo "run-qemu: $host: unit tests under $qemu: $unit"
     CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-10}
     export CK_TIMEOUT_MULTIPLIER
+    # One at a time: check_ring's and check_snapshot's cross-process races,
+    # run side by side under qemu-arm on 2 CPUs, got SIGKILLed (not Check's
+    # timeout); one after the other they pass.
     make -s -C "$bld" check TESTS="$unit" LOG_COMPILER="$run" || {
         status=1
         sed -n '/^FAIL\|^ERROR/p' "$bld/test-suite.log"

@@ -91,6 +91,10 @@ async def test_events_and_sigterm():
         d.remove("alpha.json")
         await expect(ws, "deleted", "alpha", timeout=10)
         assert d.cluster_names() == ["bravo", "charlie"], d.cluster_names()
+        # inotify, not the 30 s periodic rescan, delivered them; each worker
+        # has its own SO_REUSEPORT socket, as natively
+        log = d.log_text()
+        assert "inotify" not in log and "SO_REUSEPORT" in log, log
         d.send_signal(signal.SIGTERM)
         try:
             got = await asyncio.wait_for(ws.recv(), 10)
