@@ -66,11 +66,16 @@ def make_eval(stub, variables, assign):
         for name, body in (("rules.mk", ""), ("package.mk", "BuildPackage =\n")):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(body)
+        # A make of its own: not the calling make check's flags and jobserver.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
         out = subprocess.run(["make", "-s", "--no-print-directory", "-r", "-f", mk, "print"]
                              + ["%s=%s" % kv for kv in assign.items()],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, env=env)
         assert out.returncode == 0, out.stderr
-        return dict(ln.split("=", 1) for ln in out.stdout.splitlines())
+        got = dict(ln.split("=", 1) for ln in out.stdout.splitlines() if "=" in ln)
+        assert set(got) == set(variables), out.stdout
+        return got
 
 
 # --- Buildroot ---------------------------------------------------------------
