@@ -61,7 +61,7 @@ for f in "$@"; do
 
     echo
     echo "/* $f */"
-    echo "static const unsigned char asset_$n[] = {"
+    echo "static const unsigned char asset_${n}[] = {"
     # Hex bytes, 16 a line; a trailing 0 keeps empty files legal C (not counted in len).
     od -An -v -t x1 "$path" | awk '
         { line = "   "; for (i = 1; i <= NF; i++) line = line " 0x" $i ","; print line }

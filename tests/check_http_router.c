@@ -408,7 +408,7 @@ START_TEST(test_new_row_dispatch)
 {
     size_t n;
     struct http_route *t = extended_table(&n);
-    struct worker *w = (struct worker *)&seen; /* never dereferenced */
+    struct worker *w = (struct worker *)(void *)&seen; /* never dereferenced */
     struct MHD_Connection *conn = (struct MHD_Connection *)&done_calls;
     struct http_request rq = {0};
     memset(&seen, 0, sizeof(seen));
