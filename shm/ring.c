@@ -16,11 +16,15 @@
  * maps it), so what is resident is the index, the last slot_count payloads, and
  * at most RING_RELEASE_BYTES plus two pages of dead bytes, wherever in the area
  * the window currently is.  A burst of large events is released as it leaves
- * the window.  (Wrapping back to offset 0 early, to keep the touched bytes at
- * the start, cannot keep this promise: once wrapped, events larger than the
- * ones leaving the window run into the oldest kept bytes, and the writer could
- * neither wait nor drop them.  Payloads here never move: one contiguous window
- * of the byte ring, split in two at its end, is the whole allocator.)
+ * the window.  (A reader lapped in the middle of a copy may read a released
+ * page, which the kernel then allocates again, zero-filled; it stays until the
+ * writer's next lap of the area reuses and releases it.)
+ *
+ * Wrapping back to offset 0 early, to keep the touched bytes at the start,
+ * cannot keep the promise: once wrapped, events larger than the ones leaving
+ * the window run into the oldest kept bytes, and the writer could neither wait
+ * nor drop them.  Payloads here never move: one contiguous window of the byte
+ * ring, split in two at its end, is the whole allocator.
  *
  * WARNING: shared-memory code.  Memory-ordering argument:
  *

@@ -50,7 +50,7 @@ struct ring {
     uint64_t live;          /* payload bytes of the last slot_count events */
     uint64_t released;      /* logical position up to which dead pages were released */
     size_t page;            /* page size for the release; 0 = release off */
-    int release_errno;      /* why the release is off (0: it is on, or memory too small) */
+    int release_errno;      /* why the release is off (see ring_releases) */
     uint64_t release_calls; /* madvise(MADV_REMOVE) calls made */
 };
 
@@ -70,7 +70,8 @@ void ring_init(struct ring *r, void *mem, uint32_t slot_count);
 
 /* ring_releases - 0 if the producer releases dead pages, else the errno that
  * turned it off (EINVAL: mem is not a shared mapping; ENOSYS: no MADV_REMOVE;
- * EFBIG: the data area is too small to hold whole pages). */
+ * EFBIG: the data area is too small to hold whole pages; EIO: an index entry
+ * the producer did not write; EPERM: an attached (consumer) ring). */
 int ring_releases(const struct ring *r);
 
 /* ring_attach - use memory formatted by ring_init (mem_bytes long, possibly

@@ -227,6 +227,7 @@ START_TEST(test_attach)
     ring_append(&w, RING_EVENT_ADDED, "one", 3);
 
     ck_assert_int_eq(ring_attach(&rd, mem, bytes), 0);
+    ck_assert_int_eq(ring_releases(&rd), EPERM); /* a consumer releases nothing */
     ck_assert_uint_eq(ring_head(&rd), 1);
     expect_event(&rd, 1, RING_EVENT_ADDED, "one", 3);
     ring_append(&w, RING_EVENT_DELETED, "two", 3);
@@ -960,12 +961,17 @@ ring_suite(void)
     tcase_add_test(tc, test_toobig);
     tcase_add_test(tc, test_attach);
     tcase_add_test(tc, test_corrupt_header_after_attach);
-    tcase_add_loop_test(tc, test_variable_sizes, 0, 2);
     tcase_add_test(tc, test_oldest);
-    tcase_add_loop_test(tc, test_window_many_wraps, 0, 2);
     tcase_add_test(tc, test_corrupt_index);
     tcase_add_test(tc, test_producer_corrupt_entry);
     suite_add_tcase(s, tc);
+    /* Thousands of appends, each followed by reads of the window: seconds
+     * under the sanitizers or valgrind on a loaded machine. */
+    TCase *tz = tcase_create("sizes");
+    tcase_set_timeout(tz, 60);
+    tcase_add_loop_test(tz, test_variable_sizes, 0, 2);
+    tcase_add_loop_test(tz, test_window_many_wraps, 0, 2);
+    suite_add_tcase(s, tz);
     TCase *tr = tcase_create("resident");
     tcase_set_timeout(tr, 20);
     tcase_add_loop_test(tr, test_resident_after_wrap, 0, 2);
