@@ -1,8 +1,11 @@
 /*
  * check_ring - unit tests for shm/ring.c: append and read, consecutive
  * sequence numbers, RING_EMPTY, wrap-around, lapping (RING_OVERRUN), RING_TOOBIG,
- * ring_attach's header checks, and one producer and one consumer in two
- * processes sharing an anonymous MAP_SHARED mapping (never a torn payload).
+ * ring_attach's header checks, payloads of every size from 0 to the maximum
+ * (the last slot_count always readable, ring_oldest exact), a corrupt index
+ * bounded, the resident memory of a wrapped ring of benchmark-sized events
+ * (mincore), and one producer and one consumer in two processes sharing an
+ * anonymous MAP_SHARED mapping (never a torn payload).
  */
 /* MAP_ANONYMOUS is not in POSIX 2008; glibc wants _DEFAULT_SOURCE for it. */
 #define _DEFAULT_SOURCE 1
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include "shm/ring.h"
+#include "shm/shm_map.h"
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
 #define MAP_ANONYMOUS MAP_ANON
@@ -223,6 +227,7 @@ START_TEST(test_attach)
     ring_append(&w, RING_EVENT_ADDED, "one", 3);
 
     ck_assert_int_eq(ring_attach(&rd, mem, bytes), 0);
+    ck_assert_int_eq(ring_releases(&rd), EPERM); /* a consumer releases nothing */
     ck_assert_uint_eq(ring_head(&rd), 1);
     expect_event(&rd, 1, RING_EVENT_ADDED, "one", 3);
     ring_append(&w, RING_EVENT_DELETED, "two", 3);
@@ -251,9 +256,18 @@ START_TEST(test_attach)
     ck_assert_int_eq(ring_attach(&rd, mem, bytes), -1);
     h->version = saved.version;
 
-    h->slot_bytes = RING_SLOT_BYTES / 2;
+    h->payload_max = RING_PAYLOAD_MAX / 2;
     ck_assert_int_eq(ring_attach(&rd, mem, bytes), -1);
-    h->slot_bytes = saved.slot_bytes;
+    h->payload_max = saved.payload_max;
+
+    /* The data size is derived from the count; a header that disagrees is not ours. */
+    h->data_bytes = saved.data_bytes + 1;
+    ck_assert_int_eq(ring_attach(&rd, mem, bytes), -1);
+    h->data_bytes = saved.data_bytes - RING_PAYLOAD_MAX;
+    ck_assert_int_eq(ring_attach(&rd, mem, bytes), -1);
+    h->data_bytes = UINT32_MAX;
+    ck_assert_int_eq(ring_attach(&rd, mem, bytes), -1);
+    h->data_bytes = saved.data_bytes;
 
     h->slot_count = 0;
     ck_assert_int_eq(ring_attach(&rd, mem, bytes), -1);
@@ -302,7 +316,8 @@ START_TEST(test_corrupt_header_after_attach)
     uint64_t seq = 0;
     for (size_t k = 0; k < sizeof(bogus) / sizeof(bogus[0]); k++) {
         w.hdr->slot_count = bogus[k];
-        w.hdr->slot_bytes = 1;
+        w.hdr->payload_max = 1;
+        w.hdr->data_bytes = bogus[k];
         /* Two laps: every slot, and the ones past the mapping, are tried. */
         for (uint32_t i = 0; i < 2 * slots; i++) {
             int n = snprintf(msg, sizeof(msg), "event %llu", (unsigned long long)seq + 1);
@@ -313,6 +328,406 @@ START_TEST(test_corrupt_header_after_attach)
         ck_assert_int_eq(read_status(&rd, seq + 1), RING_EMPTY);
     }
     munmap(map, map_bytes);
+}
+END_TEST
+
+/* --- variable sizes, the window, the index, resident memory ----------------------- */
+
+/* Zero-filled memory for a ring: heap (no page release) or a MAP_SHARED
+ * anonymous mapping (shmem, where the producer releases dead pages). */
+struct ring_mem {
+    void *mem;
+    size_t bytes;
+    int shared;
+};
+
+static void
+ring_mem_new(struct ring *r, struct ring_mem *m, uint32_t slots, int shared)
+{
+    m->bytes = ring_bytes(slots);
+    m->shared = shared;
+    if (shared) {
+        m->mem = mmap(NULL, m->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ck_assert_ptr_ne(m->mem, MAP_FAILED);
+    } else {
+        m->mem = calloc(1, m->bytes);
+        ck_assert_ptr_nonnull(m->mem);
+    }
+    ring_init(r, m->mem, slots);
+    if (shared)
+        ck_assert_int_eq(ring_releases(r), 0);
+    else
+        ck_assert_int_eq(ring_releases(r), EINVAL); /* heap memory: nothing to release */
+}
+
+static void
+ring_mem_free(struct ring_mem *m)
+{
+    if (m->shared)
+        ck_assert_int_eq(munmap(m->mem, m->bytes), 0);
+    else
+        free(m->mem);
+}
+
+/* The bytes of event seq: differ from every other seq's at the same offset. */
+static void
+pattern(uint64_t seq, uint8_t *buf, uint32_t len)
+{
+    for (uint32_t k = 0; k < len; k++)
+        buf[k] = (uint8_t)(seq * 131u + k * 7u + (k >> 8) + (seq >> 8));
+}
+
+/* Every event of the window ring_oldest..head reads back intact, the one
+ * before it is RING_OVERRUN and the one after RING_EMPTY. */
+static void
+expect_window(const struct ring *r, uint64_t head, const uint32_t *lens)
+{
+    static uint8_t want[RING_PAYLOAD_MAX];
+    uint64_t oldest = ring_oldest(r, head);
+    ck_assert_uint_eq(ring_head(r), head);
+    for (uint64_t q = oldest; q <= head; q++) {
+        pattern(q, want, lens[q]);
+        expect_event(r, q, (uint32_t)(1 + q % 3), want, lens[q]);
+    }
+    if (oldest > 1)
+        ck_assert_int_eq(read_status(r, oldest - 1), RING_OVERRUN);
+    ck_assert_int_eq(read_status(r, head + 1), RING_EMPTY);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint32_t
+rng(uint32_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+/* Length of event s in test_variable_sizes: phases of random, all-maximum
+ * (the window exactly fills the data area), maximum and one less (payloads
+ * straddle the end of the area), 1 byte, 0 bytes, and 1-or-maximum. */
+static uint32_t
+variable_len(uint64_t s)
+{
+    uint64_t phase = (s - 1) / 120 % 7;
+    switch (phase) {
+    case 0:
+        return 1 + rng(RING_PAYLOAD_MAX);
+    case 1:
+        return RING_PAYLOAD_MAX;
+    case 2:
+        return RING_PAYLOAD_MAX - (uint32_t)(s % 2);
+    case 3:
+        return 1;
+    case 4:
+        return (uint32_t)(s % 5 == 0 ? 0 : 1 + s % 3);
+    case 5:
+        return s % 3 == 0 ? RING_PAYLOAD_MAX : 1;
+    default:
+        return rng(2) ? 1 + rng(120) : RING_PAYLOAD_MAX - rng(64);
+    }
+}
+
+START_TEST(test_variable_sizes)
+{
+    /* _i: 0 heap memory, 1 a shared mapping whose dead pages are released. */
+    const uint32_t slots = 16;
+    enum { EVENTS = 120 * 7 * 3 };
+    static uint32_t lens[EVENTS + 2];
+    static uint8_t buf[RING_PAYLOAD_MAX];
+    struct ring r;
+    struct ring_mem m;
+    ring_mem_new(&r, &m, slots, _i);
+    rng_state = 88172645463325252ull;
+    for (uint64_t s = 1; s <= EVENTS; s++) {
+        lens[s] = variable_len(s);
+        pattern(s, buf, lens[s]);
+        ck_assert_int_eq(ring_append(&r, (enum ring_event_type)(1 + s % 3), buf, lens[s]),
+                         (int64_t)s);
+        expect_window(&r, s, lens);
+    }
+    if (_i)
+        ck_assert_int_eq(ring_releases(&r), 0); /* still on: every check held */
+    ring_mem_free(&m);
+}
+END_TEST
+
+START_TEST(test_oldest)
+{
+    struct ring r;
+    void *mem;
+    ring_new(&r, &mem, 8);
+    ck_assert_uint_eq(ring_oldest(&r, 0), 1);
+    ck_assert_uint_eq(ring_oldest(&r, 1), 1);
+    ck_assert_uint_eq(ring_oldest(&r, 7), 1);
+    ck_assert_uint_eq(ring_oldest(&r, 8), 1);
+    ck_assert_uint_eq(ring_oldest(&r, 9), 2);
+    ck_assert_uint_eq(ring_oldest(&r, 100), 93);
+    ck_assert_uint_eq(ring_oldest(&r, UINT64_MAX), UINT64_MAX - 7);
+    /* The computed oldest is exactly the first readable seq, after each append. */
+    static uint8_t buf[RING_PAYLOAD_MAX];
+    for (uint64_t s = 1; s <= 8 * 40; s++) {
+        uint32_t len = (uint32_t)(s * 977 % (RING_PAYLOAD_MAX + 1));
+        pattern(s, buf, len);
+        ck_assert_int_eq(ring_append(&r, (enum ring_event_type)(1 + s % 3), buf, len), (int64_t)s);
+        uint64_t o = ring_oldest(&r, ring_head(&r));
+        ck_assert_uint_eq(o, s >= 8 ? s - 7 : 1);
+        ck_assert_int_eq(read_status(&r, o), RING_OK);
+        if (o > 1)
+            ck_assert_int_eq(read_status(&r, o - 1), RING_OVERRUN);
+    }
+    free(mem);
+    /* One slot: only the newest. */
+    ring_new(&r, &mem, 1);
+    ck_assert_uint_eq(ring_oldest(&r, 5), 5);
+    for (int64_t s = 1; s <= 5; s++)
+        ck_assert_int_eq(ring_append(&r, RING_EVENT_ADDED, buf, RING_PAYLOAD_MAX), s);
+    ck_assert_int_eq(read_status(&r, 5), RING_OK);
+    ck_assert_int_eq(read_status(&r, 4), RING_OVERRUN);
+    free(mem);
+}
+END_TEST
+
+START_TEST(test_window_many_wraps)
+{
+    /* slot_count events of random sizes, 60 times over: after every append the
+     * oldest and the newest, and after every 8th the whole window, are intact.
+     * _i as in test_variable_sizes. */
+    const uint32_t slots = 64;
+    enum { EVENTS = 64 * 60 };
+    static uint32_t lens[EVENTS + 2];
+    static uint8_t buf[RING_PAYLOAD_MAX];
+    struct ring r;
+    struct ring_mem m;
+    ring_mem_new(&r, &m, slots, _i);
+    rng_state = 2463534242ull;
+    for (uint64_t s = 1; s <= EVENTS; s++) {
+        lens[s] = rng(4) == 0 ? 1 + rng(RING_PAYLOAD_MAX) : 40 + rng(80);
+        pattern(s, buf, lens[s]);
+        ck_assert_int_eq(ring_append(&r, (enum ring_event_type)(1 + s % 3), buf, lens[s]),
+                         (int64_t)s);
+        if (s % 8 == 0) {
+            expect_window(&r, s, lens);
+            continue;
+        }
+        uint64_t o = ring_oldest(&r, s);
+        pattern(o, buf, lens[o]);
+        expect_event(&r, o, (uint32_t)(1 + o % 3), buf, lens[o]);
+        pattern(s, buf, lens[s]);
+        expect_event(&r, s, (uint32_t)(1 + s % 3), buf, lens[s]);
+        if (o > 1)
+            ck_assert_int_eq(read_status(&r, o - 1), RING_OVERRUN);
+    }
+    if (_i) {
+        ck_assert_int_eq(ring_releases(&r), 0);
+        ck_assert_uint_gt(r.release_calls, 0);
+    }
+    ring_mem_free(&m);
+}
+END_TEST
+
+START_TEST(test_corrupt_index)
+{
+    /* Entries in shared memory that no producer wrote: a reader bounds their
+     * offsets and lengths by its cached sizes (the ring ends right before a
+     * PROT_NONE page: a copy past it would crash), and reads them as
+     * RING_OVERRUN, or at worst as other bytes of the data area. */
+    const uint32_t slots = 4;
+    uint8_t *map;
+    size_t map_bytes;
+    void *mem = guarded_mem(ring_bytes(slots), &map, &map_bytes);
+    struct ring w, rd;
+    ring_init(&w, mem, slots);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(ring_append(&w, RING_EVENT_ADDED, "abcd", 4), i + 1);
+    ck_assert_int_eq(ring_attach(&rd, mem, ring_bytes(slots)), 0);
+    struct ring_entry *e = &w.index[1]; /* seq 2 */
+    uint32_t dbytes = slots * RING_PAYLOAD_MAX;
+    static uint8_t buf[RING_PAYLOAD_MAX];
+    uint32_t len, type;
+
+    /* At the very end, the maximum length: split, both parts inside. */
+    atomic_store(&e->off, dbytes - 1);
+    atomic_store(&e->len_type, RING_PAYLOAD_MAX | 1u << 16);
+    ck_assert_int_eq(ring_read(&rd, 2, buf, &len, &type), RING_OK);
+    ck_assert_uint_eq(len, RING_PAYLOAD_MAX);
+    const uint32_t bad_off[] = {dbytes, dbytes + 1, UINT32_MAX, UINT32_MAX - 100};
+    for (size_t k = 0; k < sizeof(bad_off) / sizeof(bad_off[0]); k++) {
+        atomic_store(&e->off, bad_off[k]);
+        atomic_store(&e->len_type, 4u | 1u << 16);
+        ck_assert_int_eq(ring_read(&rd, 2, buf, &len, &type), RING_OVERRUN);
+    }
+    static const uint32_t bad_len[] = {RING_PAYLOAD_MAX + 1, 0xffffu, 0xfffffu};
+    for (size_t k = 0; k < sizeof(bad_len) / sizeof(bad_len[0]); k++) {
+        atomic_store(&e->off, 0);
+        atomic_store(&e->len_type, bad_len[k]);
+        ck_assert_int_eq(ring_read(&rd, 2, buf, &len, &type), RING_OVERRUN);
+    }
+    /* An entry whose seq is not the one asked for. */
+    atomic_store(&e->off, 0);
+    atomic_store(&e->len_type, 4u | 1u << 16);
+    atomic_store(&e->seq, 6);
+    ck_assert_int_eq(ring_read(&rd, 2, buf, &len, &type), RING_OVERRUN);
+    atomic_store(&e->seq, 0);
+    ck_assert_int_eq(ring_read(&rd, 2, buf, &len, &type), RING_OVERRUN);
+    atomic_store(&e->seq, 2);
+    ck_assert_int_eq(ring_read(&rd, 2, buf, &len, &type), RING_OK);
+    /* A hostile head: every seq maps to an entry inside the index. */
+    static const uint64_t bad_head[] = {UINT64_MAX, UINT64_MAX - 1, 1ull << 40};
+    for (size_t k = 0; k < sizeof(bad_head) / sizeof(bad_head[0]); k++) {
+        atomic_store(&w.hdr->head_seq, bad_head[k]);
+        for (uint64_t q = bad_head[k] - 8; q != 0 && q <= bad_head[k]; q++)
+            ck_assert_int_eq(ring_read(&rd, q, buf, &len, &type), RING_OVERRUN);
+    }
+    munmap(map, map_bytes);
+}
+END_TEST
+
+START_TEST(test_producer_corrupt_entry)
+{
+    /* The producer reads back one thing, the length leaving the window, for the
+     * release only: an entry it did not write turns the release off, and the
+     * events go on being appended and read intact. */
+    struct ring w;
+    struct ring_mem m;
+    ring_mem_new(&w, &m, 4, 1);
+    static uint8_t buf[RING_PAYLOAD_MAX];
+    static uint32_t lens[64];
+    for (uint64_t s = 1; s <= 4; s++) {
+        lens[s] = RING_PAYLOAD_MAX;
+        pattern(s, buf, lens[s]);
+        ck_assert_int_eq(ring_append(&w, (enum ring_event_type)(1 + s % 3), buf, lens[s]),
+                         (int64_t)s);
+    }
+    atomic_store(&w.index[0].len_type, 0xffffu);
+    for (uint64_t s = 5; s < 64; s++) {
+        lens[s] = s % 2 ? RING_PAYLOAD_MAX : 7;
+        pattern(s, buf, lens[s]);
+        ck_assert_int_eq(ring_append(&w, (enum ring_event_type)(1 + s % 3), buf, lens[s]),
+                         (int64_t)s);
+        expect_window(&w, s, lens);
+        ck_assert_int_eq(ring_releases(&w), EIO);
+    }
+    ring_mem_free(&m);
+}
+END_TEST
+
+/* Bytes of mem[0, bytes) resident in memory (mincore: for shmem, the object's
+ * pages that exist, whoever touched them). */
+static size_t
+resident_bytes(void *mem, size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (bytes + page - 1) / page;
+    unsigned char *vec = calloc(pages, 1);
+    ck_assert_ptr_nonnull(vec);
+    ck_assert_int_eq(mincore(mem, bytes, vec), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1u;
+    free(vec);
+    return n * page;
+}
+
+/* An event as contrib/bench/wsbench makes them: cluster.added of
+ * "b-<10-digit index>-<CLOCK_MONOTONIC ns>" (72 bytes with 16 digits of ns),
+ * or padded to 100 bytes. */
+static uint32_t
+bench_event(uint64_t seq, char *buf, int padded)
+{
+    int n =
+        snprintf(buf, 160, "{\"type\":\"cluster.added\",\"data\":{\"name\":\"b-%010llu-%llu%s\"}}",
+                 (unsigned long long)seq, 1234567890123456ull + seq * 7919,
+                 padded ? "-padding-to-100-bytes-------" : "");
+    ck_assert_int_eq(n, padded ? 100 : 72);
+    return (uint32_t)n;
+}
+
+#define RES_SLOTS 4096u                /* the default --ring-size */
+#define RES_LIMIT ((size_t)512 * 1024) /* issue 10's target */
+
+struct shm_ring {
+    void *mem;
+    size_t bytes;
+    int ro_fd;
+};
+
+static void
+shm_ring_new(struct ring *r, struct shm_ring *m)
+{
+    char name[64];
+    const char *call = "?";
+    snprintf(name, sizeof(name), "/personad-check-ring-%ld", (long)getpid());
+    m->bytes = ring_bytes(RES_SLOTS);
+    m->mem = shm_map_create(name, m->bytes, &m->ro_fd, &call);
+    ck_assert_msg(m->mem != NULL, "shm_map_create: %s: %s", call, strerror(errno));
+    ring_init(r, m->mem, RES_SLOTS);
+    ck_assert_int_eq(ring_releases(r), 0);
+    ck_assert_uint_le(resident_bytes(m->mem, m->bytes), 2 * (size_t)sysconf(_SC_PAGESIZE));
+}
+
+static void
+shm_ring_free(struct shm_ring *m)
+{
+    ck_assert_int_eq(munmap(m->mem, m->bytes), 0);
+    ck_assert_int_eq(close(m->ro_fd), 0);
+}
+
+/* Append events from seq from to to, of bench_event's kind; then the last
+ * RES_SLOTS all read back. */
+static void
+append_bench(struct ring *r, uint64_t from, uint64_t to, int padded)
+{
+    char msg[160];
+    for (uint64_t s = from; s <= to; s++) {
+        uint32_t n = bench_event(s, msg, padded);
+        ck_assert_int_eq(ring_append(r, RING_EVENT_ADDED, msg, n), (int64_t)s);
+    }
+    for (uint64_t s = ring_oldest(r, to); s <= to; s++) {
+        uint32_t n = bench_event(s, msg, padded);
+        expect_event(r, s, RING_EVENT_ADDED, msg, n);
+    }
+}
+
+START_TEST(test_resident_after_wrap)
+{
+    /* The default ring after it wrapped three times over benchmark-sized events
+     * (_i: 0 the 72-byte events of wsbench, 1 100-byte ones): at most 512 KiB
+     * of its shared memory is resident (slots of 2 KiB: 8 MiB). */
+    struct ring r;
+    struct shm_ring m;
+    shm_ring_new(&r, &m);
+    append_bench(&r, 1, 3 * RES_SLOTS + 77, _i);
+    size_t res = resident_bytes(m.mem, m.bytes);
+    fprintf(stderr, "ring of %u events of %u bytes, wrapped: %zu KiB resident of %zu KiB mapped\n",
+            RES_SLOTS, bench_event(1, (char[160]){0}, _i), res / 1024, m.bytes / 1024);
+    ck_assert_uint_le(res, RES_LIMIT);
+    shm_ring_free(&m);
+}
+END_TEST
+
+START_TEST(test_resident_after_burst)
+{
+    /* A burst of maximum-size events makes the ring large (its window is 8 MiB
+     * of payload); once small events have pushed it out of the window, its pages
+     * are released: back under 512 KiB. */
+    struct ring r;
+    struct shm_ring m;
+    shm_ring_new(&r, &m);
+    static uint8_t big[RING_PAYLOAD_MAX];
+    for (uint64_t s = 1; s <= RES_SLOTS; s++) {
+        pattern(s, big, RING_PAYLOAD_MAX);
+        ck_assert_int_eq(ring_append(&r, RING_EVENT_UPDATED, big, RING_PAYLOAD_MAX), (int64_t)s);
+    }
+    size_t burst = resident_bytes(m.mem, m.bytes);
+    ck_assert_uint_ge(burst, (size_t)RES_SLOTS * RING_PAYLOAD_MAX); /* the measure sees it */
+    append_bench(&r, RES_SLOTS + 1, 3 * RES_SLOTS, 0);
+    size_t after = resident_bytes(m.mem, m.bytes);
+    fprintf(stderr, "after a burst: %zu KiB resident, then %zu KiB\n", burst / 1024, after / 1024);
+    ck_assert_uint_le(after, RES_LIMIT);
+    shm_ring_free(&m);
 }
 END_TEST
 
@@ -337,11 +752,22 @@ fnv32(const uint8_t *p, size_t n)
     return h;
 }
 
+/* 0: lengths spread over 16..RING_PAYLOAD_MAX; 1: mostly benchmark-sized
+ * (16..115) with one maximum-size event in 61, so payloads of every size wrap
+ * at the end of the data area and the producer releases pages as it races;
+ * 2: all RING_PAYLOAD_MAX, so the window fills the data area and each event
+ * overwrites the bytes of the one leaving the window (the one probed). */
+static unsigned xp_mode;
+
 /* Payload of event seq: [seq:8][len:4][fill...][fnv32 of all before:4];
- * its length is derived from seq, up to the slot's maximum. */
+ * its length is derived from seq, up to the maximum. */
 static uint32_t
 xp_len(uint64_t seq)
 {
+    if (xp_mode == 1)
+        return seq % 61 == 0 ? RING_PAYLOAD_MAX : 16u + (uint32_t)((seq * 7919u) % 100u);
+    if (xp_mode == 2)
+        return RING_PAYLOAD_MAX;
     return 16u + (uint32_t)((seq * 7919u) % (RING_PAYLOAD_MAX - 16u + 1u));
 }
 
@@ -460,6 +886,7 @@ xp_consumer(struct ring *r, struct xp_shared *sh, int out_fd)
 
 START_TEST(test_two_processes)
 {
+    xp_mode = (unsigned)_i;
     size_t bytes = ring_bytes(XP_SLOTS) + 4096;
     uint8_t *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(map, MAP_FAILED);
@@ -467,6 +894,7 @@ START_TEST(test_two_processes)
     void *ring_mem = map + 4096;
     struct ring w;
     ring_init(&w, ring_mem, XP_SLOTS);
+    ck_assert_int_eq(ring_releases(&w), 0); /* a shared mapping: pages are released */
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
 
@@ -503,10 +931,17 @@ START_TEST(test_two_processes)
     /* It read real events, and caught up with the very last one. */
     ck_assert_uint_gt(res[0], XP_SLOTS);
     ck_assert_uint_eq(res[3], XP_EVENTS);
+    /* The producer released dead pages while the consumer read (in mode 2 the
+     * window fills the area: nothing is ever dead). */
+    ck_assert_int_eq(ring_releases(&w), 0);
+    if (xp_mode != 2)
+        ck_assert_uint_gt(w.release_calls, 100);
     fprintf(stderr,
-            "two processes: %llu read, %llu overruns, %llu empty polls, %llu probes lapped\n",
-            (unsigned long long)res[0], (unsigned long long)res[1], (unsigned long long)res[2],
-            (unsigned long long)res[4]);
+            "two processes (mode %u): %llu read, %llu overruns, %llu empty polls, %llu probes "
+            "lapped, %llu releases\n",
+            xp_mode, (unsigned long long)res[0], (unsigned long long)res[1],
+            (unsigned long long)res[2], (unsigned long long)res[4],
+            (unsigned long long)w.release_calls);
     munmap(map, bytes);
 }
 END_TEST
@@ -526,10 +961,25 @@ ring_suite(void)
     tcase_add_test(tc, test_toobig);
     tcase_add_test(tc, test_attach);
     tcase_add_test(tc, test_corrupt_header_after_attach);
+    tcase_add_test(tc, test_oldest);
+    tcase_add_test(tc, test_corrupt_index);
+    tcase_add_test(tc, test_producer_corrupt_entry);
     suite_add_tcase(s, tc);
+    /* Thousands of appends, each followed by reads of the window: seconds
+     * under the sanitizers or valgrind on a loaded machine. */
+    TCase *tz = tcase_create("sizes");
+    tcase_set_timeout(tz, 60);
+    tcase_add_loop_test(tz, test_variable_sizes, 0, 2);
+    tcase_add_loop_test(tz, test_window_many_wraps, 0, 2);
+    suite_add_tcase(s, tz);
+    TCase *tr = tcase_create("resident");
+    tcase_set_timeout(tr, 20);
+    tcase_add_loop_test(tr, test_resident_after_wrap, 0, 2);
+    tcase_add_test(tr, test_resident_after_burst);
+    suite_add_tcase(s, tr);
     TCase *tp = tcase_create("processes");
     tcase_set_timeout(tp, 40);
-    tcase_add_test(tp, test_two_processes);
+    tcase_add_loop_test(tp, test_two_processes, 0, 3);
     suite_add_tcase(s, tp);
     return s;
 }

@@ -9,12 +9,15 @@
  * slot counts, snapshot_build items over 4 GiB in total, and headers of the
  * same kind to ring_attach/snapshot_attach.  The last case maps the objects
  * read-only as a worker does and reads them (64-bit atomic loads on i386 must
- * not be read-modify-writes) and checks that a write faults.
+ * not be read-modify-writes) and checks that a write faults.  The ring's
+ * byte ring gets payloads of every size across its end, page release on a
+ * shared mapping, and index offsets that would wrap a 32-bit pointer.
  */
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS */
 #include "build_config.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +203,89 @@ case_readonly_mapping(void)
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
 }
 
+/* The bytes of ring event seq (differ from every other seq's). */
+static void
+ring_pattern(uint64_t seq, uint8_t *buf, uint32_t len)
+{
+    for (uint32_t k = 0; k < len; k++)
+        buf[k] = (uint8_t)(seq * 131u + k * 7u + (k >> 8));
+}
+
+static uint32_t
+ring_len(uint64_t seq)
+{
+    return seq % 3 == 0 ? RING_PAYLOAD_MAX - (uint32_t)(seq % 2) : (uint32_t)(seq * 37 % 150);
+}
+
+/* Read the window of ring r (newest head) and check every payload. */
+static void
+ring_check_window(const struct ring *r, uint64_t head)
+{
+    static uint8_t buf[RING_PAYLOAD_MAX], want[RING_PAYLOAD_MAX];
+    uint32_t len = 0, type = 0;
+    uint64_t oldest = ring_oldest(r, head);
+    CHECK(oldest == (head >= r->slot_count ? head - r->slot_count + 1 : 1));
+    for (uint64_t q = oldest; q <= head; q++) {
+        ring_pattern(q, want, ring_len(q));
+        CHECK(ring_read(r, q, buf, &len, &type) == RING_OK && len == ring_len(q) &&
+              type == RING_EVENT_UPDATED && memcmp(buf, want, len) == 0);
+    }
+    if (oldest > 1)
+        CHECK(ring_read(r, oldest - 1, buf, &len, &type) == RING_OVERRUN);
+}
+
+static void
+case_ring_variable_sizes(void)
+{
+    /* Payloads of 0 to RING_PAYLOAD_MAX bytes that straddle the end of the
+     * data area, many laps, in a shared mapping (dead pages released); then a
+     * corrupt entry whose offset would wrap a 32-bit pointer. */
+    char name[64];
+    snprintf(name, sizeof(name), "/personad-shm32-%ld-vring", (long)getpid());
+    const uint32_t slots = 32;
+    size_t bytes = ring_bytes(slots);
+    const char *call = "?";
+    int ro_fd;
+    void *mem = shm_map_create(name, bytes, &ro_fd, &call);
+    CHECK(mem != NULL);
+    if (mem == NULL)
+        return;
+    struct ring r;
+    ring_init(&r, mem, slots);
+    CHECK(ring_releases(&r) == 0);
+    static uint8_t buf[RING_PAYLOAD_MAX];
+    for (uint64_t s = 1; s <= slots * 50; s++) {
+        ring_pattern(s, buf, ring_len(s));
+        CHECK(ring_append(&r, RING_EVENT_UPDATED, buf, ring_len(s)) == (int64_t)s);
+        ring_check_window(&r, s);
+    }
+    CHECK(r.release_calls > 0);
+    CHECK(shm_map_readonly(mem, bytes, ro_fd) == 0);
+    ring_check_window(&r, slots * 50);
+    /* Back to a writable private copy to corrupt entries (heap memory). */
+    uint8_t *heap = calloc(1, bytes);
+    CHECK(heap != NULL);
+    if (heap == NULL)
+        return;
+    memcpy(heap, mem, bytes);
+    struct ring rd;
+    CHECK(ring_attach(&rd, heap, bytes) == 0);
+    uint64_t head = ring_head(&rd);
+    struct ring_entry *e = &rd.index[(head - 1) % slots];
+    uint32_t len = 0, type = 0;
+    const uint32_t bad_off[] = {UINT32_MAX, UINT32_MAX - RING_PAYLOAD_MAX,
+                                slots * RING_PAYLOAD_MAX};
+    for (size_t k = 0; k < sizeof(bad_off) / sizeof(bad_off[0]); k++) {
+        atomic_store(&e->off, bad_off[k]);
+        CHECK(ring_read(&rd, head, buf, &len, &type) == RING_OVERRUN);
+    }
+    atomic_store(&e->off, slots * RING_PAYLOAD_MAX - 1);
+    atomic_store(&e->len_type, RING_PAYLOAD_MAX | (uint32_t)RING_EVENT_ADDED << 16);
+    CHECK(ring_read(&rd, head, buf, &len, &type) == RING_OK && len == RING_PAYLOAD_MAX);
+    free(heap);
+    CHECK(munmap(mem, bytes) == 0);
+}
+
 struct test_case {
     const char *name;
     void (*fn)(void);
@@ -252,6 +338,7 @@ static const struct test_case cases[] = {
     {"build_over_4gib", case_build_over_4gib},
     {"readonly_mapping", case_readonly_mapping},
     {"stats", case_stats},
+    {"ring_variable_sizes", case_ring_variable_sizes},
 };
 
 int

@@ -717,6 +717,9 @@ master_run(const struct config *cfg)
     }
     ring_init(&m.ring, map_or_die(cfg, "ring", ring_bytes(cfg->ring_size), &m.ring_ro_fd),
               cfg->ring_size);
+    if (ring_releases(&m.ring) != 0)
+        log_warnx("ring: pages of old events cannot be released (%s); up to %zu bytes resident",
+                  strerror(ring_releases(&m.ring)), ring_bytes(cfg->ring_size));
     snapshot_init(
         &m.snap,
         map_or_die(cfg, "snapshot", snapshot_bytes(cfg->snapshot_max_bytes), &m.snap_ro_fd),
