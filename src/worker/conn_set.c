@@ -34,6 +34,12 @@ conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
 }
 
 void
+conn_set_use_ring(struct conn_set *s, const struct ring *ring)
+{
+    s->out.ring = ring;
+}
+
+void
 conn_set_set_now(struct conn_set *s, int64_t now_ms)
 {
     s->out.now_ms = now_ms;
@@ -205,6 +211,8 @@ conn_set_pending_add(struct conn_set *s, struct conn_pending *p, enum stream_pro
                      uint64_t start_seq)
 {
     p->start_seq = start_seq;
+    p->first_seq = start_seq;
+    p->resync = 0;
     p->proto = (uint8_t)proto;
     p->next = s->pending;
     if (p->next != NULL)
@@ -246,8 +254,8 @@ void
 conn_set_lapped(struct conn_set *s, uint64_t first_kept)
 {
     for (struct conn *c = s->conns; c != NULL; c = c->next) {
-        if (c->state == CONN_DEAD || c->out.next_seq >= first_kept)
-            continue;
+        if (c->state == CONN_DEAD || stream_out_need_seq(&c->out) >= first_kept)
+            continue; /* a replay older than first_kept reads the ring, not the window */
         if (stream_out_mid_event(&c->out)) {
             s->stats.lapped++;
             c->ops->drop(c, CONN_DROP_LAPPED, 0);
