@@ -109,7 +109,7 @@ conn_lost_event(struct conn *c)
 {
     struct conn_set *s = c->set;
     s->stats.lapped++;
-    if (stream_out_mid_event(&c->out)) {
+    if (stream_out_mid_window_event(&c->out)) {
         c->ops->drop(c, CONN_DROP_LAPPED, 0);
         return;
     }
@@ -256,7 +256,7 @@ conn_set_lapped(struct conn_set *s, uint64_t first_kept)
     for (struct conn *c = s->conns; c != NULL; c = c->next) {
         if (c->state == CONN_DEAD || stream_out_need_seq(&c->out) >= first_kept)
             continue; /* a replay older than first_kept reads the ring, not the window */
-        if (stream_out_mid_event(&c->out)) {
+        if (stream_out_mid_window_event(&c->out)) {
             s->stats.lapped++;
             c->ops->drop(c, CONN_DROP_LAPPED, 0);
             continue;

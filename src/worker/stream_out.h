@@ -100,6 +100,15 @@ stream_out_mid_event(const struct stream_out *o)
     return o->event_off > 0 || (o->replay != NULL && stream_out_replay_pending(o));
 }
 
+/* stream_out_mid_window_event - 1 if the stream is in the middle of an event
+ * of the window (whose rest the window must keep); the rest of a replay buffer
+ * is the stream's own, so a stream lapped then can still finish it and close. */
+static inline int
+stream_out_mid_window_event(const struct stream_out *o)
+{
+    return o->event_off > 0;
+}
+
 /* stream_out_need_seq - the oldest seq the stream still needs from the window:
  * its cursor, or while it replays (at an event boundary) live_seq, the older
  * ones being readable from the ring. */
