@@ -44,7 +44,7 @@
 /* Bytes of a stream's replay buffer: whole encoded events, at least one of the largest. */
 #define STREAM_REPLAY_BYTES (16u * 1024u)
 /* Room for the resync JSON: the text and the largest seq and epoch. */
-#define STREAM_POS_RESYNC_MAX 96
+#define STREAM_POS_RESYNC_MAX 128
 
 _Static_assert(STREAM_REPLAY_BYTES >= EVENT_ENCODED_MAX(RING_PAYLOAD_MAX),
                "a replay buffer holds the largest event");
