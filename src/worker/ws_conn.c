@@ -36,7 +36,7 @@ struct ws_conn {
     uint8_t *extra;                /* bytes received with the handshake, owned */
     uint32_t extra_len, extra_off;
     uint32_t recv_budget;
-    /* Bit-fields beside close_code keep an idle connection at 520 bytes. */
+    /* Bit-fields beside close_code keep an idle connection at 536 bytes. */
     uint16_t close_code;         /* the code of the peer's close frame being read, */
     unsigned close_code_len : 2; /* and how many of its two bytes have come */
     unsigned msg_len : 7;        /* bytes of the data message being read (< 125 matters) */
