@@ -167,17 +167,18 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
 }
 
 uint8_t *
-snapshot_build_epoch(const struct snap_item *items, uint32_t count, uint64_t seq,
-                     const char *epoch, size_t *blob_len)
+snapshot_build_epoch(const struct snap_item *items, uint32_t count, uint64_t seq, const char *epoch,
+                     size_t *blob_len)
 {
     static const char head[] = "{\"clusters\":[";
     char tail[48 + SNAP_EPOCH_MAX];
     size_t elen = epoch != NULL ? strlen(epoch) : 0;
     if (elen > 0 && !snapshot_epoch_valid(epoch, elen))
         return NULL;
-    int tail_len = elen > 0 ? snprintf(tail, sizeof(tail), "],\"seq\":%llu,\"epoch\":\"%s\"}",
-                                       (unsigned long long)seq, epoch)
-                            : snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
+    int tail_len = elen > 0
+                       ? snprintf(tail, sizeof(tail), "],\"seq\":%llu,\"epoch\":\"%s\"}",
+                                  (unsigned long long)seq, epoch)
+                       : snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
     if (tail_len < 0 || (size_t)tail_len >= sizeof(tail))
         return NULL;
     /* 64-bit sums: at most 2^32 items of two 32-bit lengths each, no wrap, and

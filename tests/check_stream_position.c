@@ -32,9 +32,21 @@ START_TEST(query_rules)
     memset(e33, 'z', 33), e33[33] = '\0';
     ck_assert_int_eq(stream_pos_from_query("1", e32, &p, &why), STREAM_POS_OK);
     static const char *const bad[][2] = {
-        {"1", NULL}, {NULL, "a"}, {"", "a"}, {"-1", "a"}, {"+1", "a"}, {"1.0", "a"},
-        {" 1", "a"}, {"abc", "a"}, {"0x10", "a"}, {"18446744073709551616", "a"},
-        {"000000000000000000001", "a"}, {"1", ""}, {"1", "a:b"}, {"1", "a b"}, {"1", "ä"},
+        {"1", NULL},
+        {NULL, "a"},
+        {"", "a"},
+        {"-1", "a"},
+        {"+1", "a"},
+        {"1.0", "a"},
+        {" 1", "a"},
+        {"abc", "a"},
+        {"0x10", "a"},
+        {"18446744073709551616", "a"},
+        {"000000000000000000001", "a"},
+        {"1", ""},
+        {"1", "a:b"},
+        {"1", "a b"},
+        {"1", "ä"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why = NULL;
@@ -155,7 +167,8 @@ START_TEST(replay_fill_and_lap)
     ring_init(&r, mem, SLOTS);
     char ev[RING_PAYLOAD_MAX];
     for (int i = 1; i <= SLOTS; i++) {
-        int n = snprintf(ev, sizeof(ev), "{\"type\":\"cluster.added\",\"data\":{\"name\":\"c%d\"}}", i);
+        int n =
+            snprintf(ev, sizeof(ev), "{\"type\":\"cluster.added\",\"data\":{\"name\":\"c%d\"}}", i);
         ck_assert_int_eq(ring_append(&r, RING_EVENT_ADDED, ev, (uint32_t)n), i);
     }
     struct stream_replay *rp = malloc(sizeof(*rp));
@@ -167,8 +180,9 @@ START_TEST(replay_fill_and_lap)
     /* the buffer is the events' encodings back to back, seq 1..10 */
     size_t off = 0;
     for (uint64_t s = 1; s <= 10; s++) {
-        int n = snprintf(ev, sizeof(ev), "{\"type\":\"cluster.added\",\"data\":{\"name\":\"c%llu\"}}",
-                         (unsigned long long)s);
+        int n =
+            snprintf(ev, sizeof(ev), "{\"type\":\"cluster.added\",\"data\":{\"name\":\"c%llu\"}}",
+                     (unsigned long long)s);
         uint8_t want[256];
         size_t wl = event_encode(STREAM_PROTO_WS_SEQ, want, s, ev, (uint32_t)n);
         ck_assert_mem_eq(rp->buf + off, want, wl);
@@ -183,16 +197,16 @@ START_TEST(replay_fill_and_lap)
         ck_assert_int_gt(ring_append(&r, RING_EVENT_UPDATED, ev, RING_PAYLOAD_MAX), 0);
     seq = ring_head(&r) - SLOTS + 1;
     uint64_t first = seq;
-    ck_assert_int_eq(stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, ring_head(&r) + 1,
-                                        &events),
-                     STREAM_REPLAY_OK);
+    ck_assert_int_eq(
+        stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, ring_head(&r) + 1, &events),
+        STREAM_REPLAY_OK);
     ck_assert_uint_eq(seq - first, STREAM_REPLAY_BYTES / (RING_PAYLOAD_MAX + 4 + 12));
     ck_assert_uint_le(rp->len, STREAM_REPLAY_BYTES);
     /* lapped: the ring overwrote seq before it was read */
     seq = ring_head(&r) - SLOTS; /* one past the edge */
-    ck_assert_int_eq(stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, ring_head(&r) + 1,
-                                        &events),
-                     STREAM_REPLAY_LAPPED);
+    ck_assert_int_eq(
+        stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, ring_head(&r) + 1, &events),
+        STREAM_REPLAY_LAPPED);
     ck_assert_uint_eq(rp->len, 0);
     ck_assert_uint_eq(stream_pos_ring_capacity(&r), SLOTS);
     free(rp);

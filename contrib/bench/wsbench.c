@@ -357,8 +357,17 @@ parse_uint(const char *s, const char *what)
 static void
 parse_opts(struct opts *o, int argc, char **argv)
 {
-    enum { O_INFLIGHT = 256, O_CTIMEOUT, O_SETTLE, O_DRAIN, O_DRAIN_MAX, O_IDLE, O_RESUME,
-           O_CHURN, O_STORM };
+    enum {
+        O_INFLIGHT = 256,
+        O_CTIMEOUT,
+        O_SETTLE,
+        O_DRAIN,
+        O_DRAIN_MAX,
+        O_IDLE,
+        O_RESUME,
+        O_CHURN,
+        O_STORM
+    };
     static const struct option lo[] = {
         {"clients", required_argument, NULL, 'c'},
         {"events", required_argument, NULL, 'e'},
@@ -715,7 +724,6 @@ main(int argc, char **argv)
     print_report(b, &r);
     fflush(stdout);
     /* Connections close with the process. */
-    return b->failed || b->closed || r.lost || b->dups || b->ooo || b->pub.errors || b->resyncs
-               ? 3
-               : 0;
+    return b->failed || b->closed || r.lost || b->dups || b->ooo || b->pub.errors || b->resyncs ? 3
+                                                                                                : 0;
 }

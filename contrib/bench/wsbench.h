@@ -88,9 +88,9 @@ struct publisher {
 
 struct opts {
     unsigned clients, events, rate, inflight, source_addrs;
-    const char *resume;   /* EPOCH:SEQ: connect to ?since=SEQ&epoch=EPOCH, resume from the last seq */
-    double churn_pct;     /* --resume: open clients cut and resumed per second, percent */
-    unsigned storm;       /* --resume: after the run, all disconnect, N events, all resume at once */
+    const char *resume; /* EPOCH:SEQ: connect to ?since=SEQ&epoch=EPOCH, resume from the last seq */
+    double churn_pct;   /* --resume: open clients cut and resumed per second, percent */
+    unsigned storm;     /* --resume: after the run, all disconnect, N events, all resume at once */
     double connect_timeout_s, settle_s, drain_s, drain_max_s, idle_s;
     const char *url, *inject;
     pid_t server_pid;
@@ -147,7 +147,7 @@ struct bench {
     uint64_t last_progress; /* time of the last first-time delivery */
     /* --resume */
     char epoch[40];
-    struct hist lat_replay;   /* deliveries of events injected before their connection opened */
+    struct hist lat_replay; /* deliveries of events injected before their connection opened */
     uint64_t resumes, resyncs, replayed;
 };
 

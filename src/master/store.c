@@ -530,8 +530,8 @@ store_commit(struct store *st, int baseline)
                                           (uint32_t)p->obj_len, p->etag};
             versions[i] = p->version;
         }
-        blob = snapshot_build_epoch(items, (uint32_t)nwant, seq, snapshot_epoch(st->snap),
-                                    &blob_len);
+        blob =
+            snapshot_build_epoch(items, (uint32_t)nwant, seq, snapshot_epoch(st->snap), &blob_len);
     }
     free(items);
     int rc = -1;

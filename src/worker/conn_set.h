@@ -93,7 +93,7 @@ struct conn {
  * the request (ws_upgrade.c). */
 struct conn_pending {
     struct conn_pending *next, **pprev; /* pprev == NULL: not listed */
-    uint64_t start_seq; /* the live stream's first event: what the window keeps */
+    uint64_t start_seq;                 /* the live stream's first event: what the window keeps */
     uint64_t first_seq; /* the first event to send: < start_seq for a replay (from the ring) */
     uint8_t proto;      /* enum stream_proto */
     uint8_t resync;     /* the stream begins with a resync message (stream_position.h) */

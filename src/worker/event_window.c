@@ -75,8 +75,7 @@ event_encode_size(enum stream_proto proto, uint64_t seq, const void *payload, ui
 }
 
 size_t
-event_encode(enum stream_proto proto, uint8_t *out, uint64_t seq, const void *payload,
-             uint32_t len)
+event_encode(enum stream_proto proto, uint8_t *out, uint64_t seq, const void *payload, uint32_t len)
 {
     return encoders[proto].encode(out, seq, payload, len);
 }

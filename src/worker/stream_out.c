@@ -187,7 +187,7 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
         if (stream_replay_fill(o->replay, x->ring, (enum stream_proto)o->proto, &seq, end,
                                &x->replayed_events) != STREAM_REPLAY_OK)
             return STREAM_FLUSH_LOST; /* the ring lapped the replay */
-        o->next_seq = seq; /* the buffer holds them now */
+        o->next_seq = seq;            /* the buffer holds them now */
         iov[n] = (struct iovec){o->replay->buf, o->replay->len};
         is_event[n++] = PIECE_REPLAY;
         total += o->replay->len;

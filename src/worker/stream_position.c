@@ -71,8 +71,8 @@ stream_pos_from_event_id(const char *id, struct stream_pos *pos, const char **wh
 }
 
 void
-stream_pos_decide(const struct stream_pos *pos, const char *epoch, uint64_t head,
-                  uint64_t capacity, struct stream_start *st)
+stream_pos_decide(const struct stream_pos *pos, const char *epoch, uint64_t head, uint64_t capacity,
+                  struct stream_start *st)
 {
     st->live_seq = head + 1;
     st->first_seq = head + 1;

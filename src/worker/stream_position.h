@@ -102,7 +102,7 @@ enum stream_replay_status {
  * events *seq, *seq + 1, ... before end, as many whole events as fit;
  * *seq is the first one not buffered.  Counts the events in *events. */
 enum stream_replay_status stream_replay_fill(struct stream_replay *rp, const struct ring *r,
-                                             enum stream_proto proto, uint64_t *seq,
-                                             uint64_t end, uint64_t *events);
+                                             enum stream_proto proto, uint64_t *seq, uint64_t end,
+                                             uint64_t *events);
 
 #endif

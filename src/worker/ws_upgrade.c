@@ -182,8 +182,8 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, struct http_req
     struct stream_start st;
     stream_pos_decide(ps == STREAM_POS_OK ? &pos : NULL, snapshot_epoch(w->snap),
                       ring_head(w->ring), stream_pos_ring_capacity(w->ring), &st);
-    conn_set_pending_add(&w->set, &rq->ws, ps == STREAM_POS_OK ? STREAM_PROTO_WS_SEQ : STREAM_PROTO_WS,
-                         st.live_seq);
+    conn_set_pending_add(&w->set, &rq->ws,
+                         ps == STREAM_POS_OK ? STREAM_PROTO_WS_SEQ : STREAM_PROTO_WS, st.live_seq);
     rq->ws.first_seq = st.first_seq;
     rq->ws.resync = (uint8_t)st.resync;
     char accept[29];
