@@ -70,6 +70,7 @@ snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes)
     s->halves = (uint8_t *)(s->hdr + 1);
     s->half_bytes = half_bytes;
     s->gen = 0;
+    s->epoch[0] = '\0';
     memset(s->hdr, 0, sizeof(*s->hdr));
     s->hdr->magic = SNAP_MAGIC;
     s->hdr->version = SNAP_VERSION;
@@ -88,9 +89,18 @@ snapshot_attach(struct snapshot *s, void *mem, size_t mem_bytes)
     if (h->magic != SNAP_MAGIC || h->version != SNAP_VERSION ||
         bytes_u64(half_bytes) > (uint64_t)mem_bytes)
         return -1;
+    char epoch[SNAP_EPOCH_MAX + 1];
+    uint8_t elen = h->epoch_len;
+    if (elen > SNAP_EPOCH_MAX)
+        return -1;
+    memcpy(epoch, h->epoch, elen); /* copied, then checked: what is checked is what is kept */
+    if (elen > 0 && !snapshot_epoch_valid(epoch, elen))
+        return -1;
+    epoch[elen] = '\0';
     s->hdr = h;
     s->halves = (uint8_t *)(h + 1);
     s->half_bytes = half_bytes;
+    memcpy(s->epoch, epoch, (size_t)elen + 1);
     s->gen = atomic_load_explicit(&h->gen, memory_order_acquire);
     return 0;
 }
@@ -123,13 +133,53 @@ snapshot_list_etag(const uint8_t *blob)
     return h;
 }
 
+int
+snapshot_epoch_valid(const char *e, size_t len)
+{
+    if (len == 0 || len > SNAP_EPOCH_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = e[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int
+snapshot_set_epoch(struct snapshot *s, const char *epoch)
+{
+    size_t len = strlen(epoch);
+    if (!snapshot_epoch_valid(epoch, len))
+        return -1;
+    memcpy(s->hdr->epoch, epoch, len);
+    s->hdr->epoch_len = (uint8_t)len;
+    memcpy(s->epoch, epoch, len);
+    s->epoch[len] = '\0';
+    return 0;
+}
+
 uint8_t *
 snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size_t *blob_len)
 {
+    return snapshot_build_epoch(items, count, seq, NULL, blob_len);
+}
+
+uint8_t *
+snapshot_build_epoch(const struct snap_item *items, uint32_t count, uint64_t seq, const char *epoch,
+                     size_t *blob_len)
+{
     static const char head[] = "{\"clusters\":[";
-    char tail[48];
-    int tail_len = snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
-    if (tail_len < 0)
+    char tail[48 + SNAP_EPOCH_MAX];
+    size_t elen = epoch != NULL ? strlen(epoch) : 0;
+    if (elen > 0 && !snapshot_epoch_valid(epoch, elen))
+        return NULL;
+    int tail_len = elen > 0
+                       ? snprintf(tail, sizeof(tail), "],\"seq\":%llu,\"epoch\":\"%s\"}",
+                                  (unsigned long long)seq, epoch)
+                       : snprintf(tail, sizeof(tail), "],\"seq\":%llu}", (unsigned long long)seq);
+    if (tail_len < 0 || (size_t)tail_len >= sizeof(tail))
         return NULL;
     /* 64-bit sums: at most 2^32 items of two 32-bit lengths each, no wrap, and
      * the 4 GiB check below holds on a 32-bit size_t too. */
@@ -173,6 +223,10 @@ snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq, size
     b->list_off = (uint32_t)list_off;
     b->list_len = (uint32_t)list;
     b->list_etag = snapshot_list_etag(blob);
+    for (size_t i = 0; i < elen; i++) { /* FNV-1a continued over the epoch */
+        b->list_etag ^= (uint8_t)epoch[i];
+        b->list_etag *= 0x100000001b3ull;
+    }
     *blob_len = (size_t)total;
     return blob;
 }

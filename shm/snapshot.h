@@ -25,6 +25,7 @@ struct snapshot {
     uint8_t *halves;         /* hdr + 1 */
     uint64_t half_bytes;     /* cached at init/attach; never re-read from the header */
     uint64_t gen;            /* writer only: the newest generation it published */
+    char epoch[SNAP_EPOCH_MAX + 1]; /* cached at set/attach ("" if none); a worker inherits it */
 };
 
 enum snapshot_status {
@@ -56,6 +57,20 @@ void snapshot_init(struct snapshot *s, void *mem, uint64_t half_bytes);
  * not fit.  The header is read once here. */
 int snapshot_attach(struct snapshot *s, void *mem, size_t mem_bytes);
 
+/* snapshot_set_epoch - record this run's epoch in the header and in s (writer,
+ * before any reader forks).  -1 if epoch is not 1-32 of [A-Za-z0-9_-]. */
+int snapshot_set_epoch(struct snapshot *s, const char *epoch);
+
+/* snapshot_epoch - the epoch ("" if none was set); process-private, never re-read. */
+static inline const char *
+snapshot_epoch(const struct snapshot *s)
+{
+    return s->epoch;
+}
+
+/* snapshot_epoch_valid - 1 if len bytes at e are an epoch: 1-32 of [A-Za-z0-9_-]. */
+int snapshot_epoch_valid(const char *e, size_t len);
+
 /* snapshot_hash - FNV-1a 64 of bytes (for ETags). */
 uint64_t snapshot_hash(const void *data, size_t len);
 
@@ -67,6 +82,12 @@ uint64_t snapshot_list_etag(const uint8_t *blob);
  * Returns NULL on allocation failure or when a blob would exceed 4 GiB. */
 uint8_t *snapshot_build(const struct snap_item *items, uint32_t count, uint64_t seq,
                         size_t *blob_len);
+
+/* snapshot_build_epoch - snapshot_build with "epoch":"E" after "seq" in the list
+ * JSON (epoch NULL or "": none) and the epoch hashed into the list's ETag, so
+ * a list of another run never matches an If-None-Match. */
+uint8_t *snapshot_build_epoch(const struct snap_item *items, uint32_t count, uint64_t seq,
+                              const char *epoch, size_t *blob_len);
 
 /* snapshot_publish - copy a blob into the inactive half and make it current.
  * Writer only.  SNAPSHOT_TOOBIG leaves the current snapshot in place. */

@@ -12,7 +12,7 @@
  *   struct snap_blob              fixed header
  *   struct snap_entry[count]      sorted by name (memcmp order)
  *   names                         raw cluster names (not JSON-escaped)
- *   list JSON                     {"clusters":[obj,obj,...],"seq":N}
+ *   list JSON                     {"clusters":[obj,obj,...],"seq":N,"epoch":"E"}
  *
  * Each cluster's {"name","spec","status"} object is a slice of the list JSON
  * (obj_off/obj_len), so the detail endpoint and the list share one copy.
@@ -24,10 +24,13 @@
 #include <stdint.h>
 
 #define SNAP_MAGIC 0x50414e53u /* "SNAP" */
-#define SNAP_VERSION 2u
+#define SNAP_VERSION 3u
 
 /* Bits of snap_header.flags: the state of the data source, for /healthz. */
 #define SNAP_FLAG_DIR_MISSING 1u /* personas directory gone: serving its last state */
+
+/* The run's epoch (stream positions are "epoch:seq"): 1-32 of [A-Za-z0-9_-]. */
+#define SNAP_EPOCH_MAX 32
 
 struct snap_half_meta {
     /* Seqlock word: generation whose blob is in this half, 0 while being written. */
@@ -46,7 +49,11 @@ struct snap_header {
     _Atomic uint32_t flags;
     uint32_t pad0;
     struct snap_half_meta half[2];
-    uint8_t pad[64];
+    /* The epoch of this run of the master, written once before any worker is
+     * forked (epoch_len 0: none set). */
+    char epoch[SNAP_EPOCH_MAX];
+    uint8_t epoch_len;
+    uint8_t pad[31];
 };
 
 struct snap_blob {

@@ -427,6 +427,41 @@ struct corruption {
     uint32_t value;
 };
 
+START_TEST(test_epoch)
+{
+    struct snapshot s, r;
+    void *mem = snap_mem(&s, 4096);
+    ck_assert_str_eq(snapshot_epoch(&s), "");
+    ck_assert_int_eq(snapshot_set_epoch(&s, ""), -1);
+    ck_assert_int_eq(snapshot_set_epoch(&s, "a:b"), -1);
+    ck_assert_int_eq(snapshot_set_epoch(&s, "012345678901234567890123456789012"), -1); /* 33 */
+    ck_assert_int_eq(snapshot_set_epoch(&s, "Ep-0_ch"), 0);
+    ck_assert_str_eq(snapshot_epoch(&s), "Ep-0_ch");
+    ck_assert_int_eq(snapshot_attach(&r, mem, snapshot_bytes(4096)), 0);
+    ck_assert_str_eq(snapshot_epoch(&r), "Ep-0_ch"); /* a reader gets the writer's */
+    s.hdr->epoch[0] = ':';                           /* not an epoch: refused */
+    ck_assert_int_eq(snapshot_attach(&r, mem, snapshot_bytes(4096)), -1);
+    /* The list carries it after "seq"; its ETag differs with the epoch alone. */
+    size_t l1, l2, l3;
+    uint8_t *b1 = snapshot_build_epoch(NULL, 0, 7, "Ep-0_ch", &l1);
+    uint8_t *b2 = snapshot_build_epoch(NULL, 0, 7, "other", &l2);
+    uint8_t *b3 = snapshot_build_epoch(NULL, 0, 7, NULL, &l3);
+    const struct snap_blob *h1 = snapshot_blob_header(b1), *h2 = snapshot_blob_header(b2),
+                           *h3 = snapshot_blob_header(b3);
+    ck_assert_int_eq(h1->list_len, strlen("{\"clusters\":[],\"seq\":7,\"epoch\":\"Ep-0_ch\"}"));
+    ck_assert_mem_eq(b1 + h1->list_off, "{\"clusters\":[],\"seq\":7,\"epoch\":\"Ep-0_ch\"}",
+                     h1->list_len);
+    ck_assert_mem_eq(b3 + h3->list_off, "{\"clusters\":[],\"seq\":7}", h3->list_len);
+    ck_assert_uint_ne(h1->list_etag, h2->list_etag);
+    ck_assert_uint_ne(h1->list_etag, h3->list_etag);
+    ck_assert_ptr_null(snapshot_build_epoch(NULL, 0, 7, "bad epoch", &l1));
+    free(b1);
+    free(b2);
+    free(b3);
+    free(mem);
+}
+END_TEST
+
 START_TEST(test_blob_valid_rejects)
 {
     static const char *const names[] = {"aa", "bbb", "c"};
@@ -637,6 +672,7 @@ snapshot_suite(void)
     tcase_add_test(tc, test_blob_valid_rejects);
     tcase_add_test(tc, test_corrupt_header_after_init);
     tcase_add_test(tc, test_attach_and_bytes);
+    tcase_add_test(tc, test_epoch);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("processes");
     tcase_set_timeout(tp, 50);

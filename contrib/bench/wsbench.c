@@ -21,6 +21,16 @@
  * The server's CPU time and memory are summed from /proc over the given master pid
  * and its children, before connecting, after connecting and after the events.
  *
+ * Resume (personad's /ws?since=N&epoch=E, issue 11): with --resume=EPOCH:SEQ
+ * every client connects from a position and remembers the last "seq" it got;
+ * --churn=PCT cuts that share of the open clients per second (close(2), no
+ * goodbye) and reconnects them at once from their last seq, keeping their
+ * bitmaps, so every client must still end with every event, once (0 lost, 0
+ * duplicated).  Deliveries of events injected before their connection's
+ * upgrade request are the replay (their latency apart from the live events').
+ * --storm=N: after the run every client disconnects, N events are injected,
+ * and all reconnect at once: the time until every client has all of them.
+ *
  * This file: options, injection, the loop and the report.  The clients are in
  * wsclient.c, the /proc sampling and the histogram in benchstat.c.  Only loopback
  * targets are meant; nothing here is hardened against a hostile server beyond
@@ -210,6 +220,42 @@ timer_fired(struct bench *b)
         inject_one(b);
 }
 
+/* ---- resume: churn and storm ------------------------------------------------------ */
+
+#define CHURN_TICK_NS 100000000ull /* churn in tenths of a second */
+
+/* Cut and resume open clients: pct percent per second, in ticks. */
+static void
+churn_tick(struct bench *b, double *acc)
+{
+    *acc += (double)b->o.clients * b->o.churn_pct / 100.0 / 10.0;
+    unsigned want = (unsigned)*acc, tries = 0;
+    *acc -= want;
+    while (want > 0 && tries++ < 20 * b->o.clients) {
+        unsigned idx = (unsigned)(rng_next(b) % b->o.clients);
+        struct conn *c = &b->conns[idx];
+        if (c->state != CONN_OPEN)
+            continue;
+        conn_drop(b, c, CONN_IDLE);
+        c->attempts = 0;
+        conn_start(b, idx);
+        b->resumes++;
+        want--;
+    }
+}
+
+/* 1 once every counted client is open and has every event injected so far. */
+static int
+all_caught_up(const struct bench *b)
+{
+    for (unsigned i = 0; i < b->o.clients; i++) {
+        const struct conn *c = &b->conns[i];
+        if (c->counted && (c->state != CONN_OPEN || c->received < b->injected))
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- loop ------------------------------------------------------------------------- */
 
 static void
@@ -273,6 +319,12 @@ usage(FILE *f)
             "      --drain-max=S        stop waiting for deliveries S seconds after the\n"
             "                           last injection in any case (default 30)\n"
             "      --idle=S             with -e 0, hold the clients S seconds (default 2)\n"
+            "      --resume=EPOCH:SEQ   connect to PATH?since=SEQ&epoch=EPOCH (personad's\n"
+            "                           list position); reconnects resume from the last seq\n"
+            "      --churn=PCT          with --resume: cut PCT %% of the open clients per\n"
+            "                           second and resume them at once (default 0)\n"
+            "      --storm=N            with --resume: then all disconnect, N more events,\n"
+            "                           all resume at once; time until all have them\n"
             "  -j, --json               print one JSON object instead of text\n"
             "  -q, --quiet              no progress messages on stderr\n"
             "  -h, --help\n"
@@ -305,7 +357,17 @@ parse_uint(const char *s, const char *what)
 static void
 parse_opts(struct opts *o, int argc, char **argv)
 {
-    enum { O_INFLIGHT = 256, O_CTIMEOUT, O_SETTLE, O_DRAIN, O_DRAIN_MAX, O_IDLE };
+    enum {
+        O_INFLIGHT = 256,
+        O_CTIMEOUT,
+        O_SETTLE,
+        O_DRAIN,
+        O_DRAIN_MAX,
+        O_IDLE,
+        O_RESUME,
+        O_CHURN,
+        O_STORM
+    };
     static const struct option lo[] = {
         {"clients", required_argument, NULL, 'c'},
         {"events", required_argument, NULL, 'e'},
@@ -319,6 +381,9 @@ parse_opts(struct opts *o, int argc, char **argv)
         {"drain", required_argument, NULL, O_DRAIN},
         {"drain-max", required_argument, NULL, O_DRAIN_MAX},
         {"idle", required_argument, NULL, O_IDLE},
+        {"resume", required_argument, NULL, O_RESUME},
+        {"churn", required_argument, NULL, O_CHURN},
+        {"storm", required_argument, NULL, O_STORM},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -372,6 +437,15 @@ parse_opts(struct opts *o, int argc, char **argv)
         case O_IDLE:
             o->idle_s = parse_double(optarg, "idle time");
             break;
+        case O_RESUME:
+            o->resume = optarg;
+            break;
+        case O_CHURN:
+            o->churn_pct = parse_double(optarg, "churn");
+            break;
+        case O_STORM:
+            o->storm = parse_uint(optarg, "storm event count");
+            break;
         case 'j':
             o->json = 1;
             break;
@@ -399,14 +473,16 @@ parse_opts(struct opts *o, int argc, char **argv)
         o->source_addrs = (o->clients + 19999) / 20000;
     if (o->events > 0 && o->inject == NULL)
         die("--inject is needed when events are injected");
+    if ((o->churn_pct > 0 || o->storm > 0) && o->resume == NULL)
+        die("--churn and --storm need --resume");
     if (o->inject != NULL && strncmp(o->inject, "dir:", 4) != 0 &&
         strncmp(o->inject, "post:", 5) != 0)
         die("--inject must be dir:DIR or post:URL");
 }
 
 struct report {
-    struct srv_sample s0, s1, s2;
-    double gen_cpu_events_s, connect_s, events_wall_s;
+    struct srv_sample s0, s1, s2, s3, s4; /* s3, s4: before and after a --storm */
+    double gen_cpu_events_s, connect_s, events_wall_s, storm_s;
     uint64_t lost, expected;
 };
 
@@ -439,7 +515,10 @@ print_report(const struct bench *b, const struct report *r)
                "\"deliveries_per_srv_cpu_s\":%.0f,"
                "\"srv_rss_kb\":[%ld,%ld,%ld],\"srv_pss_kb\":[%ld,%ld,%ld],"
                "\"rss_per_conn_b\":%.0f,\"pss_per_conn_b\":%.0f,"
-               "\"gen_cpu_events_s\":%.2f,\"gen_cpu_pct\":%.0f}\n",
+               "\"gen_cpu_events_s\":%.2f,\"gen_cpu_pct\":%.0f,"
+               "\"resumes\":%" PRIu64 ",\"resyncs\":%" PRIu64 ",\"replayed\":%" PRIu64 ","
+               "\"replay_lat_p50_ms\":%.3f,\"replay_lat_p99_ms\":%.3f,"
+               "\"storm_events\":%u,\"storm_s\":%.3f,\"srv_cpu_storm_s\":%.2f}\n",
                o->clients, connected, b->failed, b->retries, b->handshake_errors, r->connect_s,
                o->events, o->rate, b->injected, inj_s, b->deliveries, r->expected, r->lost, b->dups,
                b->ooo, b->foreign, b->proto_errors, b->closed, b->first_close_code, b->pings,
@@ -447,7 +526,9 @@ print_report(const struct bench *b, const struct report *r)
                (double)b->lat.max_us / 1000.0, r->s2.procs, r->s1.cpu_s - r->s0.cpu_s, cpu_ev,
                r->s2.master_cpu_s - r->s1.master_cpu_s, per_cpu, r->s0.rss_kb, r->s1.rss_kb,
                r->s2.rss_kb, r->s0.pss_kb, r->s1.pss_kb, r->s2.pss_kb, rss_conn, pss_conn,
-               r->gen_cpu_events_s, gen_pct);
+               r->gen_cpu_events_s, gen_pct, b->resumes, b->resyncs, b->replayed,
+               hist_ms(&b->lat_replay, 50), hist_ms(&b->lat_replay, 99), o->storm, r->storm_s,
+               r->s4.cpu_s - r->s3.cpu_s);
         return;
     }
     printf("clients        %u connected of %u in %.2f s (%" PRIu64 " retries, %" PRIu64
@@ -476,6 +557,17 @@ print_report(const struct bench *b, const struct report *r)
     printf("wsbench cpu    %.2f s during the events (%.0f %% of one core), %" PRIu64
            " pings answered\n",
            r->gen_cpu_events_s, gen_pct, b->pings);
+    if (o->resume != NULL) {
+        printf("resume         %" PRIu64 " resumes, %" PRIu64 " resyncs, %" PRIu64
+               " replayed deliveries (latency p50 %.3f ms, p99 %.3f ms); the latency above is"
+               " the live ones'\n",
+               b->resumes, b->resyncs, b->replayed, hist_ms(&b->lat_replay, 50),
+               hist_ms(&b->lat_replay, 99));
+        if (o->storm > 0)
+            printf("storm          %u clients resumed %u events behind at once: all live in %.3f s"
+                   " (server cpu %.2f s)\n",
+                   connected, o->storm, r->storm_s, r->s4.cpu_s - r->s3.cpu_s);
+    }
 }
 
 static void
@@ -502,6 +594,16 @@ main(int argc, char **argv)
     parse_opts(&b->o, argc, argv);
     raise_nofile(b->o.clients + 64);
     parse_url(b, b->o.url);
+    uint64_t resume_seq = 0;
+    if (b->o.resume != NULL) {
+        const char *colon = strrchr(b->o.resume, ':');
+        size_t elen = colon != NULL ? (size_t)(colon - b->o.resume) : 0;
+        if (colon == NULL || elen == 0 || elen >= sizeof b->epoch)
+            die("--resume must be EPOCH:SEQ");
+        memcpy(b->epoch, b->o.resume, elen);
+        b->epoch[elen] = '\0';
+        resume_seq = strtoull(colon + 1, NULL, 10);
+    }
     if (getrandom(&b->rng, sizeof b->rng, 0) != sizeof b->rng || b->rng == 0)
         b->rng = now_ns() | 1;
     if ((b->ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
@@ -511,9 +613,10 @@ main(int argc, char **argv)
     b->retry = calloc(b->o.clients, sizeof *b->retry);
     if (b->conns == NULL || b->retry == NULL)
         die("out of memory");
-    size_t words = ((size_t)b->o.events + 63) / 64;
+    size_t words = ((size_t)b->o.events + b->o.storm + 63) / 64;
     for (unsigned i = 0; i < b->o.clients; i++) {
         b->conns[i].fd = -1;
+        b->conns[i].last_seq = resume_seq;
         b->conns[i].max_idx = -1;
         b->conns[i].seen = calloc(words ? words : 1, sizeof(uint64_t));
         if (b->conns[i].seen == NULL)
@@ -567,8 +670,15 @@ main(int argc, char **argv)
             die_errno("timerfd");
         ep_set(b, b->tfd, EPOLLIN, EV_TIMER, EPOLL_CTL_ADD);
         progress(b, "injecting %u events at %u/s", b->o.events, b->o.rate);
-        while (b->injected < b->o.events)
-            loop_once(b, 100);
+        double churn_acc = 0;
+        uint64_t next_churn = now_ns() + CHURN_TICK_NS;
+        while (b->injected < b->o.events) {
+            loop_once(b, 20);
+            /* Every tick that is due, also when a loaded machine ran the loop late. */
+            for (uint64_t t = now_ns(); b->o.churn_pct > 0 && t >= next_churn;
+                 next_churn += CHURN_TICK_NS)
+                churn_tick(b, &churn_acc);
+        }
         close(b->tfd);
         uint64_t drain_until = now_ns() + (uint64_t)(b->o.drain_max_s * 1e9);
         b->last_progress = now_ns();
@@ -580,9 +690,33 @@ main(int argc, char **argv)
         uint64_t pub_deadline = now_ns() + 2000000000ull;
         while (b->pub.fd >= 0 && b->pub.responses < b->injected && now_ns() < pub_deadline)
             loop_once(b, 50);
+        if (b->o.storm > 0) {
+            /* Everyone disconnects; N events; everyone resumes at once. */
+            for (unsigned i = 0; i < b->o.clients; i++)
+                if (b->conns[i].state == CONN_OPEN)
+                    conn_drop(b, &b->conns[i], CONN_IDLE);
+            progress(b, "storm: all disconnected, injecting %u events", b->o.storm);
+            r.expected += (uint64_t)b->o.storm * (r.expected / (b->o.events ? b->o.events : 1));
+            while (b->injected < (uint64_t)b->o.events + b->o.storm)
+                inject_one(b);
+            run_for(b, b->o.settle_s); /* personad has published them all */
+            srv_sample(b->o.server_pid, &r.s3);
+            uint64_t t_storm = now_ns();
+            for (unsigned i = 0; i < b->o.clients; i++)
+                if (b->conns[i].counted) {
+                    b->conns[i].attempts = 0;
+                    conn_start(b, i);
+                }
+            uint64_t until = t_storm + (uint64_t)(b->o.drain_max_s * 1e9);
+            while (!all_caught_up(b) && now_ns() < until)
+                loop_once(b, 20);
+            r.storm_s = (double)(now_ns() - t_storm) / 1e9;
+            srv_sample(b->o.server_pid, &r.s4);
+        }
+        uint64_t total = (uint64_t)b->o.events + b->o.storm;
         for (unsigned i = 0; i < b->o.clients; i++)
             if (b->conns[i].counted)
-                r.lost += b->o.events - b->conns[i].received;
+                r.lost += total - b->conns[i].received;
     }
     r.events_wall_s = (double)(now_ns() - t0) / 1e9;
     r.gen_cpu_events_s = self_cpu_s() - cpu0;
@@ -590,5 +724,6 @@ main(int argc, char **argv)
     print_report(b, &r);
     fflush(stdout);
     /* Connections close with the process. */
-    return b->failed || b->closed || r.lost || b->dups || b->ooo || b->pub.errors ? 3 : 0;
+    return b->failed || b->closed || r.lost || b->dups || b->ooo || b->pub.errors || b->resyncs ? 3
+                                                                                                : 0;
 }

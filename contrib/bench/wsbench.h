@@ -64,6 +64,8 @@ struct conn {
     uint64_t *seen;    /* owned: bitmap of received event indices, events bits */
     int64_t max_idx;   /* highest index received, -1 if none */
     uint32_t received; /* distinct events received */
+    uint64_t last_seq; /* --resume: the last "seq" received: where a reconnect resumes */
+    uint64_t t_open;   /* --resume: when the upgrade was sent (ns): older events are replayed */
 };
 
 struct srv_sample {
@@ -86,6 +88,9 @@ struct publisher {
 
 struct opts {
     unsigned clients, events, rate, inflight, source_addrs;
+    const char *resume; /* EPOCH:SEQ: connect to ?since=SEQ&epoch=EPOCH, resume from the last seq */
+    double churn_pct;   /* --resume: open clients cut and resumed per second, percent */
+    unsigned storm;     /* --resume: after the run, all disconnect, N events, all resume at once */
     double connect_timeout_s, settle_s, drain_s, drain_max_s, idle_s;
     const char *url, *inject;
     pid_t server_pid;
@@ -140,6 +145,10 @@ struct bench {
     uint64_t distinct; /* first-time deliveries */
     struct hist lat;
     uint64_t last_progress; /* time of the last first-time delivery */
+    /* --resume */
+    char epoch[40];
+    struct hist lat_replay; /* deliveries of events injected before their connection opened */
+    uint64_t resumes, resyncs, replayed;
 };
 
 /* benchstat.c */

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE /* IP_BIND_ADDRESS_NO_PORT, memmem */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,8 +214,18 @@ conn_connected(struct bench *b, struct conn *c)
         return;
     }
     make_key(b, key, c->accept);
-    int n =
-        snprintf(req, sizeof req, "%s%s\r\nSec-WebSocket-Version: 13\r\n\r\n", b->req_head, key);
+    int n;
+    if (b->epoch[0] != '\0') { /* wsbench --resume: from the client's last seq */
+        c->t_open = now_ns();
+        n = snprintf(req, sizeof req,
+                     "GET %s?since=%" PRIu64 "&epoch=%s HTTP/1.1\r\nHost: %s\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     b->path, c->last_seq, b->epoch, b->host_hdr, key);
+    } else {
+        n = snprintf(req, sizeof req, "%s%s\r\nSec-WebSocket-Version: 13\r\n\r\n", b->req_head,
+                     key);
+    }
     if (n < 0 || (size_t)n >= sizeof req)
         die("upgrade request too long");
     c->state = CONN_HANDSHAKE;
@@ -270,6 +281,19 @@ on_event_message(struct bench *b, struct conn *c, const unsigned char *p, size_t
     const unsigned char *k = memmem(p, len, key, sizeof key - 1);
     char num[48];
     unsigned long long idx, ns;
+    if (b->epoch[0] != '\0') {
+        static const char skey[] = ",\"seq\":";
+        const unsigned char *sq = memmem(p, len, skey, sizeof skey - 1);
+        if (memmem(p, len, "\"type\":\"resync\"", 15) != NULL) {
+            b->resyncs++; /* a position outside the ring: would mean a refetch */
+            return;
+        }
+        if (sq != NULL) {
+            unsigned long long v = strtoull((const char *)sq + sizeof skey - 1, NULL, 10);
+            if (v > c->last_seq)
+                c->last_seq = v;
+        }
+    }
     if (k == NULL) {
         b->foreign++;
         return;
@@ -280,7 +304,7 @@ on_event_message(struct bench *b, struct conn *c, const unsigned char *p, size_t
         n++;
     memcpy(num, k, n);
     num[n] = '\0';
-    if (sscanf(num, "%llu-%llu", &idx, &ns) != 2 || idx >= b->o.events) {
+    if (sscanf(num, "%llu-%llu", &idx, &ns) != 2 || idx >= (uint64_t)b->o.events + b->o.storm) {
         b->foreign++;
         return;
     }
@@ -298,7 +322,12 @@ on_event_message(struct bench *b, struct conn *c, const unsigned char *p, size_t
         b->ooo++;
     else
         c->max_idx = (int64_t)idx;
-    hist_add(b, now > ns ? (now - ns) / 1000 : 0);
+    if (b->epoch[0] != '\0' && ns < c->t_open) { /* injected before this connection: a replay */
+        b->replayed++;
+        hist_record(&b->lat_replay, now > ns ? (now - ns) / 1000 : 0);
+    } else {
+        hist_add(b, now > ns ? (now - ns) / 1000 : 0);
+    }
     b->last_progress = now;
 }
 

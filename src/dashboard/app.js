@@ -1,8 +1,12 @@
 /*
  * personad dashboard: a list view (#/) and a detail view (#/cluster/NAME), fed by
- * GET /api/clusters[/NAME] and refreshed on every /ws event (events carry only a
- * name).  On close the socket is reopened after 5 s and everything is refetched,
- * since events sent meanwhile are lost.
+ * list+watch: GET /api/clusters (its "seq" and "epoch" are the position of the
+ * list), then /ws?since=SEQ&epoch=EPOCH, which sends every event after it.  An
+ * event carries only a name (and its seq): the dashboard refetches that one
+ * cluster.  On close the socket is reopened after 5 s from the last seq seen,
+ * so the events sent meanwhile are replayed and only the clusters they name are
+ * refetched; a {"type":"resync"} (personad restarted, or too far behind) means
+ * the list is refetched.  The header shows the last event's seq and time.
  *
  * Every string that comes from a persona is put into the page with textContent
  * or createTextNode, never innerHTML.
@@ -19,6 +23,9 @@
     rows: new Map(),    /* name -> {tr, key}: rendered rows, key = JSON of the cluster */
     detailName: null,   /* cluster shown in the detail view, or null for the list */
     detail: null,       /* last object fetched for it */
+    clusters: new Map(), /* name -> cluster object, as last fetched */
+    seq: null,          /* position: the last event seen (or the list's seq) ... */
+    epoch: null,        /* ... in this run of personad */
   };
 
   /* --- small DOM helpers: text only ------------------------------------- */
@@ -159,20 +166,77 @@
     };
   }
 
-  const refreshList = serial(async () => {
+  /* The list and the clusters named by events are fetched through one queue,
+   * so a response never overwrites a newer one.  wantList: the whole list;
+   * names: clusters to refetch one by one. */
+  const want = { list: false, names: new Set() };
+
+  function renderClusters() {
+    const list = [...state.clusters.values()];
+    list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    renderList(list);
+  }
+
+  async function fetchList() {
     let body;
     try {
       body = await getJSON('/api/clusters');
       if (!body || !Array.isArray(body.clusters)) throw new Error('bad /api/clusters response');
     } catch (e) {
       showError('Cannot load clusters from personad (' + e.message + '); showing the last data received.');
-      return;
+      return false;
     }
     showError('');
-    const list = body.clusters.filter((c) => c && typeof c.name === 'string');
-    list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    renderList(list);
+    state.clusters = new Map();
+    for (const c of body.clusters) if (c && typeof c.name === 'string') state.clusters.set(c.name, c);
+    /* The list's position, where the watch starts; never back over events already seen. */
+    if (typeof body.epoch === 'string' && (body.epoch !== state.epoch || state.seq === null)) {
+      state.epoch = body.epoch;
+      state.seq = body.seq;
+    }
+    renderClusters();
+    return true;
+  }
+
+  async function fetchOne(name) {
+    let c;
+    try {
+      c = await getJSON('/api/clusters/' + encodeURIComponent(name));
+    } catch (e) {
+      showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
+      want.list = true; /* do not lose the change: the list will have it */
+      return;
+    }
+    if (c === null) state.clusters.delete(name);
+    else state.clusters.set(name, c);
+  }
+
+  const sync = serial(async () => {
+    if (want.list) {
+      want.list = false;
+      want.names.clear(); /* the list has them all */
+      if (!(await fetchList())) return;
+    }
+    if (want.names.size === 0) return;
+    while (want.names.size) {
+      const name = want.names.values().next().value;
+      want.names.delete(name);
+      await fetchOne(name);
+      if (want.list) break;
+    }
+    renderClusters();
+    if (want.list) await fetchList();
   });
+
+  function refreshList() {
+    want.list = true;
+    return sync();
+  }
+
+  function refreshNamed(name) {
+    want.names.add(name);
+    return sync();
+  }
 
   const refreshDetail = serial(async () => {
     const name = state.detailName;
@@ -346,9 +410,36 @@
 
   let retry = 0;
 
+  function showPosition(seq, at) {
+    const p = $('pos');
+    p.dataset.seq = String(seq);
+    p.textContent = 'event #' + seq + (at ? ' · ' + at.toLocaleTimeString() : '');
+    p.title = at ? 'last event: seq ' + seq + ' at ' + at.toLocaleString() + ' (epoch ' + state.epoch + ')'
+      : 'seq ' + seq + ' (epoch ' + state.epoch + ')';
+  }
+
   function onEvent(msg) {
+    if (msg.type === 'resync') {
+      /* personad restarted, or we were further behind than it keeps: start over
+       * from the list, at the position it says. */
+      if (!msg.data || typeof msg.data.epoch !== 'string') return;
+      state.epoch = msg.data.epoch;
+      state.seq = msg.data.seq;
+      showPosition(state.seq, null);
+      refreshAll();
+      return;
+    }
+    if (typeof msg.seq === 'number') {
+      if (state.seq !== null && msg.seq <= state.seq) return; /* seen already */
+      state.seq = msg.seq;
+      showPosition(msg.seq, new Date());
+    }
     const name = msg.data && typeof msg.data.name === 'string' ? msg.data.name : null;
-    refreshList();
+    if (name === null) {
+      refreshList();
+      return;
+    }
+    refreshNamed(name);
     if (state.detailName === null || name !== state.detailName) return;
     if (msg.type === 'cluster.deleted') markGone();
     else refreshDetail();
@@ -364,8 +455,16 @@
     }, RECONNECT_MS);
   }
 
-  function connect() {
-    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  async function connect() {
+    if (state.epoch === null) {
+      await refreshList(); /* list first: its seq and epoch are where the watch starts */
+      if (state.epoch === null) {
+        reconnectLater();
+        return;
+      }
+    }
+    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
+      '/ws?since=' + state.seq + '&epoch=' + encodeURIComponent(state.epoch);
     let ws;
     try {
       ws = new WebSocket(url);
@@ -374,9 +473,9 @@
       return;
     }
     ws.onopen = () => {
+      /* Nothing to refetch: the events missed meanwhile are replayed (or a resync comes). */
       setConn('live', 'live');
       $('conn').title = 'receiving events from ' + url;
-      refreshAll(); /* events may have been missed while disconnected */
     };
     ws.onmessage = (ev) => {
       let msg;
@@ -392,6 +491,5 @@
 
   window.addEventListener('hashchange', route);
   route();
-  refreshList();
   connect();
 })();

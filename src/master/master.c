@@ -48,6 +48,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(HAVE_SYS_RANDOM_H) && defined(HAVE_GETRANDOM)
+#include <sys/random.h>
+#endif
 
 #include "shm/shm_map.h"
 #include "shm/stats.h"
@@ -605,6 +608,49 @@ stop_workers(struct master *m)
     }
 }
 
+/* The epoch: 16 characters of [A-Za-z0-9_-], 96 random bits, so a stream
+ * position of an earlier run is never taken for one of this run.  Without
+ * getrandom(2) (or before the kernel's pool is ready: it must not block a
+ * boot) the time, the pid and a monotonic clock are mixed instead, which
+ * still differs between runs. */
+#define EPOCH_CHARS 16
+
+static void
+epoch_new(char out[EPOCH_CHARS + 1])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[EPOCH_CHARS];
+    size_t got = 0;
+#if defined(HAVE_SYS_RANDOM_H) && defined(HAVE_GETRANDOM)
+    while (got < sizeof(rnd)) {
+        ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, GRND_NONBLOCK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+#endif
+    if (got < sizeof(rnd)) {
+        struct timespec rt = {0}, mt = {0};
+        if (clock_gettime(CLOCK_REALTIME, &rt) != 0 || clock_gettime(CLOCK_MONOTONIC, &mt) != 0)
+            log_warn("clock_gettime");
+        uint64_t x = (uint64_t)rt.tv_sec * 1000000007u ^ (uint64_t)rt.tv_nsec ^
+                     (uint64_t)getpid() << 40 ^ (uint64_t)mt.tv_nsec << 20;
+        log_warnx("getrandom unavailable: the epoch is derived from the time and pid");
+        for (size_t i = 0; i < sizeof(rnd); i++) {
+            x ^= x >> 33; /* splitmix-style scrambling of the seed */
+            x *= 0xff51afd7ed558ccdull;
+            x ^= x >> 29;
+            rnd[i] = (uint8_t)(x >> 24);
+        }
+    }
+    for (size_t i = 0; i < EPOCH_CHARS; i++)
+        out[i] = alphabet[rnd[i] & 63];
+    out[EPOCH_CHARS] = '\0';
+}
+
 static void *
 map_or_die(const struct config *cfg, const char *kind, size_t bytes, int *ro_fd)
 {
@@ -733,6 +779,11 @@ master_run(const struct config *cfg)
                page_bytes, (uint64_t)time(NULL));
     stats_set(stats_slot(&m.stats, 0), STATS_PID, (uint64_t)getpid());
     stats_set_pid(&m.stats, 0, (uint64_t)getpid());
+    char epoch[EPOCH_CHARS + 1];
+    epoch_new(epoch);
+    if (snapshot_set_epoch(&m.snap, epoch) != 0)
+        fatalx("bad epoch %s", epoch); /* never: epoch_new writes the epoch alphabet */
+    log_debug("epoch %s", epoch);
     m.slots = calloc(cfg->workers, sizeof(*m.slots));
     if (m.slots == NULL)
         fatalx("out of memory");

@@ -536,7 +536,8 @@ store_commit(struct store *st, int baseline)
                                           (uint32_t)p->obj_len, p->etag};
             versions[i] = p->version;
         }
-        blob = snapshot_build(items, (uint32_t)nwant, seq, &blob_len);
+        blob =
+            snapshot_build_epoch(items, (uint32_t)nwant, seq, snapshot_epoch(st->snap), &blob_len);
     }
     free(items);
     int rc = -1;
@@ -578,7 +579,8 @@ int
 store_publish_empty(struct store *st)
 {
     size_t len = 0;
-    uint8_t *blob = snapshot_build(NULL, 0, ring_head(st->ring), &len);
+    uint8_t *blob =
+        snapshot_build_epoch(NULL, 0, ring_head(st->ring), snapshot_epoch(st->snap), &len);
     int rc = blob != NULL && snapshot_publish(st->snap, blob, len) == SNAPSHOT_OK ? 0 : -1;
     if (rc == 0) {
         st->publishes++;

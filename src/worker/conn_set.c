@@ -36,6 +36,12 @@ conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
 }
 
 void
+conn_set_use_ring(struct conn_set *s, const struct ring *ring)
+{
+    s->out.ring = ring;
+}
+
+void
 conn_set_set_now(struct conn_set *s, int64_t now_ms)
 {
     s->out.now_ms = now_ms;
@@ -124,7 +130,7 @@ conn_lost_event(struct conn *c)
 {
     struct conn_set *s = c->set;
     s->stats.lapped++;
-    if (stream_out_mid_event(&c->out)) {
+    if (stream_out_mid_window_event(&c->out)) {
         conn_drop(c, CONN_DROP_LAPPED, 0);
         return;
     }
@@ -226,6 +232,8 @@ conn_set_pending_add(struct conn_set *s, struct conn_pending *p, enum stream_pro
                      uint64_t start_seq)
 {
     p->start_seq = start_seq;
+    p->first_seq = start_seq;
+    p->resync = 0;
     p->proto = (uint8_t)proto;
     p->next = s->pending;
     if (p->next != NULL)
@@ -267,9 +275,9 @@ void
 conn_set_lapped(struct conn_set *s, uint64_t first_kept)
 {
     for (struct conn *c = s->conns; c != NULL; c = c->next) {
-        if (c->state == CONN_DEAD || c->out.next_seq >= first_kept)
-            continue;
-        if (stream_out_mid_event(&c->out)) {
+        if (c->state == CONN_DEAD || stream_out_need_seq(&c->out) >= first_kept)
+            continue; /* a replay older than first_kept reads the ring, not the window */
+        if (stream_out_mid_window_event(&c->out)) {
             s->stats.lapped++;
             conn_drop(c, CONN_DROP_LAPPED, 0);
             continue;

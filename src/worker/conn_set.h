@@ -97,8 +97,10 @@ struct conn {
  * the request (ws_upgrade.c). */
 struct conn_pending {
     struct conn_pending *next, **pprev; /* pprev == NULL: not listed */
-    uint64_t start_seq;
-    uint8_t proto; /* enum stream_proto */
+    uint64_t start_seq;                 /* the live stream's first event: what the window keeps */
+    uint64_t first_seq; /* the first event to send: < start_seq for a replay (from the ring) */
+    uint8_t proto;      /* enum stream_proto */
+    uint8_t resync;     /* the stream begins with a resync message (stream_position.h) */
 };
 
 struct conn_set_stats {
@@ -126,6 +128,9 @@ struct conn_set {
 void conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
                    const struct event_window *window, struct log_limit *log,
                    struct stats_slot *stats, int64_t now_ms);
+
+/* conn_set_use_ring - replays older than the window read ring (not owned). */
+void conn_set_use_ring(struct conn_set *s, const struct ring *ring);
 
 /* conn_set_set_now - the time of the current loop pass. */
 void conn_set_set_now(struct conn_set *s, int64_t now_ms);
@@ -172,7 +177,8 @@ int conn_set_log_allow(struct conn *c);
 /* --- pending handshakes --------------------------------------------------------- */
 
 /* conn_set_pending_add - keep the window from start_seq on for p (of proto)
- * until conn_set_pending_forget(p). */
+ * until conn_set_pending_forget(p); p->first_seq = start_seq, no resync (a
+ * resumed stream sets them afterwards from its struct stream_start). */
 void conn_set_pending_add(struct conn_set *s, struct conn_pending *p, enum stream_proto proto,
                           uint64_t start_seq);
 

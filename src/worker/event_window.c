@@ -3,6 +3,7 @@
  */
 #include "build_config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,14 +12,73 @@
 
 /* How one protocol encodes an event: size() is exact, encode() writes that many. */
 struct event_encoder {
-    size_t (*size)(uint32_t payload_len);
-    size_t (*encode)(uint8_t *out, const void *payload, uint32_t payload_len);
+    size_t (*size)(uint64_t seq, const void *payload, uint32_t payload_len);
+    size_t (*encode)(uint8_t *out, uint64_t seq, const void *payload, uint32_t payload_len);
 };
+
+static size_t
+ws_size(uint64_t seq, const void *payload, uint32_t len)
+{
+    (void)seq, (void)payload;
+    return ws_frame_text_size(len);
+}
+
+static size_t
+ws_encode(uint8_t *out, uint64_t seq, const void *payload, uint32_t len)
+{
+    (void)seq;
+    return ws_frame_text(out, payload, len);
+}
+
+/* ,"seq":N goes before the payload's closing brace; a payload that does not
+ * end in one (never: the master writes objects) is sent as it is. */
+static size_t
+seq_member(char *out, uint64_t seq, const void *payload, uint32_t len)
+{
+    if (len == 0 || ((const uint8_t *)payload)[len - 1] != '}')
+        return 0;
+    int n = snprintf(out, 32, ",\"seq\":%llu", (unsigned long long)seq);
+    return n > 0 && n < 32 ? (size_t)n : 0;
+}
+
+static size_t
+ws_seq_size(uint64_t seq, const void *payload, uint32_t len)
+{
+    char member[32];
+    return ws_frame_text_size(len + (uint32_t)seq_member(member, seq, payload, len));
+}
+
+static size_t
+ws_seq_encode(uint8_t *out, uint64_t seq, const void *payload, uint32_t len)
+{
+    char member[32];
+    size_t m = seq_member(member, seq, payload, len);
+    if (m == 0)
+        return ws_frame_text(out, payload, len);
+    size_t h = ws_frame_header(out, WS_OP_TEXT, (uint64_t)len + m);
+    memcpy(out + h, payload, len - 1);
+    memcpy(out + h + len - 1, member, m);
+    out[h + len - 1 + m] = '}';
+    return h + len + m;
+}
 
 /* One row per stream protocol: a WebSocket text frame (RFC 6455, unmasked). */
 static const struct event_encoder encoders[STREAM_PROTO_COUNT] = {
-    [STREAM_PROTO_WS] = {ws_frame_text_size, ws_frame_text},
+    [STREAM_PROTO_WS] = {ws_size, ws_encode},
+    [STREAM_PROTO_WS_SEQ] = {ws_seq_size, ws_seq_encode},
 };
+
+size_t
+event_encode_size(enum stream_proto proto, uint64_t seq, const void *payload, uint32_t len)
+{
+    return encoders[proto].size(seq, payload, len);
+}
+
+size_t
+event_encode(enum stream_proto proto, uint8_t *out, uint64_t seq, const void *payload, uint32_t len)
+{
+    return encoders[proto].encode(out, seq, payload, len);
+}
 
 int
 event_window_init(struct event_window *w, uint32_t capacity, uint64_t next_seq)
@@ -67,7 +127,7 @@ event_window_push(struct event_window *w, uint64_t seq, const void *payload, uin
 {
     size_t size[STREAM_PROTO_COUNT], total = 0;
     for (int p = 0; p < STREAM_PROTO_COUNT; p++) {
-        size[p] = encoders[p].size(len);
+        size[p] = encoders[p].size(seq, payload, len);
         total += size[p];
     }
     if (total > UINT32_MAX)
@@ -78,7 +138,7 @@ event_window_push(struct event_window *w, uint64_t seq, const void *payload, uin
     e->seq = seq;
     uint32_t off = 0;
     for (int p = 0; p < STREAM_PROTO_COUNT; p++) {
-        (void)encoders[p].encode(e->bytes + off, payload, len);
+        (void)encoders[p].encode(e->bytes + off, seq, payload, len);
         w->stream_bytes[p] += size[p];
         e->enc[p] = (struct event_encoding){
             .stream_end = w->stream_bytes[p], .off = off, .len = (uint32_t)size[p]};

@@ -23,8 +23,24 @@
 #include <stdint.h>
 
 /* The stream protocols a window encodes for.  A new protocol (SSE) adds a row
- * here and one in event_window.c's encoder table. */
-enum stream_proto { STREAM_PROTO_WS, STREAM_PROTO_COUNT };
+ * here and one in event_window.c's encoder table.  STREAM_PROTO_WS is the
+ * seed's /ws (the master's JSON, byte for byte); STREAM_PROTO_WS_SEQ is the
+ * same with ,"seq":N before the closing brace, for connections that asked for
+ * a position (/ws?since=N&epoch=E, stream_position.h). */
+enum stream_proto { STREAM_PROTO_WS, STREAM_PROTO_WS_SEQ, STREAM_PROTO_COUNT };
+
+/* EVENT_ENCODED_MAX - the most bytes any protocol's encoding of a ring payload
+ * of at most payload_max bytes can take (framing and ,"seq":N included). */
+#define EVENT_ENCODED_MAX(payload_max) ((size_t)(payload_max) + 64u)
+
+/* event_encode_size, event_encode - proto's encoding of the event seq with
+ * payload (the master's JSON), as the window holds it: size first, then
+ * encode writes exactly that many bytes into out.  The replay of older events
+ * (stream_position.c) encodes what it reads from the ring with these, so a
+ * replayed event is the same bytes as a live one. */
+size_t event_encode_size(enum stream_proto proto, uint64_t seq, const void *payload, uint32_t len);
+size_t event_encode(enum stream_proto proto, uint8_t *out, uint64_t seq, const void *payload,
+                    uint32_t len);
 
 /* One protocol's encoding of an event, inside its entry's bytes. */
 struct event_encoding {

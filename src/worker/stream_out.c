@@ -4,6 +4,7 @@
 #include "build_config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +15,7 @@
 #include "worker/ev.h"
 #include "common/log.h"
 #include "worker/stream_out.h"
+#include "worker/stream_position.h"
 
 #define STREAM_IOV_MAX 64
 /* Kernel send buffer per stream (Linux doubles it).  Fixed rather than
@@ -43,6 +45,27 @@ stream_out_init(struct stream_out *o, enum stream_proto proto, uint64_t start_se
     memset(o, 0, sizeof(*o));
     o->proto = (uint8_t)proto;
     o->next_seq = start_seq;
+    o->live_seq = start_seq;
+}
+
+void
+stream_out_replay_from(struct stream_out *o, uint64_t first_seq)
+{
+    if (first_seq < o->live_seq)
+        o->next_seq = first_seq;
+}
+
+int
+stream_out_replay_pending(const struct stream_out *o)
+{
+    return o->replay->off < o->replay->len;
+}
+
+static void
+replay_free(struct stream_out *o)
+{
+    free(o->replay);
+    o->replay = NULL;
 }
 
 int
@@ -72,6 +95,7 @@ void
 stream_out_stop(struct stream_out *o)
 {
     deadline_disarm(&o->write_dl);
+    replay_free(o);
 }
 
 /* EPOLLOUT in the mask or not; -1 (errno) if epoll_ctl failed. */
@@ -87,8 +111,12 @@ out_mask(struct stream_out *o, const struct stream_ctx *x, int fd, struct ev_han
     return 0;
 }
 
-/* Account for r bytes written of the pieces in iov (is_event: a piece of an
- * event's encoding, else control bytes). */
+/* What a piece of a writev is. */
+enum { PIECE_CTRL, PIECE_EVENT, PIECE_REPLAY };
+
+/* Account for r bytes written of the pieces in iov (is_event: PIECE_EVENT a
+ * piece of a window event's encoding, PIECE_REPLAY of the replay buffer,
+ * PIECE_CTRL control bytes). */
 static void
 out_advance(struct stream_out *o, const struct stream_ctx *x, const struct iovec *iov,
             const uint8_t *is_event, int n, size_t r)
@@ -97,7 +125,9 @@ out_advance(struct stream_out *o, const struct stream_ctx *x, const struct iovec
     for (int i = 0; i < n && left > 0; i++) {
         size_t take = left < iov[i].iov_len ? left : iov[i].iov_len;
         left -= take;
-        if (is_event[i]) {
+        if (is_event[i] == PIECE_REPLAY) {
+            o->replay->off += (uint32_t)take;
+        } else if (is_event[i] == PIECE_EVENT) {
             const struct event_entry *e = event_window_get(x->window, o->next_seq);
             o->event_off += (uint32_t)take;
             if (o->event_off == e->enc[o->proto].len) {
@@ -131,16 +161,39 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
             return STREAM_FLUSH_LOST;
         const uint8_t *bytes = event_entry_bytes(e, (enum stream_proto)o->proto, &len);
         iov[n] = (struct iovec){(void *)(bytes + o->event_off), len - o->event_off};
-        is_event[n++] = 1;
+        is_event[n++] = PIECE_EVENT;
         total += len - o->event_off;
         seq++;
+    } else if (o->replay != NULL && stream_out_replay_pending(o)) {
+        /* The rest of a replay buffer: its events are counted in next_seq already. */
+        iov[n] = (struct iovec){o->replay->buf + o->replay->off, o->replay->len - o->replay->off};
+        is_event[n++] = PIECE_REPLAY;
+        total += o->replay->len - o->replay->off;
     }
     if (o->ctrl_off < o->ctrl_len) {
         iov[n] = (struct iovec){o->ctrl + o->ctrl_off, (size_t)(o->ctrl_len - o->ctrl_off)};
-        is_event[n++] = 0;
+        is_event[n++] = PIECE_CTRL;
         total += o->ctrl_len - o->ctrl_off;
     }
-    if (events) {
+    if (events && seq < win->first_seq && seq < o->live_seq &&
+        (o->replay == NULL || !stream_out_replay_pending(o))) {
+        /* A replay older than the window: from the shared ring, one buffer of
+         * whole events at a time, as the socket drains. */
+        uint64_t end = win->first_seq < o->live_seq ? win->first_seq : o->live_seq;
+        if (x->ring == NULL)
+            return STREAM_FLUSH_LOST;
+        if (o->replay == NULL && (o->replay = malloc(sizeof(*o->replay))) == NULL)
+            return STREAM_FLUSH_LOST; /* out of memory: closed 1013, the client retries */
+        if (stream_replay_fill(o->replay, x->ring, (enum stream_proto)o->proto, &seq, end,
+                               &x->replayed_events) != STREAM_REPLAY_OK)
+            return STREAM_FLUSH_LOST; /* the ring lapped the replay */
+        o->next_seq = seq;            /* the buffer holds them now */
+        iov[n] = (struct iovec){o->replay->buf, o->replay->len};
+        is_event[n++] = PIECE_REPLAY;
+        total += o->replay->len;
+    }
+    /* Window events, unless the replay still has ring events to read first. */
+    if (events && !(seq < win->first_seq && seq < o->live_seq)) {
         while (n < STREAM_IOV_MAX && total < STREAM_SEND_MAX_BYTES_PER_WAKEUP &&
                seq < win->next_seq) {
             const struct event_entry *e = event_window_get(win, seq);
@@ -148,7 +201,7 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
                 return STREAM_FLUSH_LOST; /* only ever the first: the window is contiguous */
             const uint8_t *bytes = event_entry_bytes(e, (enum stream_proto)o->proto, &len);
             iov[n] = (struct iovec){(void *)bytes, len};
-            is_event[n++] = 1;
+            is_event[n++] = PIECE_EVENT;
             total += len;
             seq++;
         }
@@ -176,6 +229,8 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
     out_advance(o, x, iov, is_event, n, (size_t)r);
     stats_add(x->stats, STATS_FRAMES_WRITTEN, o->next_seq - before);
     stats_add(x->stats, STATS_BYTES_WRITTEN, (uint64_t)r);
+    if (o->replay != NULL && !stream_out_replay_pending(o) && o->next_seq >= o->live_seq)
+        replay_free(o); /* the replay is over */
     if (!stream_out_has_output(o, x, events)) {
         deadline_disarm(&o->write_dl);
         return out_mask(o, x, fd, h, 0) != 0 ? STREAM_FLUSH_EPOLL : STREAM_FLUSH_DRAINED;

@@ -482,6 +482,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
         fatalx("worker %u: out of memory", index);
     conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.own_stats, w.now_ms);
+    conn_set_use_ring(&w.set, ring);
     worker_start_mhd(&w);
     w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);

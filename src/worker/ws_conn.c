@@ -25,6 +25,7 @@
 #include "common/net.h"
 #include "worker/ws_conn.h"
 #include "worker/ws_frame.h"
+#include "worker/stream_position.h"
 
 #define WS_RECV_MAX_BYTES_PER_WAKEUP (64u * 1024u)
 
@@ -35,7 +36,7 @@ struct ws_conn {
     uint8_t *extra;                /* bytes received with the handshake, owned */
     uint32_t extra_len, extra_off;
     uint32_t recv_budget;
-    /* Bit-fields beside close_code keep an idle connection at 520 bytes. */
+    /* Bit-fields beside close_code keep an idle connection at 536 bytes. */
     uint16_t close_code;         /* the code of the peer's close frame being read, */
     unsigned close_code_len : 2; /* and how many of its two bytes have come */
     unsigned msg_len : 7;        /* bytes of the data message being read (< 125 matters) */
@@ -515,8 +516,11 @@ static const struct conn_ops ws_ops = {
 
 /* --- lifecycle -------------------------------------------------------------- */
 
-struct ws_conn *
-ws_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *extra, size_t extra_len)
+/* Adopt fd streaming proto: the live stream from live_seq, first_seq on
+ * first (a replay when older), after the text message resync (NULL: none). */
+static struct ws_conn *
+ws_conn_adopt(struct conn_set *s, int fd, enum stream_proto proto, uint64_t live_seq,
+              uint64_t first_seq, const char *resync, const void *extra, size_t extra_len)
 {
     struct ws_conn *c = calloc(1, sizeof(*c));
     if (c == NULL || (extra_len > 0 && (c->extra = malloc(extra_len)) == NULL)) {
@@ -530,12 +534,23 @@ ws_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *extra, s
         memcpy(c->extra, extra, extra_len);
         c->extra_len = (uint32_t)extra_len;
     }
-    if (conn_set_add(s, &c->base, &ws_ops, fd, STREAM_PROTO_WS, start_seq) != 0) {
+    if (conn_set_add(s, &c->base, &ws_ops, fd, proto, live_seq) != 0) {
         log_warn("epoll_ctl(ADD) for a WebSocket connection");
         free(c->extra);
         free(c);
         close(fd);
         return NULL;
+    }
+    stream_out_replay_from(&c->base.out, first_seq);
+    if (resync != NULL) {
+        /* The first message: the control bytes go out before any event, and
+         * an empty buffer has room for it beside a close frame. */
+        uint8_t frame[STREAM_POS_RESYNC_MAX + 10];
+        size_t len = strlen(resync);
+        if (len > STREAM_POS_RESYNC_MAX ||
+            stream_out_ctrl_add(&c->base.out, frame, ws_frame_text(frame, resync, (uint32_t)len)) !=
+                0)
+            panic("no room for a resync message in a new connection's control buffer");
     }
     conn_set_arm(&c->base, CONN_TIMER_PING, 1);
     conn_set_arm(&c->base, CONN_TIMER_PONG, 1);
@@ -543,4 +558,21 @@ ws_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *extra, s
     if (c->extra_len > 0 && c->base.state != CONN_DEAD)
         conn_read(c);
     return c;
+}
+
+struct ws_conn *
+ws_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *extra, size_t extra_len)
+{
+    return ws_conn_adopt(s, fd, STREAM_PROTO_WS, start_seq, start_seq, NULL, extra, extra_len);
+}
+
+struct ws_conn *
+ws_conn_new_at(struct conn_set *s, int fd, const struct conn_pending *p, const char *epoch,
+               const void *extra, size_t extra_len)
+{
+    char resync[STREAM_POS_RESYNC_MAX];
+    if (p->resync && stream_pos_resync_json(resync, sizeof(resync), p->start_seq - 1, epoch) == 0)
+        panic("resync message too long"); /* never: a seq and an epoch of at most 32 */
+    return ws_conn_adopt(s, fd, (enum stream_proto)p->proto, p->start_seq, p->first_seq,
+                         p->resync ? resync : NULL, extra, extra_len);
 }

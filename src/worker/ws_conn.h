@@ -32,4 +32,10 @@
 struct ws_conn *ws_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *extra,
                             size_t extra_len);
 
+/* ws_conn_new_at - ws_conn_new for the stream p decided (ws_upgrade.c): its
+ * protocol, its live start, its replay (p->first_seq) and, with p->resync, the
+ * resync message of epoch first. */
+struct ws_conn *ws_conn_new_at(struct conn_set *s, int fd, const struct conn_pending *p,
+                               const char *epoch, const void *extra, size_t extra_len);
+
 #endif

@@ -23,6 +23,7 @@
 #include "worker/http_request.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "worker/stream_position.h"
 #include "worker/ws_conn.h"
 #include "worker/ws_upgrade.h"
 
@@ -78,6 +79,18 @@ has_token(const char *value, const char *token)
     return 0;
 }
 
+/* A query parameter's value; "" for one without a value (?since), NULL if absent. */
+static const char *
+query_value(struct MHD_Connection *conn, const char *key)
+{
+    const char *v = NULL;
+    size_t len = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &len) !=
+        MHD_YES)
+        return NULL;
+    return v != NULL ? v : "";
+}
+
 void
 ws_upgrade_forget(struct http_request *rq)
 {
@@ -102,7 +115,8 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
         log_warn("fcntl(O_NONBLOCK) on an upgraded socket");
         close(fd);
     } else if (fd >= 0) {
-        (void)ws_conn_new(&w->set, fd, rq->ws.start_seq, extra_in, extra_in_size);
+        (void)ws_conn_new_at(&w->set, fd, &rq->ws, snapshot_epoch(w->snap), extra_in,
+                             extra_in_size);
     }
     if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
         log_warnx("MHD_upgrade_action(CLOSE) failed");
@@ -127,6 +141,13 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, struct http_req
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
         return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "WebSocket handshake needs GET");
+    /* A position (?since=N&epoch=E) is checked before anything is upgraded. */
+    struct stream_pos pos;
+    const char *why = NULL;
+    enum stream_pos_status ps =
+        stream_pos_from_query(query_value(conn, "since"), query_value(conn, "epoch"), &pos, &why);
+    if (ps == STREAM_POS_BAD)
+        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
     const char *upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
     const char *connection = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
     const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
@@ -158,7 +179,13 @@ ws_upgrade_handle(struct worker *w, struct MHD_Connection *conn, struct http_req
      * the client causes right after seeing it must not be missed.  Writing
      * the 101 can take long (a full socket buffer): until the hand-off, the
      * window keeps what this client will need. */
-    conn_set_pending_add(&w->set, &rq->ws, STREAM_PROTO_WS, ring_head(w->ring) + 1);
+    struct stream_start st;
+    stream_pos_decide(ps == STREAM_POS_OK ? &pos : NULL, snapshot_epoch(w->snap),
+                      ring_head(w->ring), stream_pos_ring_capacity(w->ring), &st);
+    conn_set_pending_add(&w->set, &rq->ws,
+                         ps == STREAM_POS_OK ? STREAM_PROTO_WS_SEQ : STREAM_PROTO_WS, st.live_seq);
+    rq->ws.first_seq = st.first_seq;
+    rq->ws.resync = (uint8_t)st.resync;
     char accept[29];
     ws_upgrade_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(upgrade_cb, w);

@@ -6,8 +6,10 @@
  * and drives it over the DevTools protocol with a small client on node-ws.
  * Checks: static responses (Content-Type, ETag, 304), the list, live add / edit /
  * delete without reload (each within 1 s, changed rows highlighted), the detail
- * view (nodes, addons, back button, "deleted" state), reconnecting after personad
- * is killed and restarted (with a full refetch), and a hostile name and
+ * view (nodes, addons, back button, "deleted" state), resuming after its worker
+ * is killed (list+watch: the missed events replayed, only the clusters they name
+ * refetched, the header's seq), reconnecting after personad is killed and
+ * restarted (a new epoch: resync and a full refetch), and a hostile name and
  * description rendered literally with no dialog.  Screenshots go to
  * $TOP_BUILDDIR/tests/browser/artifacts/.
  *
@@ -187,6 +189,13 @@ function freePort() {
             s.close(() => resolve(p));
         });
     });
+}
+
+async function httpGetJSON(port, urlPath) {
+    const r = await httpGet(port, urlPath);
+    if (r.status !== 200)
+        throw new Error('HTTP ' + r.status + ' for ' + urlPath);
+    return JSON.parse(r.body);
 }
 
 function httpGet(port, urlPath, headers) {
@@ -417,6 +426,26 @@ const tableCol = (id, i) =>
 const connState = `document.getElementById('conn').dataset.state + ' ' +
     document.getElementById('conn').textContent`;
 
+/* Fetches of the page for exactly this path (the resource timing entries). */
+const fetchCount = (p) => `performance.getEntriesByType('resource')
+    .filter((e) => new URL(e.name).pathname === ${J(p)}).length`;
+
+/* personad's workers: the children of the master. */
+function workerPids(master) {
+    const pids = [];
+    for (const d of fs.readdirSync('/proc')) {
+        if (!/^\d+$/.test(d))
+            continue;
+        try {
+            const stat = fs.readFileSync('/proc/' + d + '/stat', 'utf8');
+            const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+            if (ppid === master)
+                pids.push(Number(d));
+        } catch (e) { /* gone */ }
+    }
+    return pids;
+}
+
 /* --- the test ------------------------------------------------------------- */
 
 async function checkStatic(port) {
@@ -585,6 +614,48 @@ async function main() {
     await page.waitFor('the list', `${listVisible} && !${hasRow(HOSTILE)}`, 3000);
     ok('the deleted cluster is gone from the list');
 
+    /* Its worker killed: the page resumes from the last seq it saw; the events
+     * missed meanwhile are replayed, and only the clusters they name are
+     * refetched, never the whole list. */
+    step = 'resume after a worker is killed';
+    await page.waitFor('the header\'s seq', `document.getElementById('pos').dataset.seq ===
+        String(${(await httpGetJSON(port, '/api/clusters')).seq})`, 3000);
+    ok('the header shows the last event\'s seq');
+    assert(/event #\d+ · /.test(await page.eval(`document.getElementById('pos').textContent`)),
+        'the header shows the last event\'s time', await page.eval(`document.getElementById('pos').textContent`));
+    /* Count from here, in a buffer that cannot fill up (250 entries by default). */
+    await page.eval('performance.setResourceTimingBufferSize(100000); performance.clearResourceTimings(); 1');
+    const lists0 = await page.eval(fetchCount('/api/clusters'));
+    assert(lists0 === 0, 'the fetch count starts at 0', lists0);
+    for (const pid of workerPids(procs.personad.pid))
+        process.kill(pid, 'SIGKILL');
+    await page.waitFor('"reconnecting" after the workers died', `${connState}.startsWith('reconnecting')`, 3000);
+    writePersona('resume-a.json', persona('resume-a', 'development', 'Ready', 'added while resuming',
+        [node('a', true)], []));
+    writePersona('resume-b.json', persona('resume-b', 'development', 'Ready', 'short-lived', [], []));
+    await sleep(300);
+    fs.unlinkSync(path.join(dir, 'resume-b.json'));
+    let finalSeq = null;
+    for (let i = 0; i < 100 && finalSeq === null; i++) { /* until personad has all three events */
+        try {
+            const l = await httpGetJSON(port, '/api/clusters');
+            const n = l.clusters.map((c) => c.name);
+            if (n.includes('resume-a') && !n.includes('resume-b'))
+                finalSeq = l.seq;
+        } catch (e) { /* the workers are coming back */ }
+        await sleep(50);
+    }
+    assert(finalSeq !== null, 'personad has the changes made while the page was disconnected');
+    await page.waitFor('live again with the replayed changes', `${connState}.startsWith('live') &&
+        ${hasRow('resume-a')} && !${hasRow('resume-b')} &&
+        document.getElementById('pos').dataset.seq === ${J(String(finalSeq))}`, 9000);
+    ok('after its worker died the page resumed with every change made meanwhile');
+    assert(await page.eval(fetchCount('/api/clusters')) === lists0,
+        'the resumed page did not refetch the list', await page.eval(fetchCount('/api/clusters')));
+    assert(await page.eval(fetchCount('/api/clusters/resume-a')) >= 1 &&
+        await page.eval(fetchCount('/api/clusters/resume-b')) >= 1,
+    'it refetched the clusters the replayed events name');
+
     /* Kill personad: "reconnecting"; restart: live again, with what was missed. */
     step = 'reconnect';
     /* Time the connection states in the page itself, so slow polling cannot skew them. */
@@ -609,6 +680,8 @@ async function main() {
     const up = states.find((x) => x[0] === 'live');
     ms = down && up ? Math.round(up[1] - down[1]) : -1;
     assert(ms >= 4900, 'the page waits 5 s before reconnecting (' + ms + ' ms)', states);
+    assert(await page.eval(fetchCount('/api/clusters')) > lists0,
+        'a restarted personad (new epoch) made the page refetch the list');
     ok('after restart the page is live and refetched everything (' + (Date.now() - t) + ' ms)');
     t = Date.now();
     writePersona('after.json', persona('after-restart', 'production', 'Unknown', 'added after reconnect',

@@ -117,12 +117,12 @@ async def http_pair(d):
 
 def list_seq_and_object(body, name):
     """seq and one cluster of a list body without parsing megabytes of
-    padding: the list is {"clusters":[obj,...],"seq":N} with each obj in
+    padding: the list is {"clusters":[obj,...],"seq":N,"epoch":"E"} with each obj in
     canonical form, starting {"name":...}."""
     text = body.decode("utf-8")
     tail = text.rindex(',"seq":')
-    assert text.endswith("}"), text[-50:]
-    seq = int(text[tail + 7:-1])
+    assert text.endswith('"}'), text[-50:]
+    seq = int(text[tail + 7:text.rindex(',"epoch":"')])
     at = text.index('{"name":%s,' % json.dumps(name))
     obj, _ = json.JSONDecoder().raw_decode(text, at)
     return seq, obj

@@ -58,7 +58,7 @@ def test_list_and_detail_pass_through():
         assert r.status == 200, r
         check_api_headers(r, "list")
         obj = r.json()
-        assert list(obj) == ["clusters", "seq"], "list keys %r" % list(obj)
+        assert list(obj) == ["clusters", "seq", "epoch"], "list keys %r" % list(obj)
         assert obj["seq"] == 0, "seq before any event: %r" % obj["seq"]
         names = [c["name"] for c in obj["clusters"]]
         assert names == ["bare", "nostatus", "prod-eu-west", "staging-gke"], names
@@ -80,8 +80,9 @@ def test_list_and_detail_pass_through():
         assert st["nodes"][0]["capacity"]["cpu"] == "8"
         assert st["nodes"][1]["taints"] == [] and st["namespaces"]["empty"] == {}
         # the list is the objects in canonical spelling, nothing else
-        want = '{"clusters":[%s],"seq":0}' % ",".join(
-            canonical(by[n]) for n in names)
+        epoch = re.search(r'"epoch":"([A-Za-z0-9_-]+)"}$', r.body.decode()).group(1)
+        want = '{"clusters":[%s],"seq":0,"epoch":"%s"}' % (",".join(
+            canonical(by[n]) for n in names), epoch)
         assert r.body.decode("utf-8") == want, "list bytes differ from the canonical form"
 
         # detail: the same bytes as the object inside the list
