@@ -16,6 +16,7 @@
 #include "worker/http_router.h"
 #include "worker/http_static.h"
 #include "worker/rest_api.h"
+#include "worker/sse_handoff.h"
 #include "worker/ws_upgrade.h"
 
 #define HTTP_ROUTER_GET_HEAD (HTTP_METHOD_GET | HTTP_METHOD_HEAD)
@@ -34,6 +35,11 @@ static const struct http_route routes[] = {
      .methods = HTTP_METHOD_ANY,
      .handler = ws_upgrade_handle,
      .done = ws_upgrade_forget},
+    {.path = "/api/events",
+     .match = HTTP_ROUTE_EXACT,
+     .methods = HTTP_METHOD_GET,
+     .allow = "GET",
+     .handler = sse_handoff_handle},
     {.path = "/healthz",
      .match = HTTP_ROUTE_EXACT,
      .methods = HTTP_ROUTER_GET_HEAD,
