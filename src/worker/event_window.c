@@ -10,46 +10,33 @@
 #include "worker/event_window.h"
 #include "worker/ws_frame.h"
 
-/* What an encoder may name besides the payload. */
-struct event_meta {
-    uint64_t seq;
-    const char *epoch;
-    size_t epoch_len;
-};
-
-/* How one protocol encodes an event: size() is exact, encode() writes that many. */
+/* How one protocol encodes an event: size() is exact, encode() writes that
+ * many.  seq and epoch are the event's position, for the protocols that name
+ * it (SSE's id line). */
 struct event_encoder {
-    size_t (*size)(const struct event_meta *m, const void *payload, uint32_t payload_len);
-    size_t (*encode)(uint8_t *out, const struct event_meta *m, const void *payload,
+    size_t (*size)(uint64_t seq, const char *epoch, const void *payload, uint32_t payload_len);
+    size_t (*encode)(uint8_t *out, uint64_t seq, const char *epoch, const void *payload,
                      uint32_t payload_len);
 };
 
 static size_t
-ws_size(const struct event_meta *m, const void *payload, uint32_t payload_len)
+ws_size(uint64_t seq, const char *epoch, const void *payload, uint32_t payload_len)
 {
-    (void)m, (void)payload;
+    (void)seq, (void)epoch, (void)payload;
     return ws_frame_text_size(payload_len);
 }
 
 static size_t
-ws_encode(uint8_t *out, const struct event_meta *m, const void *payload, uint32_t payload_len)
+ws_encode(uint8_t *out, uint64_t seq, const char *epoch, const void *payload, uint32_t payload_len)
 {
-    (void)m;
+    (void)seq, (void)epoch;
     return ws_frame_text(out, payload, payload_len);
 }
 
 /* SSE: "id: E:N\n" "data: " JSON "\n\n", where JSON is the payload with
- * ,"seq":N inserted before its closing brace (the master's payloads are JSON
- * objects on one line; one that does not end in '}' is sent as it is).  The
- * seq is written by the same snprintf in size() and encode(), so size() is
- * exact. */
-static size_t
-sse_seq_len(uint64_t seq)
-{
-    char digits[24];
-    return (size_t)snprintf(digits, sizeof(digits), "%llu", (unsigned long long)seq);
-}
-
+ * ,"seq":N before its closing brace (the same bytes as a resumed WebSocket
+ * message; the master's payloads are JSON objects on one line, and one that
+ * does not end in '}' is sent as it is). */
 static int
 sse_has_brace(const void *payload, uint32_t payload_len)
 {
@@ -57,31 +44,39 @@ sse_has_brace(const void *payload, uint32_t payload_len)
 }
 
 static size_t
-sse_size(const struct event_meta *m, const void *payload, uint32_t payload_len)
+sse_digits(uint64_t seq, char out[24])
 {
-    size_t digits = sse_seq_len(m->seq);
+    int n = snprintf(out, 24, "%llu", (unsigned long long)seq);
+    return n > 0 ? (size_t)n : 0; /* at most 20 digits: never truncated */
+}
+
+static size_t
+sse_size(uint64_t seq, const char *epoch, const void *payload, uint32_t payload_len)
+{
+    char digits[24];
+    size_t d = sse_digits(seq, digits);
     /* "id: " E ":" N "\n" "data: " payload "\n\n" */
-    size_t n = 4 + m->epoch_len + 1 + digits + 1 + 6 + payload_len + 2;
+    size_t n = 4 + strlen(epoch) + 1 + d + 1 + 6 + payload_len + 2;
     if (sse_has_brace(payload, payload_len))
-        n += 7 + digits; /* ,"seq":N */
+        n += 7 + d; /* ,"seq":N */
     return n;
 }
 
 static size_t
-sse_encode(uint8_t *out, const struct event_meta *m, const void *payload, uint32_t payload_len)
+sse_encode(uint8_t *out, uint64_t seq, const char *epoch, const void *payload, uint32_t payload_len)
 {
-    char seq[24];
-    size_t digits = (size_t)snprintf(seq, sizeof(seq), "%llu", (unsigned long long)m->seq);
+    char digits[24];
+    size_t d = sse_digits(seq, digits), elen = strlen(epoch);
     uint8_t *p = out;
     memcpy(p, "id: ", 4), p += 4;
-    memcpy(p, m->epoch, m->epoch_len), p += m->epoch_len;
+    memcpy(p, epoch, elen), p += elen;
     *p++ = ':';
-    memcpy(p, seq, digits), p += digits;
+    memcpy(p, digits, d), p += d;
     memcpy(p, "\ndata: ", 7), p += 7;
     if (sse_has_brace(payload, payload_len)) {
         memcpy(p, payload, payload_len - 1), p += payload_len - 1;
         memcpy(p, ",\"seq\":", 7), p += 7;
-        memcpy(p, seq, digits), p += digits;
+        memcpy(p, digits, d), p += d;
         *p++ = '}';
     } else {
         memcpy(p, payload, payload_len), p += payload_len;
@@ -152,10 +147,9 @@ event_window_free(struct event_window *w)
 int
 event_window_push(struct event_window *w, uint64_t seq, const void *payload, uint32_t len)
 {
-    const struct event_meta meta = {.seq = seq, .epoch = w->epoch, .epoch_len = strlen(w->epoch)};
     size_t size[STREAM_PROTO_COUNT], total = 0;
     for (int p = 0; p < STREAM_PROTO_COUNT; p++) {
-        size[p] = encoders[p].size(&meta, payload, len);
+        size[p] = encoders[p].size(seq, w->epoch, payload, len);
         total += size[p];
     }
     if (total > UINT32_MAX)
@@ -166,7 +160,7 @@ event_window_push(struct event_window *w, uint64_t seq, const void *payload, uin
     e->seq = seq;
     uint32_t off = 0;
     for (int p = 0; p < STREAM_PROTO_COUNT; p++) {
-        (void)encoders[p].encode(e->bytes + off, &meta, payload, len);
+        (void)encoders[p].encode(e->bytes + off, seq, w->epoch, payload, len);
         w->stream_bytes[p] += size[p];
         e->enc[p] = (struct event_encoding){
             .stream_end = w->stream_bytes[p], .off = off, .len = (uint32_t)size[p]};
