@@ -175,6 +175,7 @@ def test_curl_gets_retry_then_events():
             d.write("a.json", persona_api("alpha"))
             need(lambda o: o.count(b"\n\n") >= 2)
             d.write("a.json", persona_api("alpha", nodes=5))
+            need(lambda o: o.count(b"\n\n") >= 3)  # read before the file goes
             d.remove("a.json")
             need(lambda o: o.count(b"\n\n") >= 4)
             blocks = [b for b in out.decode().split("\n\n") if b]
