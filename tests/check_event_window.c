@@ -143,8 +143,7 @@ START_TEST(sse_encoding)
     b = event_entry_bytes(event_window_get(&w, 42), STREAM_PROTO_SSE, &len);
     ck_assert_uint_eq(len, strlen("id: Ab_9-z:42\ndata: x\n\n"));
     ck_assert_mem_eq(b, "id: Ab_9-z:42\ndata: x\n\n", len);
-    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_SSE, 41, 0),
-                      sizeof(want) - 1 + len);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_SSE, 41, 0), sizeof(want) - 1 + len);
     ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 41, 0), 2 + sizeof(ev) - 1 + 3);
     /* an epoch longer than 32 is refused and changes nothing */
     ck_assert_int_eq(event_window_set_epoch(&w, "123456789012345678901234567890123"), -1);

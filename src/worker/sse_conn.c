@@ -183,9 +183,8 @@ sse_conn_new(struct conn_set *s, int fd, uint64_t start_seq, const void *preambl
         close(fd);
         return NULL;
     }
-    if (sent < preamble_len &&
-        stream_out_ctrl_add(&c->base.out, (const uint8_t *)preamble + sent,
-                            preamble_len - sent) != 0) {
+    if (sent < preamble_len && stream_out_ctrl_add(&c->base.out, (const uint8_t *)preamble + sent,
+                                                   preamble_len - sent) != 0) {
         log_sse(c, LOG_LEVEL_INFO, "response head does not fit, dropped", "");
         conn_set_kill(&c->base);
         return NULL;

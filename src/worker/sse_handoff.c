@@ -42,8 +42,8 @@
 static int
 epoch_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 /* 1 if [s, s+len) is an epoch. */
@@ -79,8 +79,7 @@ seq_parse(const char *s, size_t len, uint64_t *out)
 
 int
 sse_position_parse(const char *last_event_id, const char *since, int since_present,
-                   const char *epoch, int epoch_present, struct sse_position *pos,
-                   const char **err)
+                   const char *epoch, int epoch_present, struct sse_position *pos, const char **err)
 {
     memset(pos, 0, sizeof(*pos));
     if (last_event_id != NULL && last_event_id[0] != '\0') {
@@ -143,15 +142,21 @@ sse_start(const struct worker *w, const struct sse_position *pos, uint64_t head,
 static int
 build_preamble(char *buf, size_t size, const char *epoch, uint64_t head, int resync)
 {
-    int n = resync ? snprintf(buf, size,
-                              SSE_RESPONSE_HEAD SSE_RETRY_LINE "\n"
-                                                               "id: %s:%llu\n"
-                                                               "data: {\"type\":\"resync\","
-                                                               "\"data\":{\"seq\":%llu,"
-                                                               "\"epoch\":\"%s\"}}\n\n",
-                              epoch, (unsigned long long)head, (unsigned long long)head, epoch)
-                   : snprintf(buf, size, SSE_RESPONSE_HEAD SSE_RETRY_LINE "\n");
-    return n > 0 && (size_t)n < size ? n : -1;
+    static const char start[] = SSE_RESPONSE_HEAD SSE_RETRY_LINE "\n";
+    static const char resync_fmt[] =
+        "id: %s:%llu\ndata: {\"type\":\"resync\",\"data\":{\"seq\":%llu,\"epoch\":\"%s\"}}\n\n";
+    if (size < sizeof(start))
+        return -1;
+    memcpy(buf, start, sizeof(start)); /* with its NUL */
+    size_t n = sizeof(start) - 1;
+    if (resync) {
+        int r = snprintf(buf + n, size - n, resync_fmt, epoch, (unsigned long long)head,
+                         (unsigned long long)head, epoch);
+        if (r < 0 || (size_t)r >= size - n)
+            return -1;
+        n += (size_t)r;
+    }
+    return (int)n;
 }
 
 /* Take the socket from MHD (see the file comment).  Returns our descriptor

@@ -32,8 +32,8 @@ struct http_request;
 
 /* Where a client asks its stream to start. */
 struct sse_position {
-    int given;     /* 0: no position (stream from the current head, like plain /ws) */
-    uint64_t seq;  /* the last seq the client has */
+    int given;    /* 0: no position (stream from the current head, like plain /ws) */
+    uint64_t seq; /* the last seq the client has */
     char epoch[EVENT_WINDOW_EPOCH_MAX + 1];
 };
 
