@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import (Daemon, conn_owner, ev, persona_api, run,  # noqa: E402
+from harness import (Daemon, conn_owner, ev, inode_owners, persona_api, run,  # noqa: E402
                      server_side_closed, tcp_sockets)
 
 HEAD = (b"HTTP/1.1 200 OK\r\n"
@@ -137,6 +137,14 @@ def body_error(port, target, headers=()):
         c.close()
 
 
+def unix_sockets_of(pid):
+    """The inodes of pid's unix-domain sockets."""
+    with open("/proc/net/unix") as f:
+        next(f)
+        unix = {int(ln.split()[6]) for ln in f if len(ln.split()) > 6}
+    return sorted(i for i in inode_owners([pid]) if i in unix)
+
+
 def first_epoch(d):
     """The run's epoch as the stream names it (the id of a first event)."""
     c = SSE(d.port)
@@ -205,17 +213,35 @@ def test_response_head_exact():
     outlives MHD's side (events arrive after it let go), and nothing is logged
     about the hand-off's refusal."""
     with Daemon(workers=1, flags=["-v"]) as d:
+        (w,) = d.worker_pids()
+        unix_before = unix_sockets_of(w)
         c = SSE(d.port)
+        more = []
         try:
             assert c.head == HEAD, c.head
             assert c.line() == "retry: 5000", c.buf
-            time.sleep(0.3)  # MHD has run its cleanup of its side by now
+            more = [SSE(d.port) for _ in range(5)]
+            # MHD has closed its side (the placeholders are unix sockets): the
+            # worker holds no more of them than before, and one TCP socket per
+            # stream.
+            deadline = time.monotonic() + 3
+            while unix_sockets_of(w) != unix_before:
+                assert time.monotonic() < deadline, (unix_before, unix_sockets_of(w))
+                time.sleep(0.05)
+            own = inode_owners([w])
+            socks = tcp_sockets(d.port)
+            for s in [c] + more:
+                assert socks[s.local_port][1] in own, "stream not held by the worker"
+            held = [ino for ino in own if ino in {v[1] for v in socks.values()}]
+            assert len(held) == 6, (len(held), "one server socket per stream")
             d.write("h.json", persona_api("head"))
-            e = c.data_event()
-            assert e["data"] == with_seq(ev("added", "head"), 1), e
-            assert "id" in e and e["id"].endswith(":1"), e
+            for s in [c] + more:
+                e = s.data_event()
+                assert e["data"] == with_seq(ev("added", "head"), 1), e
+                assert "id" in e and e["id"].endswith(":1"), e
         finally:
-            c.close()
+            for s in [c] + more:
+                s.close()
         log = d.log_text()
         assert "libmicrohttpd" not in log, log
 
