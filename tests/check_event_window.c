@@ -1,6 +1,6 @@
 /*
  * check_event_window - the worker's window of encoded events (the WebSocket
- * encoding: one text frame per event).
+ * encoding: one text frame per event; the SSE encoding: one event).
  */
 #include "build_config.h"
 
@@ -118,6 +118,40 @@ START_TEST(ws_encoder_sizes)
 }
 END_TEST
 
+/* SSE: "id: E:N", then data: the JSON with ,"seq":N before its brace, then
+ * an empty line; the stream counts every protocol's bytes apart; a payload
+ * without a closing brace goes as it is. */
+START_TEST(sse_encoding)
+{
+    struct event_window w;
+    uint32_t len;
+    ck_assert_int_eq(event_window_init(&w, 8, 41), 0);
+    ck_assert_int_eq(event_window_set_epoch(&w, "Ab_9-z"), 0);
+    static const char ev[] = "{\"type\":\"cluster.updated\",\"data\":{\"name\":\"prod\"}}";
+    ck_assert_int_eq(event_window_push(&w, 41, ev, sizeof(ev) - 1), 0);
+    const uint8_t *b = event_entry_bytes(event_window_get(&w, 41), STREAM_PROTO_SSE, &len);
+    static const char want[] = "id: Ab_9-z:41\n"
+                               "data: {\"type\":\"cluster.updated\",\"data\":{\"name\":\"prod\"},"
+                               "\"seq\":41}\n\n";
+    ck_assert_uint_eq(len, sizeof(want) - 1);
+    ck_assert_mem_eq(b, want, len);
+    /* the WebSocket encoding of the same event is untouched: the seed's bytes */
+    const uint8_t *f = ws_bytes(&w, 41, &len);
+    ck_assert_uint_eq(len, 2 + sizeof(ev) - 1);
+    ck_assert_mem_eq(f + 2, ev, sizeof(ev) - 1);
+    ck_assert_int_eq(event_window_push(&w, 42, "x", 1), 0);
+    b = event_entry_bytes(event_window_get(&w, 42), STREAM_PROTO_SSE, &len);
+    ck_assert_uint_eq(len, strlen("id: Ab_9-z:42\ndata: x\n\n"));
+    ck_assert_mem_eq(b, "id: Ab_9-z:42\ndata: x\n\n", len);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_SSE, 41, 0), sizeof(want) - 1 + len);
+    ck_assert_uint_eq(event_window_pending(&w, STREAM_PROTO_WS, 41, 0), 2 + sizeof(ev) - 1 + 3);
+    /* an epoch longer than 32 is refused and changes nothing */
+    ck_assert_int_eq(event_window_set_epoch(&w, "123456789012345678901234567890123"), -1);
+    ck_assert_str_eq(w.epoch, "Ab_9-z");
+    event_window_free(&w);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -127,6 +161,7 @@ main(void)
     tcase_add_test(tc, window_capacity_drops_oldest);
     tcase_add_test(tc, window_large_frame);
     tcase_add_test(tc, ws_encoder_sizes);
+    tcase_add_test(tc, sse_encoding);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -25,6 +25,7 @@
 #include "worker/http_webroot.h"
 #include "worker/metrics.h"
 #include "worker/rest_api.h"
+#include "worker/sse_handoff.h"
 #include "worker/ws_upgrade.h"
 
 typedef enum MHD_Result (*handler_fn)(struct worker *, struct MHD_Connection *,
@@ -71,6 +72,14 @@ static const struct route_case route_cases[] = {
     NOT_ALLOWED("/metrics", "OPTIONS"),
     NOT_FOUND("/metrics/", "GET"),
     NOT_FOUND("/metricsx", "GET"),
+    /* /api/events: GET only (HEAD too gets 405 with Allow: GET) */
+    FOUND("/api/events", "GET", sse_handoff_handle, "/api/events"),
+    {"/api/events", "HEAD", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
+    {"/api/events", "POST", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
+    {"/api/events", "OPTIONS", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
+    {"/api/events", "get", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
+    NOT_FOUND("/api/events/", "GET"),
+    NOT_FOUND("/api/eventsx", "GET"),
     /* /healthz */
     FOUND("/healthz", "GET", rest_api_healthz, "/healthz"),
     FOUND("/healthz", "HEAD", rest_api_healthz, "/healthz"),
@@ -373,7 +382,7 @@ extended_table(size_t *n)
                                     .allow = "GET, HEAD",
                                     .handler = example_handler,
                                     .done = example_done};
-    t[base_n + 1] = (struct http_route){.path = "/api/events/",
+    t[base_n + 1] = (struct http_route){.path = "/api/feeds/",
                                         .match = HTTP_ROUTE_PREFIX,
                                         .methods = HTTP_METHOD_GET,
                                         .allow = "GET",
@@ -391,9 +400,9 @@ START_TEST(test_new_row_routes)
         FOUND("/example", "HEAD", example_handler, "/example"),
         NOT_ALLOWED("/example", "POST"),
         NOT_FOUND("/example/", "GET"),
-        FOUND("/api/events/alpha", "GET", events_handler, "alpha"),
-        {"/api/events/alpha", "HEAD", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
-        NOT_FOUND("/api/events", "GET"),
+        FOUND("/api/feeds/alpha", "GET", events_handler, "alpha"),
+        {"/api/feeds/alpha", "HEAD", HTTP_ROUTER_NOT_ALLOWED, NULL, NULL, "GET"},
+        NOT_FOUND("/api/feeds", "GET"),
     };
     for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
         check_case(t, n, &added[i]);
@@ -422,7 +431,7 @@ START_TEST(test_new_row_dispatch)
     ck_assert_ptr_eq(rq.done, example_done); /* the row's hook, for the completion */
     /* a row without a hook leaves none */
     struct http_request rq2 = {0};
-    ck_assert_int_eq(http_router_dispatch(t, n, w, conn, &rq2, "/api/events/x", "GET"), MHD_NO);
+    ck_assert_int_eq(http_router_dispatch(t, n, w, conn, &rq2, "/api/feeds/x", "GET"), MHD_NO);
     ck_assert_ptr_null(rq2.done);
     ck_assert_int_eq(seen.calls, 1);
     free(t);

@@ -126,9 +126,9 @@ static char *
 frame_text(enum stream_proto proto, uint64_t seq, const char *payload)
 {
     uint32_t len = (uint32_t)strlen(payload);
-    size_t size = event_encode_size(proto, seq, payload, len);
+    size_t size = event_encode_size(proto, seq, "", payload, len);
     uint8_t *out = malloc(size);
-    ck_assert_uint_eq(event_encode(proto, out, seq, payload, len), size);
+    ck_assert_uint_eq(event_encode(proto, out, seq, "", payload, len), size);
     size_t h = ws_frame_header(out, WS_OP_TEXT, 0) == 2 && size - 2 < 126 ? 2 : 4;
     ck_assert_uint_eq(out[0], 0x81);
     char *text = calloc(1, size - h + 1);
@@ -153,7 +153,7 @@ START_TEST(seq_encoding)
     uint32_t len;
     const uint8_t *b = event_entry_bytes(event_window_get(&w, 7), STREAM_PROTO_WS_SEQ, &len);
     uint8_t direct[256];
-    ck_assert_uint_eq(event_encode(STREAM_PROTO_WS_SEQ, direct, 7, ev, (uint32_t)strlen(ev)), len);
+    ck_assert_uint_eq(event_encode(STREAM_PROTO_WS_SEQ, direct, 7, "", ev, (uint32_t)strlen(ev)), len);
     ck_assert_mem_eq(b, direct, len);
     event_window_free(&w);
 }
@@ -173,7 +173,7 @@ START_TEST(replay_fill_and_lap)
     }
     struct stream_replay *rp = malloc(sizeof(*rp));
     uint64_t seq = 1, events = 0;
-    ck_assert_int_eq(stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, 11, &events),
+    ck_assert_int_eq(stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, "", &seq, 11, &events),
                      STREAM_REPLAY_OK);
     ck_assert_uint_eq(seq, 11); /* stops at end */
     ck_assert_uint_eq(events, 10);
@@ -184,7 +184,7 @@ START_TEST(replay_fill_and_lap)
             snprintf(ev, sizeof(ev), "{\"type\":\"cluster.added\",\"data\":{\"name\":\"c%llu\"}}",
                      (unsigned long long)s);
         uint8_t want[256];
-        size_t wl = event_encode(STREAM_PROTO_WS_SEQ, want, s, ev, (uint32_t)n);
+        size_t wl = event_encode(STREAM_PROTO_WS_SEQ, want, s, "", ev, (uint32_t)n);
         ck_assert_mem_eq(rp->buf + off, want, wl);
         off += wl;
     }
@@ -197,16 +197,16 @@ START_TEST(replay_fill_and_lap)
         ck_assert_int_gt(ring_append(&r, RING_EVENT_UPDATED, ev, RING_PAYLOAD_MAX), 0);
     seq = ring_head(&r) - SLOTS + 1;
     uint64_t first = seq;
-    ck_assert_int_eq(
-        stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, ring_head(&r) + 1, &events),
-        STREAM_REPLAY_OK);
+    ck_assert_int_eq(stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, "", &seq, ring_head(&r) + 1,
+                                        &events),
+                     STREAM_REPLAY_OK);
     ck_assert_uint_eq(seq - first, STREAM_REPLAY_BYTES / (RING_PAYLOAD_MAX + 4 + 12));
     ck_assert_uint_le(rp->len, STREAM_REPLAY_BYTES);
     /* lapped: the ring overwrote seq before it was read */
     seq = ring_head(&r) - SLOTS; /* one past the edge */
-    ck_assert_int_eq(
-        stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, &seq, ring_head(&r) + 1, &events),
-        STREAM_REPLAY_LAPPED);
+    ck_assert_int_eq(stream_replay_fill(rp, &r, STREAM_PROTO_WS_SEQ, "", &seq, ring_head(&r) + 1,
+                                        &events),
+                     STREAM_REPLAY_LAPPED);
     ck_assert_uint_eq(rp->len, 0);
     ck_assert_uint_eq(stream_pos_ring_capacity(&r), SLOTS);
     free(rp);

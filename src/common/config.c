@@ -104,7 +104,7 @@ static const struct opt opts[] = {
      COUNT(max_message_bytes, 1, 1u << 24), OPT_FILE_KEY, OPT_LIVE},
     {"rescan-interval", 0, "SECONDS", "30", "periodic full rescan of DIR, default %s",
      SECONDS(rescan_interval_ms, DAY_MS), OPT_FILE_KEY, OPT_LIVE},
-    {"max-connections", 0, "N", "20000", "WebSocket connections per worker, default %s",
+    {"max-connections", 0, "N", "20000", "WebSocket and SSE connections per worker, default %s",
      COUNT(max_connections, 1, 1000000), OPT_FILE_KEY, OPT_RESTART},
     {"snapshot-max", 0, "BYTES", "33554432",
      "largest REST snapshot, default %s, at most\n1073741824 (1 GiB)",

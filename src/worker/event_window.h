@@ -22,25 +22,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The stream protocols a window encodes for.  A new protocol (SSE) adds a row
- * here and one in event_window.c's encoder table.  STREAM_PROTO_WS is the
- * seed's /ws (the master's JSON, byte for byte); STREAM_PROTO_WS_SEQ is the
- * same with ,"seq":N before the closing brace, for connections that asked for
- * a position (/ws?since=N&epoch=E, stream_position.h). */
-enum stream_proto { STREAM_PROTO_WS, STREAM_PROTO_WS_SEQ, STREAM_PROTO_COUNT };
+/* The stream protocols a window encodes for.  A new protocol adds a row here
+ * and one in event_window.c's encoder table.  STREAM_PROTO_WS is the seed's
+ * /ws (the master's JSON, byte for byte); STREAM_PROTO_WS_SEQ is the same with
+ * ,"seq":N before the closing brace, for connections that asked for a position
+ * (/ws?since=N&epoch=E, stream_position.h); STREAM_PROTO_SSE: one Server-Sent
+ * Events event, "id: E:N\ndata: JSON\n\n", the JSON as WS_SEQ's (sse_conn.h). */
+enum stream_proto { STREAM_PROTO_WS, STREAM_PROTO_WS_SEQ, STREAM_PROTO_SSE, STREAM_PROTO_COUNT };
+
+/* Longest epoch an encoding names (the run's epoch: 1-32 of [A-Za-z0-9_-]). */
+#define EVENT_WINDOW_EPOCH_MAX 32
 
 /* EVENT_ENCODED_MAX - the most bytes any protocol's encoding of a ring payload
  * of at most payload_max bytes can take (framing and ,"seq":N included). */
-#define EVENT_ENCODED_MAX(payload_max) ((size_t)(payload_max) + 64u)
+#define EVENT_ENCODED_MAX(payload_max) ((size_t)(payload_max) + 128u)
 
 /* event_encode_size, event_encode - proto's encoding of the event seq with
  * payload (the master's JSON), as the window holds it: size first, then
  * encode writes exactly that many bytes into out.  The replay of older events
  * (stream_position.c) encodes what it reads from the ring with these, so a
  * replayed event is the same bytes as a live one. */
-size_t event_encode_size(enum stream_proto proto, uint64_t seq, const void *payload, uint32_t len);
-size_t event_encode(enum stream_proto proto, uint8_t *out, uint64_t seq, const void *payload,
-                    uint32_t len);
+size_t event_encode_size(enum stream_proto proto, uint64_t seq, const char *epoch,
+                         const void *payload, uint32_t len);
+size_t event_encode(enum stream_proto proto, uint8_t *out, uint64_t seq, const char *epoch,
+                    const void *payload, uint32_t len);
 
 /* One protocol's encoding of an event, inside its entry's bytes. */
 struct event_encoding {
@@ -61,12 +66,18 @@ struct event_window {
     uint64_t first_seq;                        /* oldest entry held (== next_seq when empty) */
     uint64_t next_seq;                         /* seq the next pushed entry must have */
     uint64_t stream_bytes[STREAM_PROTO_COUNT]; /* bytes of all encodings ever pushed */
+    char epoch[EVENT_WINDOW_EPOCH_MAX + 1];    /* the run's epoch, for SSE ids ("" until set) */
 };
 
 /* event_window_init - an empty window of capacity entries starting at next_seq.
  * -1 on ENOMEM. */
 int event_window_init(struct event_window *w, uint32_t capacity, uint64_t next_seq);
 void event_window_free(struct event_window *w);
+
+/* event_window_set_epoch - the epoch the encodings of further events name
+ * (SSE's "id: E:N"); set once before the first push.  -1 (nothing set) if
+ * longer than EVENT_WINDOW_EPOCH_MAX. */
+int event_window_set_epoch(struct event_window *w, const char *epoch);
 
 /* event_window_push - encode payload as event seq for every protocol (seq must
  * equal next_seq; the caller resets on gaps).  Drops the oldest entry when

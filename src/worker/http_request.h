@@ -23,6 +23,7 @@ struct http_request {
      * http_router_completed calls it once, before freeing the context. */
     void (*done)(struct http_request *rq);
     struct conn_pending ws; /* /ws: the first event the client gets, kept until the hand-off */
+    int sse_taken;          /* /api/events: the socket is the set's, MHD holds a placeholder */
 };
 
 #endif

@@ -19,6 +19,7 @@
 #include "worker/metrics.h"
 #include "worker/rest_api.h"
 #include "worker/worker.h"
+#include "worker/sse_handoff.h"
 #include "worker/ws_upgrade.h"
 
 #define HTTP_ROUTER_GET_HEAD (HTTP_METHOD_GET | HTTP_METHOD_HEAD)
@@ -39,6 +40,11 @@ asset_exists(const char *path)
      .methods = HTTP_METHOD_ANY,                                                                   \
      .handler = ws_upgrade_handle,                                                                 \
      .done = ws_upgrade_forget},                                                                   \
+    {.path = "/api/events",                                                                        \
+     .match = HTTP_ROUTE_EXACT,                                                                    \
+     .methods = HTTP_METHOD_GET,                                                                   \
+     .allow = "GET",                                                                               \
+     .handler = sse_handoff_handle},                                                               \
     {.path = "/healthz",                                                                           \
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_ROUTER_GET_HEAD,                                                              \

@@ -3,6 +3,7 @@
  *
  *   /ws                      any method: ws_upgrade_handle (GET upgrades;
  *                            HEAD, OPTIONS 405 with Allow: GET; others 400)
+ *   /api/events              GET: sse_handoff_handle (Server-Sent Events)
  *   /healthz                 GET, HEAD: rest_api_healthz
  *   /api/clusters            GET, HEAD: rest_api_list
  *   /api/clusters/{name}     GET, HEAD: rest_api_cluster (prefix)

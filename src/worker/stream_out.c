@@ -184,8 +184,8 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
             return STREAM_FLUSH_LOST;
         if (o->replay == NULL && (o->replay = malloc(sizeof(*o->replay))) == NULL)
             return STREAM_FLUSH_LOST; /* out of memory: closed 1013, the client retries */
-        if (stream_replay_fill(o->replay, x->ring, (enum stream_proto)o->proto, &seq, end,
-                               &x->replayed_events) != STREAM_REPLAY_OK)
+        if (stream_replay_fill(o->replay, x->ring, (enum stream_proto)o->proto, win->epoch, &seq,
+                               end, &x->replayed_events) != STREAM_REPLAY_OK)
             return STREAM_FLUSH_LOST; /* the ring lapped the replay */
         o->next_seq = seq;            /* the buffer holds them now */
         iov[n] = (struct iovec){o->replay->buf, o->replay->len};

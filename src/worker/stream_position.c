@@ -102,7 +102,7 @@ stream_pos_resync_json(char *out, size_t cap, uint64_t head, const char *epoch)
 
 enum stream_replay_status
 stream_replay_fill(struct stream_replay *rp, const struct ring *r, enum stream_proto proto,
-                   uint64_t *seq, uint64_t end, uint64_t *events)
+                   const char *epoch, uint64_t *seq, uint64_t end, uint64_t *events)
 {
     uint8_t payload[RING_PAYLOAD_MAX];
     rp->len = rp->off = 0;
@@ -110,10 +110,10 @@ stream_replay_fill(struct stream_replay *rp, const struct ring *r, enum stream_p
         uint32_t len, type;
         if (ring_read(r, *seq, payload, &len, &type) != RING_OK)
             break; /* lapped (or, never, not yet published): what is buffered goes first */
-        size_t size = event_encode_size(proto, *seq, payload, len);
+        size_t size = event_encode_size(proto, *seq, epoch, payload, len);
         if (size > sizeof(rp->buf) - rp->len)
             break; /* the next event does not fit: next time (it is in the ring until lapped) */
-        rp->len += (uint32_t)event_encode(proto, rp->buf + rp->len, *seq, payload, len);
+        rp->len += (uint32_t)event_encode(proto, rp->buf + rp->len, *seq, epoch, payload, len);
         (*seq)++;
         (*events)++;
     }

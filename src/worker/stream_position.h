@@ -98,11 +98,11 @@ enum stream_replay_status {
     STREAM_REPLAY_LAPPED, /* *seq was overwritten in the ring (or is not in it): nothing read */
 };
 
-/* stream_replay_fill - refill an empty rp with proto's encodings of ring
+/* stream_replay_fill - refill an empty rp with proto's encodings (naming epoch) of ring
  * events *seq, *seq + 1, ... before end, as many whole events as fit;
  * *seq is the first one not buffered.  Counts the events in *events. */
 enum stream_replay_status stream_replay_fill(struct stream_replay *rp, const struct ring *r,
-                                             enum stream_proto proto, uint64_t *seq, uint64_t end,
-                                             uint64_t *events);
+                                             enum stream_proto proto, const char *epoch,
+                                             uint64_t *seq, uint64_t end, uint64_t *events);
 
 #endif

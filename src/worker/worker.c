@@ -67,16 +67,28 @@
  * threshold keeps each one its own mapping, returned as soon as it is freed. */
 #define WORKER_MMAP_THRESHOLD_BYTES (256 * 1024)
 
+/* What libmicrohttpd 0.9.75 logs when the access handler returns MHD_NO
+ * (connection.c, call_connection_handler): an SSE hand-off does it on purpose. */
+#define MHD_REFUSAL_LINE "Application reported internal error"
+
 /* libmicrohttpd logs per request (e.g. each oversized header it refuses):
  * clients must not be able to flood the log, so at most a few lines a second. */
 __attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     struct worker *w = cls;
+    char buf[256];
+    va_list copy;
+    va_copy(copy, ap);
+    vsnprintf(buf, sizeof(buf), fmt, copy);
+    va_end(copy);
+    if (w->mhd_refusal_expected &&
+        strncmp(buf, MHD_REFUSAL_LINE, sizeof(MHD_REFUSAL_LINE) - 1) == 0) {
+        w->mhd_refusal_expected = 0;
+        return;
+    }
     if (!log_limit_allow(&w->mhd_log, clock_now_ms()))
         return;
-    char buf[256];
-    vsnprintf(buf, sizeof(buf), fmt, ap);
     size_t n = strlen(buf);
     while (n > 0 && buf[n - 1] == '\n')
         buf[--n] = '\0';
@@ -481,6 +493,9 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         fatal("worker %u: epoll_create1", index);
     if (event_window_init(&w.window, cfg->ring_size, ring_head(ring) + 1) != 0)
         fatalx("worker %u: out of memory", index);
+    /* The run's epoch, for the encodings that name positions (SSE ids). */
+    if (event_window_set_epoch(&w.window, snapshot_epoch(snap)) != 0)
+        fatalx("worker %u: bad epoch", index);
     conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.own_stats, w.now_ms);
     conn_set_use_ring(&w.set, ring);
     worker_start_mhd(&w);
@@ -522,6 +537,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
             w.mhd_run_again = 0;
             (void)MHD_run(w.mhd);
         }
+        w.mhd_refusal_expected = 0; /* only ever the line right after the refusal */
         conn_set_expire(&w.set);
         snap_cache_expire(&w.snap_cache);
         conn_set_reap(&w.set);

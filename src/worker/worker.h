@@ -65,6 +65,7 @@ struct worker {
     int mhd_ready;             /* MHD's epoll fd was ready in this pass */
     int listen_ready;          /* the listening socket was ready in this pass */
     int mhd_run_again;         /* an upgraded connection was handed back to MHD */
+    int mhd_refusal_expected;  /* an SSE hand-off's refusal: MHD's line about it is no news */
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
     struct snap_cache snap_cache; /* copies of snap and the REST responses reading them */
@@ -93,6 +94,15 @@ static inline void
 worker_mhd_run_again(struct worker *w)
 {
     w->mhd_run_again = 1;
+}
+
+/* worker_mhd_expect_refusal - the access handler is about to refuse a
+ * request on purpose (an SSE hand-off, sse_handoff.c): libmicrohttpd's
+ * "Application reported internal error" line that follows is not logged. */
+static inline void
+worker_mhd_expect_refusal(struct worker *w)
+{
+    w->mhd_refusal_expected = 1;
 }
 
 /* worker_nofile_needed - descriptors one worker may hold with cfg: its
