@@ -2,7 +2,10 @@
 // Integration: Node's `ws` (Debian node-ws) as the client library.
 // Several clients get byte-exact events in order; a client close is
 // answered (close event with code 1000, quickly); on SIGTERM the remaining
-// clients get 1001 and the daemon exits 0.
+// clients get 1001 and the daemon exits 0.  List+watch (issue 11): a client
+// that lists, misses events while away and opens /ws?since=SEQ&epoch=E gets
+// exactly the missed ones (with "seq"), then the live stream; another epoch
+// gets a resync first.
 'use strict';
 
 const { spawn } = require('child_process');
@@ -46,6 +49,20 @@ function healthz(port) {
     });
     req.on('error', () => resolve(null));
     req.on('timeout', () => { req.destroy(); resolve(null); });
+  });
+}
+
+function getJSON(port, p) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: p, timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => {
+        try { resolve({ status: res.statusCode, json: JSON.parse(body) }); } catch (e) { reject(e); }
+      });
+    });
+    req.on('error', reject);
+    req.on('timeout', () => { req.destroy(); reject(new Error('GET ' + p + ' timed out')); });
   });
 }
 
@@ -174,6 +191,38 @@ async function main() {
       assert(await nextMsg(c) === ev('added', 'after-close'), 'after close');
     }
 
+    // list+watch: the list's position, events while no client is connected,
+    // then /ws?since=&epoch= replays exactly those (with "seq"), then live.
+    const list = await getJSON(port, '/api/clusters');
+    assert(list.status === 200, 'list status ' + list.status);
+    const { seq, epoch } = list.json;
+    assert(Number.isInteger(seq) && /^[A-Za-z0-9_-]{1,32}$/.test(epoch),
+      'list position ' + JSON.stringify({ seq, epoch }));
+    writePersona(dir, 'n4.json', k8s('missed-one', 1));
+    writePersona(dir, 'n4.json', k8s('missed-one', 2));
+    for (let end = Date.now() + 5000; (await getJSON(port, '/api/clusters')).json.seq < seq + 2;) {
+      assert(Date.now() < end, 'the two changes were not published');
+      await sleep(20);
+    }
+    const withSeq = (e, n) => e.slice(0, -1) + ',"seq":' + n + '}';
+    const resumed = await client(url + '?since=' + seq + '&epoch=' + epoch);
+    clients.push(resumed);
+    assert(await nextMsg(resumed) === withSeq(ev('added', 'missed-one'), seq + 1), 'replay 1');
+    assert(await nextMsg(resumed) === withSeq(ev('updated', 'missed-one'), seq + 2), 'replay 2');
+    writePersona(dir, 'n5.json', k8s('live-after', 1));
+    assert(await nextMsg(resumed) === withSeq(ev('added', 'live-after'), seq + 3), 'live join');
+    for (const c of clients.slice(1, -1)) {
+      for (const want1 of [ev('added', 'missed-one'), ev('updated', 'missed-one'),
+        ev('added', 'live-after')]) {
+        assert(await nextMsg(c) === want1, 'plain /ws client got a seq or missed one');
+      }
+    }
+    // a position of another run: resync first (the current head and epoch)
+    const other = await client(url + '?since=' + seq + '&epoch=' + epoch + 'x');
+    clients.push(other);
+    assert(await nextMsg(other) ===
+      JSON.stringify({ type: 'resync', data: { seq: seq + 3, epoch } }), 'resync');
+
     // SIGTERM: every remaining client gets 1001, the daemon exits 0 within 2 s
     const t1 = Date.now();
     process.kill(child.pid, 'SIGTERM');
@@ -184,7 +233,7 @@ async function main() {
     const r = await Promise.race([exitPromise, sleep(2500).then(() => null)]);
     assert(r !== null, 'daemon still running 2.5 s after SIGTERM');
     assert(r.code === 0, 'exit status ' + JSON.stringify(r));
-    console.log('node ws: ' + N_CLIENTS + ' clients OK; SIGTERM exit after ' +
+    console.log('node ws: ' + N_CLIENTS + ' clients and list+watch OK; SIGTERM exit after ' +
       (Date.now() - t1) + ' ms');
   } catch (e) {
     failed = true;
