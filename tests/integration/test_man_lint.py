@@ -23,8 +23,11 @@ def test_mandoc_lint():
         for line in (p.stdout + p.stderr).splitlines():
             if page not in line:
                 continue  # e.g. "outdated mandoc.db": about the system, not the page
-            # The two pages refer to each other; neither is installed here.
-            if re.search(r"STYLE: referenced manual not found: Xr personad(\.conf)? [58]", line):
+            # Whether a referenced page is installed is about the machine, not the
+            # page: the two refer to each other (not installed here), and syslog(3),
+            # kill(1)... exist only with manpages-dev etc.  A malformed .Xr is still
+            # an error ("Xr" without a section is a WARNING mandoc reports).
+            if re.search(r"STYLE: referenced manual not found: Xr [A-Za-z0-9._-]+ [1-9]", line):
                 continue
             problems.append(line)
         assert not problems, "\n".join(problems)
