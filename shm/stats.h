@@ -80,7 +80,11 @@ enum stats_id {
     STATS_WS_DROP_EPOLL,          /* epoll_ctl(MOD) failed */
     STATS_WS_DROP_NO_MEMORY,      /* no memory for the protocol's state */
     STATS_WS_DROP_WORKER_EXIT,    /* open when the worker died (counted by its successor) */
-    /* Server-Sent Events: the same, the goodbye being a closing comment. */
+    STATS_FRAMES_WRITTEN,         /* event messages written whole */
+    STATS_BYTES_WRITTEN,          /* bytes written to stream connections */
+    STATS_EVENTS_READ,            /* ring events read and encoded */
+    STATS_RING_OVERRUNS,          /* the worker was lapped by the ring */
+    /* Server-Sent Events, as the STATS_WS_* ones (the goodbye: a closing comment). */
     STATS_SSE_OPENED,
     STATS_SSE_CLOSE_TOO_SLOW, /* behind the window or over the queue cap */
     STATS_SSE_CLOSE_SHUTDOWN, /* the worker is shutting down */
@@ -96,10 +100,6 @@ enum stats_id {
     STATS_WS_RESUME_RESYNC,
     STATS_SSE_RESUME_REPLAYED,
     STATS_SSE_RESUME_RESYNC,
-    STATS_FRAMES_WRITTEN,         /* event messages written whole */
-    STATS_BYTES_WRITTEN,          /* bytes written to stream connections */
-    STATS_EVENTS_READ,            /* ring events read and encoded */
-    STATS_RING_OVERRUNS,          /* the worker was lapped by the ring */
     /* HTTP responses queued, by status */
     STATS_HTTP_101,
     STATS_HTTP_200,
@@ -205,8 +205,8 @@ uint64_t stats_sum_live(const struct stats *s, enum stats_id id, uint32_t first,
 
 /* stats_slot_takeover - a new worker process pid starts in slot sl: the
  * connections its predecessor still had open are counted as dropped
- * (STATS_WS_DROP_WORKER_EXIT, STATS_SSE_DROP_WORKER_EXIT), the gauges start from zero (seen_seq: the
- * ring head it starts at), the counters carry on. */
+ * (STATS_WS_DROP_WORKER_EXIT, STATS_SSE_DROP_WORKER_EXIT), the gauges start from zero (seen_seq:
+ * the ring head it starts at), the counters carry on. */
 void stats_slot_takeover(struct stats_slot *sl, uint64_t pid, uint64_t seen_seq);
 
 /* stats_map_worker - in a new worker of slot own: replace the mapping (from

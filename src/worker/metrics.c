@@ -161,8 +161,8 @@ metrics_render(const struct metrics_view *v, size_t *len)
          "comment.");
     labelled(&b, s, "personad_connections_closed_total", "protocol=\"websocket\",", "code", closes,
              sizeof(closes) / sizeof(closes[0]), W, END);
-    labelled(&b, s, "personad_connections_closed_total", "protocol=\"sse\",", "reason",
-             sse_closes, sizeof(sse_closes) / sizeof(sse_closes[0]), W, END);
+    labelled(&b, s, "personad_connections_closed_total", "protocol=\"sse\",", "reason", sse_closes,
+             sizeof(sse_closes) / sizeof(sse_closes[0]), W, END);
     static const struct row drops[] = {
         {"peer_gone", STATS_WS_DROP_PEER_GONE},
         {"write_failed", STATS_WS_DROP_WRITE_FAILED},
@@ -184,8 +184,8 @@ metrics_render(const struct metrics_view *v, size_t *len)
          "Stream connections ended without a close handshake, by reason.");
     labelled(&b, s, "personad_connections_dropped_total", "protocol=\"websocket\",", "reason",
              drops, sizeof(drops) / sizeof(drops[0]), W, END);
-    labelled(&b, s, "personad_connections_dropped_total", "protocol=\"sse\",", "reason",
-             sse_drops, sizeof(sse_drops) / sizeof(sse_drops[0]), W, END);
+    labelled(&b, s, "personad_connections_dropped_total", "protocol=\"sse\",", "reason", sse_drops,
+             sizeof(sse_drops) / sizeof(sse_drops[0]), W, END);
     static const struct row ws_resumes[] = {
         {"replayed", STATS_WS_RESUME_REPLAYED},
         {"resync", STATS_WS_RESUME_RESYNC},
