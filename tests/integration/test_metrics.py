@@ -402,6 +402,21 @@ def test_metrics_by_protocol():
             ws.append(RawWS(d.port, path="/ws?since=%d&epoch=%s" % (head, epoch)))
             ws.append(RawWS(d.port, path="/ws?since=%d&epoch=%s" % (head + 5, epoch)))
             ws.append(RawWS(d.port, path="/ws?since=0&epoch=another-run"))
+            # Both workers get an SSE stream and a WebSocket that stay open
+            # until the workers are stopped and killed (sse[0], ws[0] and
+            # ws[1] end first), so each end below counts something.
+            workers = d.wait_workers(2)
+            for _ in range(40):
+                have = {(conn_owner(d, c.local_port), kind)
+                        for kind, cs in (("sse", sse[1:]), ("ws", ws[2:])) for c in cs}
+                missing = [(p, k) for p in workers for k in ("sse", "ws") if (p, k) not in have]
+                if not missing:
+                    break
+                if missing[0][1] == "sse":
+                    sse.append(SSE(d.port))
+                else:
+                    ws.append(RawWS(d.port))
+            assert not missing, missing
             n_sse, n_ws = len(sse) + 1, len(ws)
             wait_metrics(d, lambda v: sum(x for (n, _), x in v.items()
                                           if n == "personad_connections") == n_sse + n_ws,
@@ -434,7 +449,7 @@ def test_metrics_by_protocol():
 
             # SIGTERM one worker (its streams are closed: SSE "shutdown",
             # WebSocket 1001), then SIGKILL the other (worker_exit)
-            workers = d.wait_workers(2)
+            assert sorted(d.wait_workers(2)) == sorted(workers)
             owner = {c: conn_owner(d, c.local_port) for c in sse + ws}
             assert all(o in workers for o in owner.values()), (owner, workers)
             stopped, killed = workers[0], workers[1]
