@@ -81,6 +81,8 @@ stats_slot_takeover(struct stats_slot *sl, uint64_t pid, uint64_t seen_seq)
     stats_set(sl, STATS_PID, 0);
     stats_add(sl, STATS_WS_DROP_WORKER_EXIT, stats_get(sl, STATS_WS_OPEN));
     stats_set(sl, STATS_WS_OPEN, 0);
+    stats_add(sl, STATS_SSE_DROP_WORKER_EXIT, stats_get(sl, STATS_SSE_OPEN));
+    stats_set(sl, STATS_SSE_OPEN, 0);
     stats_set(sl, STATS_SEEN_SEQ, seen_seq);
     stats_set(sl, STATS_PID, pid);
 }

@@ -37,7 +37,7 @@
 #include <stdint.h>
 
 #define STATS_MAGIC 0x54535250u /* "PRST" */
-#define STATS_VERSION 1u
+#define STATS_VERSION 2u
 #define STATS_MAX_SLOTS 257u /* the master and up to 256 workers */
 #define STATS_SLOT_VALUES 128u
 
@@ -59,6 +59,7 @@ enum stats_id {
     /* worker: gauges */
     STATS_PID,      /* the process writing this slot now */
     STATS_WS_OPEN,  /* WebSocket connections in the set (open or closing) */
+    STATS_SSE_OPEN, /* Server-Sent Events connections in the set (open or closing) */
     STATS_SEEN_SEQ, /* the newest ring event this worker has read */
     /* worker: counters */
     STATS_WS_OPENED,
@@ -83,6 +84,22 @@ enum stats_id {
     STATS_BYTES_WRITTEN,          /* bytes written to stream connections */
     STATS_EVENTS_READ,            /* ring events read and encoded */
     STATS_RING_OVERRUNS,          /* the worker was lapped by the ring */
+    /* Server-Sent Events, as the STATS_WS_* ones (the goodbye: a closing comment). */
+    STATS_SSE_OPENED,
+    STATS_SSE_CLOSE_TOO_SLOW, /* behind the window or over the queue cap */
+    STATS_SSE_CLOSE_SHUTDOWN, /* the worker is shutting down */
+    STATS_SSE_DROP_PEER_GONE,
+    STATS_SSE_DROP_WRITE_FAILED, /* writev failed, or the response head could not be queued */
+    STATS_SSE_DROP_WRITE_DEADLINE,
+    STATS_SSE_DROP_LAPPED,
+    STATS_SSE_DROP_EPOLL,
+    STATS_SSE_DROP_WORKER_EXIT,
+    /* Opened connections that asked for a position (/ws?since=&epoch=, SSE's
+     * Last-Event-ID or since=&epoch=): replayed from it, or sent a resync. */
+    STATS_WS_RESUME_REPLAYED,
+    STATS_WS_RESUME_RESYNC,
+    STATS_SSE_RESUME_REPLAYED,
+    STATS_SSE_RESUME_RESYNC,
     /* HTTP responses queued, by status */
     STATS_HTTP_101,
     STATS_HTTP_200,
@@ -188,8 +205,8 @@ uint64_t stats_sum_live(const struct stats *s, enum stats_id id, uint32_t first,
 
 /* stats_slot_takeover - a new worker process pid starts in slot sl: the
  * connections its predecessor still had open are counted as dropped
- * (STATS_WS_DROP_WORKER_EXIT), the gauges start from zero (seen_seq: the
- * ring head it starts at), the counters carry on. */
+ * (STATS_WS_DROP_WORKER_EXIT, STATS_SSE_DROP_WORKER_EXIT), the gauges start from zero (seen_seq:
+ * the ring head it starts at), the counters carry on. */
 void stats_slot_takeover(struct stats_slot *sl, uint64_t pid, uint64_t seen_seq);
 
 /* stats_map_worker - in a new worker of slot own: replace the mapping (from

@@ -2,7 +2,8 @@
  * check_stats - unit tests for shm/stats.c and the /metrics text
  * (src/worker/metrics.c): sizes, summing over the slots, gauges only of live
  * slots, a respawned worker's takeover (counters continue, its predecessor's
- * open connections become worker_exit drops, nothing goes backwards), the
+ * open connections become worker_exit drops, nothing goes backwards), each
+ * protocol's figures apart (WebSocket, SSE), the
  * worker's mapping (its own slot writable, every other page read-only), and
  * the rendered text's names, groups and values.
  */
@@ -273,6 +274,78 @@ START_TEST(test_render)
 }
 END_TEST
 
+/* Each protocol its own figures: a takeover moves each protocol's open
+ * connections to its own worker_exit drops, and the text shows them apart. */
+START_TEST(test_per_protocol)
+{
+    struct stats s;
+    void *mem = area(2, &s);
+    struct stats_slot *w = stats_slot(&s, 1);
+    stats_set_pid(&s, 1, 100);
+    stats_slot_takeover(w, 100, 0);
+    stats_add(w, STATS_WS_OPENED, 2);
+    stats_add(w, STATS_WS_OPEN, 2);
+    stats_add(w, STATS_WS_RESUME_RESYNC, 1);
+    stats_add(w, STATS_SSE_OPENED, 5);
+    stats_add(w, STATS_SSE_OPEN, 5);
+    stats_add(w, STATS_SSE_RESUME_REPLAYED, 2);
+    stats_add(w, STATS_SSE_CLOSE_TOO_SLOW, 1);
+    stats_sub(w, STATS_SSE_OPEN, 1);
+    stats_add(w, STATS_SSE_DROP_PEER_GONE, 1);
+    stats_sub(w, STATS_SSE_OPEN, 1);
+    struct metrics_view v = {&s, "1", 0, 64};
+    size_t len;
+    char *text = metrics_render(&v, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(value_of(text, "personad_connections{protocol=\"websocket\"}"), 2);
+    ck_assert_uint_eq(value_of(text, "personad_connections{protocol=\"sse\"}"), 3);
+    ck_assert_uint_eq(value_of(text, "personad_connections_opened_total{protocol=\"websocket\"}"),
+                      2);
+    ck_assert_uint_eq(value_of(text, "personad_connections_opened_total{protocol=\"sse\"}"), 5);
+    ck_assert_uint_eq(
+        value_of(text, "personad_connections_closed_total{protocol=\"sse\",reason=\"too_slow\"}"),
+        1);
+    ck_assert_uint_eq(
+        value_of(text, "personad_connections_dropped_total{protocol=\"sse\",reason=\"peer_gone\"}"),
+        1);
+    ck_assert_uint_eq(
+        value_of(text,
+                 "personad_connections_dropped_total{protocol=\"websocket\",reason=\"peer_gone\"}"),
+        0);
+    ck_assert_uint_eq(
+        value_of(text, "personad_connections_resumed_total{protocol=\"sse\",result=\"replayed\"}"),
+        2);
+    ck_assert_uint_eq(
+        value_of(text,
+                 "personad_connections_resumed_total{protocol=\"websocket\",result=\"resync\"}"),
+        1);
+    free(text);
+    /* The worker dies with 2 WebSockets and 3 SSE streams open. */
+    stats_set_pid(&s, 1, 101);
+    stats_slot_takeover(w, 101, 0);
+    ck_assert_uint_eq(stats_get(w, STATS_WS_OPEN), 0);
+    ck_assert_uint_eq(stats_get(w, STATS_SSE_OPEN), 0);
+    ck_assert_uint_eq(stats_get(w, STATS_WS_DROP_WORKER_EXIT), 2);
+    ck_assert_uint_eq(stats_get(w, STATS_SSE_DROP_WORKER_EXIT), 3);
+    ck_assert_uint_eq(stats_get(w, STATS_SSE_OPENED), 5);
+    ck_assert_uint_eq(stats_get(w, STATS_SSE_RESUME_REPLAYED), 2);
+    text = metrics_render(&v, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(value_of(text, "personad_connections{protocol=\"sse\"}"), 0);
+    ck_assert_uint_eq(
+        value_of(text,
+                 "personad_connections_dropped_total{protocol=\"sse\",reason=\"worker_exit\"}"),
+        3);
+    ck_assert_uint_eq(
+        value_of(
+            text,
+            "personad_connections_dropped_total{protocol=\"websocket\",reason=\"worker_exit\"}"),
+        2);
+    free(text);
+    free(mem);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -282,6 +355,7 @@ main(void)
     tcase_add_test(tc, test_sum_over_slots);
     tcase_add_test(tc, test_live_gauges);
     tcase_add_test(tc, test_takeover_continues);
+    tcase_add_test(tc, test_per_protocol);
     tcase_add_test(tc, test_worker_mapping);
     tcase_add_test(tc, test_render);
     suite_add_tcase(s, tc);

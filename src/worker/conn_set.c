@@ -63,6 +63,46 @@ conn_set_next_due_ms(const struct conn_set *s)
 
 /* --- one connection ---------------------------------------------------------- */
 
+/* Each protocol's own counters (a resumed WebSocket is a WebSocket). */
+struct proto_ids {
+    enum stats_id open, opened, replayed, resync;
+    enum stats_id drop[CONN_DROP_EPOLL + 1];
+};
+
+static const struct proto_ids ws_ids = {
+    .open = STATS_WS_OPEN,
+    .opened = STATS_WS_OPENED,
+    .replayed = STATS_WS_RESUME_REPLAYED,
+    .resync = STATS_WS_RESUME_RESYNC,
+    .drop =
+        {
+            [CONN_DROP_LAPPED] = STATS_WS_DROP_LAPPED,
+            [CONN_DROP_WRITE_FAILED] = STATS_WS_DROP_WRITE_FAILED,
+            [CONN_DROP_WRITE_DEADLINE] = STATS_WS_DROP_WRITE_DEADLINE,
+            [CONN_DROP_EPOLL] = STATS_WS_DROP_EPOLL,
+        },
+};
+
+static const struct proto_ids sse_ids = {
+    .open = STATS_SSE_OPEN,
+    .opened = STATS_SSE_OPENED,
+    .replayed = STATS_SSE_RESUME_REPLAYED,
+    .resync = STATS_SSE_RESUME_RESYNC,
+    .drop =
+        {
+            [CONN_DROP_LAPPED] = STATS_SSE_DROP_LAPPED,
+            [CONN_DROP_WRITE_FAILED] = STATS_SSE_DROP_WRITE_FAILED,
+            [CONN_DROP_WRITE_DEADLINE] = STATS_SSE_DROP_WRITE_DEADLINE,
+            [CONN_DROP_EPOLL] = STATS_SSE_DROP_EPOLL,
+        },
+};
+
+static const struct proto_ids *
+ids_of(const struct conn *c)
+{
+    return c->out.proto == STREAM_PROTO_SSE ? &sse_ids : &ws_ids;
+}
+
 int
 conn_set_add(struct conn_set *s, struct conn *c, const struct conn_ops *ops, int fd,
              enum stream_proto proto, uint64_t start_seq)
@@ -82,9 +122,15 @@ conn_set_add(struct conn_set *s, struct conn *c, const struct conn_ops *ops, int
     s->conns = c;
     s->nconns++;
     s->stats.opened++;
-    stats_add(s->out.stats, STATS_WS_OPENED, 1);
-    stats_add(s->out.stats, STATS_WS_OPEN, 1);
+    stats_add(s->out.stats, ids_of(c)->opened, 1);
+    stats_add(s->out.stats, ids_of(c)->open, 1);
     return 0;
+}
+
+void
+conn_set_count_resume(struct conn *c, int resync)
+{
+    stats_add(c->set->out.stats, resync ? ids_of(c)->resync : ids_of(c)->replayed, 1);
 }
 
 void
@@ -102,7 +148,7 @@ conn_set_kill(struct conn *c)
     c->reap_next = s->reap;
     s->reap = c;
     s->stats.closed++;
-    stats_sub(s->out.stats, STATS_WS_OPEN, 1);
+    stats_sub(s->out.stats, ids_of(c)->open, 1);
 }
 
 /* Drop c (why, err: see conn_ops.drop), counted under why unless its close
@@ -110,14 +156,8 @@ conn_set_kill(struct conn *c)
 static void
 conn_drop(struct conn *c, enum conn_drop why, int err)
 {
-    static const enum stats_id ids[] = {
-        [CONN_DROP_LAPPED] = STATS_WS_DROP_LAPPED,
-        [CONN_DROP_WRITE_FAILED] = STATS_WS_DROP_WRITE_FAILED,
-        [CONN_DROP_WRITE_DEADLINE] = STATS_WS_DROP_WRITE_DEADLINE,
-        [CONN_DROP_EPOLL] = STATS_WS_DROP_EPOLL,
-    };
     if (c->state == CONN_OPEN)
-        stats_add(c->set->out.stats, ids[why], 1);
+        stats_add(c->set->out.stats, ids_of(c)->drop[why], 1);
     c->ops->drop(c, why, err);
 }
 

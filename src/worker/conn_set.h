@@ -147,6 +147,10 @@ int64_t conn_set_next_due_ms(const struct conn_set *s);
 int conn_set_add(struct conn_set *s, struct conn *c, const struct conn_ops *ops, int fd,
                  enum stream_proto proto, uint64_t start_seq);
 
+/* conn_set_count_resume - c (just added) asked for a position: count it as
+ * replayed from there, or (resync) sent a resync, under its protocol. */
+void conn_set_count_resume(struct conn *c, int resync);
+
 /* conn_set_start - send what c's stream has already missed, or close it too
  * slow if its first events left the window (or are more than the cap). */
 void conn_set_start(struct conn *c);

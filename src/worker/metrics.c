@@ -129,24 +129,40 @@ metrics_render(const struct metrics_view *v, size_t *len)
          "Workers started again after one exited or was killed.");
     sample(&b, "personad_worker_restarts_total", stats_get(ms, STATS_M_WORKER_RESTARTS));
 
+    static const struct row now_open[] = {
+        {"websocket", STATS_WS_OPEN},
+        {"sse", STATS_SSE_OPEN},
+    };
     head(&b, "personad_connections", "gauge", "Stream connections open (or closing), by protocol.");
-    buf_printf(&b, "personad_connections{protocol=\"websocket\"} %" PRIu64 "\n",
-               stats_sum_live(s, STATS_WS_OPEN, W, END));
+    for (size_t i = 0; i < sizeof(now_open) / sizeof(now_open[0]); i++)
+        buf_printf(&b, "personad_connections{protocol=\"%s\"} %" PRIu64 "\n", now_open[i].value,
+                   stats_sum_live(s, now_open[i].id, W, END));
+    static const struct row opened[] = {
+        {"websocket", STATS_WS_OPENED},
+        {"sse", STATS_SSE_OPENED},
+    };
     head(&b, "personad_connections_opened_total", "counter",
          "Stream connections accepted after their handshake, by protocol.");
-    buf_printf(&b, "personad_connections_opened_total{protocol=\"websocket\"} %" PRIu64 "\n",
-               stats_sum(s, STATS_WS_OPENED, W, END));
+    labelled(&b, s, "personad_connections_opened_total", "", "protocol", opened,
+             sizeof(opened) / sizeof(opened[0]), W, END);
     static const struct row closes[] = {
         {"1000", STATS_WS_CLOSE_1000},   {"1001", STATS_WS_CLOSE_1001},
         {"1002", STATS_WS_CLOSE_1002},   {"1007", STATS_WS_CLOSE_1007},
         {"1009", STATS_WS_CLOSE_1009},   {"1013", STATS_WS_CLOSE_1013},
         {"other", STATS_WS_CLOSE_OTHER},
     };
+    static const struct row sse_closes[] = {
+        {"too_slow", STATS_SSE_CLOSE_TOO_SLOW},
+        {"shutdown", STATS_SSE_CLOSE_SHUTDOWN},
+    };
     head(&b, "personad_connections_closed_total", "counter",
-         "Closes personad began with a close frame, by the code it sent (an echoed close "
-         "counts under the code echoed).");
+         "Closes personad began with a goodbye: WebSocket by the code of the close frame it sent "
+         "(an echoed close counts under the code echoed), SSE by the reason of its closing "
+         "comment.");
     labelled(&b, s, "personad_connections_closed_total", "protocol=\"websocket\",", "code", closes,
              sizeof(closes) / sizeof(closes[0]), W, END);
+    labelled(&b, s, "personad_connections_closed_total", "protocol=\"sse\",", "reason", sse_closes,
+             sizeof(sse_closes) / sizeof(sse_closes[0]), W, END);
     static const struct row drops[] = {
         {"peer_gone", STATS_WS_DROP_PEER_GONE},
         {"write_failed", STATS_WS_DROP_WRITE_FAILED},
@@ -156,10 +172,35 @@ metrics_render(const struct metrics_view *v, size_t *len)
         {"no_memory", STATS_WS_DROP_NO_MEMORY},
         {"worker_exit", STATS_WS_DROP_WORKER_EXIT},
     };
+    static const struct row sse_drops[] = {
+        {"peer_gone", STATS_SSE_DROP_PEER_GONE},
+        {"write_failed", STATS_SSE_DROP_WRITE_FAILED},
+        {"write_deadline", STATS_SSE_DROP_WRITE_DEADLINE},
+        {"lapped", STATS_SSE_DROP_LAPPED},
+        {"epoll", STATS_SSE_DROP_EPOLL},
+        {"worker_exit", STATS_SSE_DROP_WORKER_EXIT},
+    };
     head(&b, "personad_connections_dropped_total", "counter",
          "Stream connections ended without a close handshake, by reason.");
     labelled(&b, s, "personad_connections_dropped_total", "protocol=\"websocket\",", "reason",
              drops, sizeof(drops) / sizeof(drops[0]), W, END);
+    labelled(&b, s, "personad_connections_dropped_total", "protocol=\"sse\",", "reason", sse_drops,
+             sizeof(sse_drops) / sizeof(sse_drops[0]), W, END);
+    static const struct row ws_resumes[] = {
+        {"replayed", STATS_WS_RESUME_REPLAYED},
+        {"resync", STATS_WS_RESUME_RESYNC},
+    };
+    static const struct row sse_resumes[] = {
+        {"replayed", STATS_SSE_RESUME_REPLAYED},
+        {"resync", STATS_SSE_RESUME_RESYNC},
+    };
+    head(&b, "personad_connections_resumed_total", "counter",
+         "Stream connections opened at a position the client gave: replayed from it (nothing "
+         "missed), or sent a resync (another epoch, too old, in the future).");
+    labelled(&b, s, "personad_connections_resumed_total", "protocol=\"websocket\",", "result",
+             ws_resumes, sizeof(ws_resumes) / sizeof(ws_resumes[0]), W, END);
+    labelled(&b, s, "personad_connections_resumed_total", "protocol=\"sse\",", "result",
+             sse_resumes, sizeof(sse_resumes) / sizeof(sse_resumes[0]), W, END);
 
     static const struct row events[] = {
         {"cluster.added", STATS_M_EVENTS_ADDED},

@@ -65,9 +65,11 @@ sse_read(struct sse_conn *c)
         } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return;
         } else {
-            if (c->base.state == CONN_OPEN)
+            if (c->base.state == CONN_OPEN) {
                 log_sse(c, LOG_LEVEL_DEBUG, r == 0 ? "client went away" : "read failed",
                         r == 0 ? "" : strerror(errno));
+                stats_add(c->base.set->out.stats, STATS_SSE_DROP_PEER_GONE, 1);
+            }
             conn_set_kill(&c->base);
             return;
         }
@@ -96,6 +98,8 @@ sse_op_close(struct conn *base, enum conn_close why, const char *reason)
     if (reason == NULL || reason[0] == '\0')
         reason = why == CONN_CLOSE_TOO_SLOW ? "client too slow" : "server shutting down";
     int routine = why == CONN_CLOSE_GOING_AWAY && base->set->stopping;
+    stats_add(base->set->out.stats,
+              why == CONN_CLOSE_TOO_SLOW ? STATS_SSE_CLOSE_TOO_SLOW : STATS_SSE_CLOSE_SHUTDOWN, 1);
     log_sse(c, routine ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "closing", reason);
     /* A comment says why (EventSource ignores it, a person with curl reads
      * it); if it does not fit, the close goes without it. */
@@ -155,8 +159,8 @@ static const struct conn_ops sse_ops = {
 /* --- lifecycle -------------------------------------------------------------- */
 
 struct sse_conn *
-sse_conn_new(struct conn_set *s, int fd, uint64_t live_seq, uint64_t first_seq,
-             const void *preamble, size_t preamble_len)
+sse_conn_new(struct conn_set *s, int fd, uint64_t live_seq, uint64_t first_seq, int resumed,
+             int resync, const void *preamble, size_t preamble_len)
 {
     /* The socket is fresh and its send buffer empty: the preamble (a few
      * hundred bytes) goes out now; what it does not take is queued. */
@@ -186,9 +190,12 @@ sse_conn_new(struct conn_set *s, int fd, uint64_t live_seq, uint64_t first_seq,
     if (sent < preamble_len && stream_out_ctrl_add(&c->base.out, (const uint8_t *)preamble + sent,
                                                    preamble_len - sent) != 0) {
         log_sse(c, LOG_LEVEL_INFO, "response head does not fit, dropped", "");
+        stats_add(s->out.stats, STATS_SSE_DROP_WRITE_FAILED, 1);
         conn_set_kill(&c->base);
         return NULL;
     }
+    if (resumed)
+        conn_set_count_resume(&c->base, resync);
     stream_out_replay_from(&c->base.out, first_seq);
     conn_set_arm(&c->base, CONN_TIMER_PING, 1);
     conn_set_start(&c->base);

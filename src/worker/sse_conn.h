@@ -28,9 +28,10 @@
 /* sse_conn_new - adopt a socket (non-blocking) whose request was answered by
  * no one yet into s: write preamble (the response head and the stream's first
  * lines; queued if the socket takes less), then stream events from first_seq
- * on (a replay while below live_seq, stream_out.h).  Returns NULL (fd closed,
- * logged) on failure. */
+ * on (a replay while below live_seq, stream_out.h); resumed: the client gave
+ * a position (counted as replayed, or resync: the preamble holds a resync).
+ * Returns NULL (fd closed, logged) on failure. */
 struct sse_conn *sse_conn_new(struct conn_set *s, int fd, uint64_t live_seq, uint64_t first_seq,
-                              const void *preamble, size_t preamble_len);
+                              int resumed, int resync, const void *preamble, size_t preamble_len);
 
 #endif

@@ -153,7 +153,7 @@ sse_handoff_handle(struct worker *w, struct MHD_Connection *conn, struct http_re
     rq->sse_taken = 1;
     worker_mhd_run_again(w); /* MHD is to release its side now */
     if (fd >= 0)
-        (void)sse_conn_new(&w->set, fd, st.live_seq, st.first_seq, preamble,
-                           (size_t)len); /* logs its failures */
+        (void)sse_conn_new(&w->set, fd, st.live_seq, st.first_seq, ps == STREAM_POS_OK, st.resync,
+                           preamble, (size_t)len); /* logs its failures */
     return MHD_YES;
 }

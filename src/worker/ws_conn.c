@@ -541,6 +541,8 @@ ws_conn_adopt(struct conn_set *s, int fd, enum stream_proto proto, uint64_t live
         close(fd);
         return NULL;
     }
+    if (proto == STREAM_PROTO_WS_SEQ) /* /ws?since=&epoch= */
+        conn_set_count_resume(&c->base, resync != NULL);
     stream_out_replay_from(&c->base.out, first_seq);
     if (resync != NULL) {
         /* The first message: the control bytes go out before any event, and

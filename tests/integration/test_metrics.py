@@ -7,9 +7,13 @@ reading: 1013 or dropped, an echoed 1000), the HTTP statuses it asked for (a
 404, a 405), the persona file it broke, and a worker it killed (restarts +1,
 its open connections counted as worker_exit drops, no counter backwards).
 HEAD and the other methods of /metrics behave like the other routes'; a
-scrape is answered while the master is stopped."""
+scrape is answered while the master is stopped.  Server-Sent Events streams
+(raw sockets and curl -N) are counted under protocol="sse", WebSockets under
+"websocket", each with its own opens, resumes (replayed, resync), closes and
+drops by reason, across a stopped and a killed worker."""
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -21,7 +25,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import (ConnClosed, Daemon, RawWS, conn_owner, ev, persona_api, run)  # noqa: E402
+from harness import (ConnClosed, Daemon, RawWS, conn_owner, ev, persona_api, run,  # noqa: E402
+                     server_side_closed)
+from test_sse import SSE  # noqa: E402
 
 TEXT, CLOSE = 0x1, 0x8
 MAX = 300
@@ -311,6 +317,211 @@ def test_scrape_while_master_stopped():
             c.close()
 
 
+def by_proto(values, name, proto, label=None):
+    """{label value: value} of name's series of protocol proto (label None:
+    the one series without a further label)."""
+    out = {}
+    for (n, labels), v in values.items():
+        if n != name:
+            continue
+        m = re.fullmatch(r'\{protocol="([a-z]+)"(?:,([a-z]+)="([^"]*)")?\}', labels)
+        assert m, "%s%s: unexpected labels" % (n, labels)
+        if m.group(1) != proto:
+            continue
+        assert m.group(2) == label, "%s%s: label %r, want %r" % (n, labels, m.group(2), label)
+        out[m.group(3)] = v
+    return out
+
+
+def protocol_figures(values, proto):
+    """open, opened, closed {reason or code}, dropped {reason}, resumed {result}."""
+    opened = by_proto(values, "personad_connections_opened_total", proto)
+    open_ = by_proto(values, "personad_connections", proto)
+    assert list(opened) == [None] and list(open_) == [None], (proto, opened, open_)
+    return (open_[None], opened[None],
+            by_proto(values, "personad_connections_closed_total", proto,
+                     "code" if proto == "websocket" else "reason"),
+            by_proto(values, "personad_connections_dropped_total", proto, "reason"),
+            by_proto(values, "personad_connections_resumed_total", proto, "result"))
+
+
+def expect_protocol(values, proto, open_, opened, closed=None, dropped=None, resumed=None):
+    """Exactly these figures for proto: every closed/dropped/resumed series
+    not named is 0, and opened = open + closed + dropped."""
+    got = protocol_figures(values, proto)
+    want_c, want_d, want_r = closed or {}, dropped or {}, resumed or {}
+    assert got[0] == open_ and got[1] == opened, \
+        "%s: open %s opened %s, want %s and %s" % (proto, got[0], got[1], open_, opened)
+    for what, have, want in (("closed", got[2], want_c), ("dropped", got[3], want_d),
+                             ("resumed", got[4], want_r)):
+        assert set(want) <= set(have), "%s %s: no series %s" % (proto, what, set(want) - set(have))
+        for k, v in have.items():
+            assert v == want.get(k, 0), "%s %s %s: %s, want %s (all: %s)" % (
+                proto, what, k, v, want.get(k, 0), have)
+    assert got[1] == got[0] + sum(got[2].values()) + sum(got[3].values()), (proto, got)
+
+
+def no_counter_backwards(before, after, types):
+    for key, v in before.items():
+        if types.get(key[0]) == "counter":
+            assert after[key] >= v, "%s%s went backwards: %s -> %s" % (key[0], key[1], v,
+                                                                        after[key])
+
+
+def wait_closed(d, clients, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    for c in clients:
+        while not server_side_closed(d, c.local_port):
+            assert time.monotonic() < deadline, "connection of port %d still open" % c.local_port
+            time.sleep(0.05)
+
+
+def test_metrics_by_protocol():
+    """N SSE streams and M WebSockets show as exactly that per protocol;
+    their ends move them to closed and dropped under the right reasons: the
+    peer going (curl killed, a socket closed, both protocols), a polite
+    WebSocket close (1000), a worker stopped (SSE shutdown, WebSocket 1001),
+    a worker killed (worker_exit), an SSE client that stops reading
+    (write_deadline).  Resumes are counted as replayed or resync."""
+    flags = ["--write-deadline=1", "--ring-size=8192", "--ping-period=30", "--pong-wait=60"]
+    with Daemon(workers=2, flags=flags, seed={"a.json": persona_api("alpha")},
+                expect_worker_deaths=True) as d:
+        assert len(d.wait_workers(2)) == 2
+        st, body, _ = d.http("GET", "/api/clusters")
+        assert st == 200
+        listing = json.loads(body)
+        epoch, head = listing["epoch"], listing["seq"]
+        url = "http://127.0.0.1:%d/api/events" % d.port
+        curl = subprocess.Popen(["curl", "-sN", "-o", os.devnull, "--max-time", "120", url])
+        try:
+            sse = [SSE(d.port) for _ in range(3)]
+            sse.append(SSE(d.port, headers=["Last-Event-ID: %s:%d" % (epoch, head)]))
+            sse.append(SSE(d.port, target="/api/events?since=%d&epoch=%s" % (head, epoch)))
+            sse.append(SSE(d.port, target="/api/events?since=0&epoch=another-run"))
+            ws = [RawWS(d.port) for _ in range(2)]
+            ws.append(RawWS(d.port, path="/ws?since=%d&epoch=%s" % (head, epoch)))
+            ws.append(RawWS(d.port, path="/ws?since=%d&epoch=%s" % (head + 5, epoch)))
+            ws.append(RawWS(d.port, path="/ws?since=0&epoch=another-run"))
+            # Both workers get an SSE stream and a WebSocket that stay open
+            # until the workers are stopped and killed (sse[0], ws[0] and
+            # ws[1] end first), so each end below counts something.
+            workers = d.wait_workers(2)
+            for _ in range(40):
+                have = {(conn_owner(d, c.local_port), kind)
+                        for kind, cs in (("sse", sse[1:]), ("ws", ws[2:])) for c in cs}
+                missing = [(p, k) for p in workers for k in ("sse", "ws") if (p, k) not in have]
+                if not missing:
+                    break
+                if missing[0][1] == "sse":
+                    sse.append(SSE(d.port))
+                else:
+                    ws.append(RawWS(d.port))
+            assert not missing, missing
+            n_sse, n_ws = len(sse) + 1, len(ws)
+            wait_metrics(d, lambda v: sum(x for (n, _), x in v.items()
+                                          if n == "personad_connections") == n_sse + n_ws,
+                         "every stream counted (curl's too)")
+            text = scrape(d)
+            promtool(text, "SSE and WebSocket streams open")
+            v0, types = parse(text)
+            expect_protocol(v0, "websocket", n_ws, n_ws, resumed={"replayed": 1, "resync": 2})
+            expect_protocol(v0, "sse", n_sse, n_sse, resumed={"replayed": 2, "resync": 1})
+
+            # the peers go: curl killed, an SSE socket closed, a WebSocket's
+            # socket closed without a close frame, a WebSocket closing politely
+            curl.terminate()
+            curl.wait(timeout=10)
+            sse.pop(0).close()
+            ws.pop(0).close()
+            polite = ws.pop(0)
+            polite.send_frame(CLOSE, struct.pack("!H", 1000))
+            expect_close(polite, 1000, "polite close")
+            polite.close()
+            v1 = wait_metrics(d, lambda v: val(v, "personad_connections", '{protocol="sse"}') ==
+                              n_sse - 2 and val(v, "personad_connections",
+                                                '{protocol="websocket"}') == n_ws - 2,
+                              "the peers' ends counted")
+            expect_protocol(v1, "sse", n_sse - 2, n_sse, dropped={"peer_gone": 2},
+                            resumed={"replayed": 2, "resync": 1})
+            expect_protocol(v1, "websocket", n_ws - 2, n_ws, closed={"1000": 1},
+                            dropped={"peer_gone": 1}, resumed={"replayed": 1, "resync": 2})
+            no_counter_backwards(v0, v1, types)
+
+            # SIGTERM one worker (its streams are closed: SSE "shutdown",
+            # WebSocket 1001), then SIGKILL the other (worker_exit)
+            assert sorted(d.wait_workers(2)) == sorted(workers)
+            owner = {c: conn_owner(d, c.local_port) for c in sse + ws}
+            assert all(o in workers for o in owner.values()), (owner, workers)
+            stopped, killed = workers[0], workers[1]
+            on = lambda pid, cs: [c for c in cs if owner[c] == pid]  # noqa: E731
+            print("worker %d: %d SSE, %d WS; worker %d: %d SSE, %d WS" % (
+                stopped, len(on(stopped, sse)), len(on(stopped, ws)),
+                killed, len(on(killed, sse)), len(on(killed, ws))))
+            os.kill(stopped, signal.SIGTERM)
+            wait_closed(d, on(stopped, sse + ws))
+            os.kill(killed, signal.SIGKILL)
+            wait_closed(d, on(killed, sse + ws))
+            for c in sse + ws:
+                c.close()
+            v2 = wait_metrics(d, lambda v: val(v, "personad_worker_restarts_total") == 2 and
+                              all(val(v, "personad_worker_up", '{worker="%d"}' % w) == 1
+                                  for w in (0, 1)), "both workers respawned", timeout=15)
+            text = scrape(d)
+            promtool(text, "after a stopped and a killed worker")
+            v2, _ = parse(text)
+            expect_protocol(v2, "sse", 0, n_sse,
+                            closed={"shutdown": len(on(stopped, sse))},
+                            dropped={"peer_gone": 2, "worker_exit": len(on(killed, sse))},
+                            resumed={"replayed": 2, "resync": 1})
+            expect_protocol(v2, "websocket", 0, n_ws,
+                            closed={"1000": 1, "1001": len(on(stopped, ws))},
+                            dropped={"peer_gone": 1, "worker_exit": len(on(killed, ws))},
+                            resumed={"replayed": 1, "resync": 2})
+            no_counter_backwards(v1, v2, types)
+        finally:
+            if curl.poll() is None:
+                curl.kill()
+                curl.wait(timeout=10)
+
+        # an SSE client that stops reading: the write deadline drops it,
+        # while a reading one on the same worker gets every event
+        n_events = 700  # ~230 KB: more than the socket buffers hold
+        stage = os.path.join(d.tmp, "stage")
+        os.mkdir(stage)
+        for i in range(n_events):
+            with open(os.path.join(stage, "w%04d.json" % i), "w") as f:
+                f.write('{"name": "%s", "spec": {"nodes": 1}}' % name(i))
+        stuck = SSE(d.port, rcvbuf=4096)
+        good = SSE(d.port)
+        try:
+            got = 0
+            for start in range(0, n_events, 300):
+                for i in range(start, min(n_events, start + 300)):
+                    os.rename(os.path.join(stage, "w%04d.json" % i), d.path("w%04d.json" % i))
+                while got < min(n_events, start + 300):
+                    e = good.data_event(timeout=10)
+                    got += 1
+                    assert e["id"] == "%s:%d" % (epoch, head + got), (got, e)
+            v3 = wait_metrics(d, lambda v: val(v, "personad_connections",
+                                               '{protocol="sse"}') == 1,
+                              "the stalled SSE client dropped")
+            text = scrape(d)
+            promtool(text, "after the stalled SSE client")
+            v3, _ = parse(text)
+            expect_protocol(v3, "sse", 1, n_sse + 2, closed={"shutdown": len(on(stopped, sse))},
+                            dropped={"peer_gone": 2, "worker_exit": len(on(killed, sse)),
+                                     "write_deadline": 1},
+                            resumed={"replayed": 2, "resync": 1})
+            expect_protocol(v3, "websocket", 0, n_ws,
+                            closed={"1000": 1, "1001": len(on(stopped, ws))},
+                            dropped={"peer_gone": 1, "worker_exit": len(on(killed, ws))},
+                            resumed={"replayed": 1, "resync": 2})
+            no_counter_backwards(v2, v3, types)
+        finally:
+            stuck.close()
+            good.close()
+
+
 def version(d):
     out = subprocess.run([d.argv()[0], "--version"], stdout=subprocess.PIPE, timeout=10)
     return out.stdout.decode().split()[-1]
@@ -320,4 +531,5 @@ if __name__ == "__main__":
     if PROMTOOL is None:
         print("SKIP: promtool not found (Debian: apt-get install prometheus)")
         sys.exit(77)
-    run([test_metrics_under_load, test_scrape_while_master_stopped], timeout=180)
+    run([test_metrics_under_load, test_scrape_while_master_stopped, test_metrics_by_protocol],
+        timeout=180)

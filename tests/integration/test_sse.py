@@ -435,7 +435,7 @@ def stage_events(d, n):
 def stalled_client_is_closed(flags, n_events, limit_s):
     """A client that stops reading (small receive buffer) is closed by the
     server within limit_s after the burst, while a reading one on the same
-    worker gets every event."""
+    worker gets every event.  The log and a /metrics scrape."""
     with Daemon(workers=1, flags=flags) as d:
         stage = stage_events(d, n_events)
         stuck = SSE(d.port, rcvbuf=4096)
@@ -458,26 +458,46 @@ def stalled_client_is_closed(flags, n_events, limit_s):
                     "stalled SSE client still open %.1fs after the burst: %s" %
                     (limit_s, tcp_sockets(d.port).get(stuck.local_port)))
                 time.sleep(0.1)
-            return d.log_text()
+            st, metrics, _ = d.http("GET", "/metrics")
+            assert st == 200, st
+            return d.log_text(), metrics.decode()
         finally:
             stuck.close()
             good.close()
 
 
+def expect_sse_ends(metrics, **want):
+    """/metrics shows the stalled client's end under its reason (closed:
+    too_slow, shutdown; dropped: the rest) and nothing else: two SSE streams
+    opened, the good one still open, no WebSocket."""
+    got = {}
+    for m in re.finditer(r'^personad_connections_(closed|dropped)_total\{protocol="sse",'
+                         r'reason="([a-z_]+)"\} (\d+)$', metrics, re.M):
+        got[m.group(2)] = int(m.group(3))
+    assert "too_slow" in got and "write_deadline" in got, metrics
+    assert {k: v for k, v in got.items() if v} == want, (got, want)
+    for line in ('personad_connections_opened_total{protocol="sse"} 2',
+                 'personad_connections{protocol="sse"} 1',
+                 'personad_connections_opened_total{protocol="websocket"} 0'):
+        assert line in metrics.splitlines(), (line, metrics)
+
+
 def test_write_deadline_closes_stalled_client():
     # ~230 KB: more than the socket buffers hold, less than they and the
     # 256 KiB cap do, so only the write deadline can close it.
-    log = stalled_client_is_closed(["--write-deadline=1", "--ring-size=8192"], 700, 6.0)
+    log, metrics = stalled_client_is_closed(["--write-deadline=1", "--ring-size=8192"], 700, 6.0)
     assert "write deadline exceeded, dropped" in log, log[-2000:]
     assert "client too slow" not in log, log[-2000:]
+    expect_sse_ends(metrics, write_deadline=1)
 
 
 def test_queue_cap_closes_stalled_client():
     # A long write deadline: only the 256 KiB cap can close it.
-    log = stalled_client_is_closed(["--write-deadline=60", "--ring-size=32768", "-v"], 2000,
-                                   10.0)
+    log, metrics = stalled_client_is_closed(["--write-deadline=60", "--ring-size=32768", "-v"],
+                                            2000, 10.0)
     assert "closing: client too slow" in log, log[-2000:]
     assert "write deadline exceeded" not in log, log[-2000:]
+    expect_sse_ends(metrics, too_slow=1)
 
 
 def test_other_methods_405():
