@@ -116,17 +116,21 @@ enum { PIECE_CTRL, PIECE_EVENT, PIECE_REPLAY };
 
 /* Account for r bytes written of the pieces in iov (is_event: PIECE_EVENT a
  * piece of a window event's encoding, PIECE_REPLAY of the replay buffer,
- * PIECE_CTRL control bytes). */
-static void
+ * PIECE_CTRL control bytes).  Returns the replayed events this finished
+ * writing (a window event's is counted by next_seq). */
+static uint64_t
 out_advance(struct stream_out *o, const struct stream_ctx *x, const struct iovec *iov,
             const uint8_t *is_event, int n, size_t r)
 {
+    uint64_t replayed = 0;
     size_t left = r;
     for (int i = 0; i < n && left > 0; i++) {
         size_t take = left < iov[i].iov_len ? left : iov[i].iov_len;
         left -= take;
         if (is_event[i] == PIECE_REPLAY) {
             o->replay->off += (uint32_t)take;
+            if (take > 0 && o->replay->off == o->replay->len)
+                replayed += o->replay->events;
         } else if (is_event[i] == PIECE_EVENT) {
             const struct event_entry *e = event_window_get(x->window, o->next_seq);
             o->event_off += (uint32_t)take;
@@ -140,6 +144,7 @@ out_advance(struct stream_out *o, const struct stream_ctx *x, const struct iovec
                 o->ctrl_off = o->ctrl_len = 0;
         }
     }
+    return replayed;
 }
 
 enum stream_flush
@@ -226,8 +231,8 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
         return STREAM_FLUSH_WAITING;
     }
     uint64_t before = o->next_seq;
-    out_advance(o, x, iov, is_event, n, (size_t)r);
-    stats_add(x->stats, STATS_FRAMES_WRITTEN, o->next_seq - before);
+    uint64_t replayed = out_advance(o, x, iov, is_event, n, (size_t)r);
+    stats_add(x->stats, STATS_FRAMES_WRITTEN, o->next_seq - before + replayed);
     stats_add(x->stats, STATS_BYTES_WRITTEN, (uint64_t)r);
     if (o->replay != NULL && !stream_out_replay_pending(o) && o->next_seq >= o->live_seq)
         replay_free(o); /* the replay is over */

@@ -105,7 +105,7 @@ stream_replay_fill(struct stream_replay *rp, const struct ring *r, enum stream_p
                    const char *epoch, uint64_t *seq, uint64_t end, uint64_t *events)
 {
     uint8_t payload[RING_PAYLOAD_MAX];
-    rp->len = rp->off = 0;
+    rp->len = rp->off = rp->events = 0;
     while (*seq < end) {
         uint32_t len, type;
         if (ring_read(r, *seq, payload, &len, &type) != RING_OK)
@@ -116,6 +116,7 @@ stream_replay_fill(struct stream_replay *rp, const struct ring *r, enum stream_p
         rp->len += (uint32_t)event_encode(proto, rp->buf + rp->len, *seq, epoch, payload, len);
         (*seq)++;
         (*events)++;
+        rp->events++;
     }
     return rp->len > 0 ? STREAM_REPLAY_OK : STREAM_REPLAY_LAPPED;
 }

@@ -90,6 +90,7 @@ size_t stream_pos_resync_json(char *out, size_t cap, uint64_t head, const char *
 /* A stream's replay buffer: encoded events not yet written (off..len). */
 struct stream_replay {
     uint32_t len, off;
+    uint32_t events; /* whole events in buf (counted as written once off reaches len) */
     uint8_t buf[STREAM_REPLAY_BYTES];
 };
 
