@@ -27,6 +27,7 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "shm/stats.h"
 #include "worker/http_reply.h"
 #include "worker/http_request.h"
 #include "worker/sse_conn.h"
@@ -151,6 +152,7 @@ sse_handoff_handle(struct worker *w, struct MHD_Connection *conn, struct http_re
     if (fd == -1)
         return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot take the connection");
     rq->sse_taken = 1;
+    stats_add(w->own_stats, STATS_HTTP_200, 1); /* written by us, not queued in MHD */
     worker_mhd_run_again(w); /* MHD is to release its side now */
     if (fd >= 0)
         (void)sse_conn_new(&w->set, fd, st.live_seq, st.first_seq, ps == STREAM_POS_OK, st.resync,
