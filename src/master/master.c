@@ -85,6 +85,7 @@ struct worker_slot {
     int hung_up;          /* its socket is at EOF: not polled until reaped */
     int wedged;           /* killed for not answering a ping; until reaped */
     int64_t ping_sent_ms; /* the unanswered ping's time; 0: none */
+    int ping_unsent;      /* its byte did not fit the full socket yet: sent again next pass */
     uint32_t connections; /* from its last report */
     unsigned char rbuf[sizeof(struct worker_report)]; /* a partial record */
     size_t rlen;
@@ -366,6 +367,7 @@ spawn_worker(struct master *m, unsigned i)
     s->respawn_at = 0;
     s->ready = s->hung_up = s->wedged = 0;
     s->ping_sent_ms = 0;
+    s->ping_unsent = 0;
     s->connections = 0;
     s->rlen = 0;
     log_debug("worker %u started, pid %ld", i, (long)pid);
@@ -441,7 +443,7 @@ on_report(struct master *m, unsigned i, const struct worker_report *rep)
     if (rep->kind == WORKER_REPORT_READY)
         s->ready = 1;
     else if (rep->kind == WORKER_REPORT_PONG)
-        s->ping_sent_ms = 0;
+        s->ping_sent_ms = s->ping_unsent = 0;
     else
         log_warnx("worker %u: unknown report %u from it; ignored", i, (unsigned)rep->kind);
 }
@@ -528,14 +530,19 @@ supervise(struct master *m, int64_t now)
     if (m->next_ping_ms != 0 && now >= m->next_ping_ms) {
         for (unsigned i = 0; i < m->cfg->workers; i++) {
             struct worker_slot *s = &m->slots[i];
-            if (!slot_linked(s) || s->ping_sent_ms != 0)
+            if (!slot_linked(s) || (s->ping_sent_ms != 0 && !s->ping_unsent))
                 continue;
             char b = WORKER_PING;
             ssize_t r = send(s->doorbell_wr, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EPIPE &&
                 errno != ECONNRESET)
                 log_warn("worker %u: send(ping)", i);
-            s->ping_sent_ms = now; /* also when its socket is full: it does not read */
+            /* A full socket (a worker that stopped reading doorbells) keeps the
+             * first attempt's time, so a wedged worker is still killed on time,
+             * and the ping is sent again: one that recovers can answer it. */
+            s->ping_unsent = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            if (s->ping_sent_ms == 0)
+                s->ping_sent_ms = now;
         }
         int64_t period = MASTER_PING_PERIOD_MS;
         if (m->notify.watchdog_ms > 0 && m->notify.watchdog_ms / 2 < period)
