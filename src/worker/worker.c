@@ -367,9 +367,8 @@ fanout_owed(struct worker *w)
     if (w->fanout_due_ms != INT64_MAX)
         return; /* already owed: it keeps its time, the bound of the oldest event */
     int64_t delay = w->cfg->coalesce_delay_ms;
-    w->fanout_due_ms = delay > 0 && w->now_ms - w->fanout_last_ms < delay
-                           ? w->fanout_last_ms + delay
-                           : w->now_ms;
+    w->fanout_due_ms =
+        delay > 0 && w->now_ms - w->fanout_last_ms < delay ? w->fanout_last_ms + delay : w->now_ms;
 }
 
 /* When the owed fan-out runs (INT64_MAX: none owed); never later than the
