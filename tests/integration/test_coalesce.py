@@ -14,12 +14,13 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import Daemon, ev, persona_api, recv, run, ws_connect  # noqa: E402
+from harness import Daemon, ev, persona_api, personad_path, recv, run, ws_connect  # noqa: E402
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$', re.M)
 MARGIN_S = 2.0
@@ -128,6 +129,22 @@ async def test_reload_is_live():
             await ws.close()
 
 
+async def test_option_values():
+    # 0 is off (and shown as 0); negative, over 1 s or not a number: exit 1, said why.
+    def check(val):
+        return subprocess.run([personad_path(), "--coalesce-delay=" + val, "--check-config"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=30)
+    p = check("0")
+    assert p.returncode == 0 and "coalesce-delay = 0\n" in p.stdout, (p.returncode, p.stdout)
+    p = check("0.0025")
+    assert p.returncode == 0 and "coalesce-delay = 0.003\n" in p.stdout, p.stdout  # ms
+    for bad in ("-1", "1.5", "x", ""):
+        p = check(bad)
+        assert p.returncode == 1, (bad, p.returncode)
+        assert "invalid value for --coalesce-delay" in p.stderr, (bad, p.stderr)
+
+
 if __name__ == "__main__":
-    run([test_coalesces_under_load, test_low_rate_leaves_at_once, test_zero_is_off,
+    run([test_option_values, test_coalesces_under_load, test_low_rate_leaves_at_once, test_zero_is_off,
          test_reload_is_live], timeout=120.0)
