@@ -110,6 +110,9 @@ enum stats_id {
     STATS_HTTP_426,
     STATS_HTTP_503,
     STATS_HTTP_OTHER,
+    /* Appended: the values above keep their places. */
+    STATS_WRITES,        /* writev calls on stream connections (one carries >= 1 frame) */
+    STATS_FANOUT_PASSES, /* fan-out passes over the set (fewer than doorbells when coalescing) */
 
     STATS_IDS
 };

@@ -32,7 +32,8 @@
 /* What an option's value is, and so how it is parsed and where it goes. */
 enum opt_kind {
     OPT_COUNT,   /* a decimal integer in [min, max], into an unsigned member of 4 or 8 bytes */
-    OPT_SECONDS, /* seconds with an optional fraction, into an int64_t member in ms, 1..max */
+    OPT_SECONDS, /* seconds with an optional fraction, into an int64_t member in ms, min..max
+                    (min 0 or 1 ms: may the value be 0?) */
     OPT_LISTEN,  /* [ADDR:]PORT, into listen_addr and listen_port */
     OPT_PATH,    /* a non-empty path, into a char[CONFIG_PATH_MAX] member */
     OPT_FLAG,    /* no value on the command line (1); 1/yes/true or 0/no/false in the file */
@@ -53,7 +54,7 @@ struct opt {
     const char *help;    /* "\n" starts an indented continuation line */
     enum opt_kind kind;
     size_t off, size;  /* the member of struct config, for COUNT, SECONDS, PATH and FLAG */
-    uint64_t min, max; /* COUNT: the accepted range; SECONDS: max = the longest, in ms */
+    uint64_t min, max; /* COUNT: the accepted range; SECONDS: the range in ms (min 0: 0 is off) */
     const char *cap;   /* COUNT: a number over max is "over the limit of MAX CAP", not an
                           invalid value (a cap the user may run into); NULL: invalid */
     enum { OPT_FILE_KEY, OPT_CMDLINE_ONLY } where; /* also a config-file key, or not */
@@ -75,6 +76,8 @@ struct opt {
 #define COUNT(m, lo, hi) COUNT_CAPPED(m, lo, hi, NULL)
 #define SECONDS(m, max_ms)                                                                         \
     OPT_SECONDS, MEMBER(m, MEMBER_SIZE(m) == sizeof(int64_t)), 1, (max_ms), NULL
+#define SECONDS_OR_OFF(m, max_ms) /* as SECONDS, and 0 (off) */                                    \
+    OPT_SECONDS, MEMBER(m, MEMBER_SIZE(m) == sizeof(int64_t)), 0, (max_ms), NULL
 #define PATH(m) OPT_PATH, MEMBER(m, MEMBER_SIZE(m) == CONFIG_PATH_MAX), 0, 0, NULL
 #define FLAG(m) OPT_FLAG, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
 #define CHOICE(m) OPT_CHOICE, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
@@ -98,6 +101,10 @@ static const struct opt opts[] = {
      OPT_LIVE},
     {"write-deadline", 0, "SECONDS", "10", "default %s", SECONDS(write_deadline_ms, DAY_MS),
      OPT_FILE_KEY, OPT_LIVE},
+    {"coalesce-delay", 0, "SECONDS", "0.005",
+     "under load, hold a client's events up to this long\nto send them in one write; 0: off.  "
+     "Default %s",
+     SECONDS_OR_OFF(coalesce_delay_ms, 1000), OPT_FILE_KEY, OPT_LIVE},
     {"max-message", 0, "BYTES", "512",
      "largest accepted incoming message, default %s\n"
      "(pings and closes may always carry 125 bytes)",
@@ -209,17 +216,23 @@ parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
-/* Seconds with an optional fraction -> milliseconds, at least 1 ms, at most max_ms. */
+/* Seconds with an optional fraction -> milliseconds, at least 1 ms (0 only when
+ * min_ms is 0), at most max_ms. */
 static int
-parse_seconds(const char *s, uint64_t max_ms, int64_t *out_ms)
+parse_seconds(const char *s, uint64_t min_ms, uint64_t max_ms, int64_t *out_ms)
 {
     char *end;
     if (*s == '\0' || isspace((unsigned char)*s))
         return -1;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > (double)max_ms / 1000.0)
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v < 0 || (v == 0 && min_ms > 0) ||
+        v > (double)max_ms / 1000.0)
         return -1;
+    if (v == 0) {
+        *out_ms = 0;
+        return 0;
+    }
     int64_t ms = (int64_t)llround(v * 1000.0);
     *out_ms = ms < 1 ? 1 : ms;
     return 0;
@@ -294,7 +307,7 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
     }
     case OPT_SECONDS: {
         int64_t ms;
-        if (parse_seconds(val, o->max, &ms) != 0)
+        if (parse_seconds(val, o->min, o->max, &ms) != 0)
             return -1;
         memcpy(member, &ms, sizeof(ms));
         return 0;

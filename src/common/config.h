@@ -31,6 +31,7 @@ struct config {
     int64_t ping_period_ms;
     int64_t pong_wait_ms;
     int64_t write_deadline_ms;
+    int64_t coalesce_delay_ms;   /* 0: every fan-out at once */
     int64_t rescan_interval_ms;  /* periodic full rescan of the personas dir */
     uint32_t max_message_bytes;  /* largest accepted incoming message */
     uint32_t max_connections;    /* per worker */

@@ -236,6 +236,12 @@ metrics_render(const struct metrics_view *v, size_t *len)
     head(&b, "personad_stream_written_bytes_total", "counter",
          "Bytes written to stream connections (events and control frames).");
     sample(&b, "personad_stream_written_bytes_total", stats_sum(s, STATS_BYTES_WRITTEN, W, END));
+    head(&b, "personad_stream_writes_total", "counter",
+         "writev calls on stream connections (one may carry several frames).");
+    sample(&b, "personad_stream_writes_total", stats_sum(s, STATS_WRITES, W, END));
+    head(&b, "personad_worker_fanout_passes_total", "counter",
+         "Fan-out passes over the connections (--coalesce-delay merges them under load).");
+    sample(&b, "personad_worker_fanout_passes_total", stats_sum(s, STATS_FANOUT_PASSES, W, END));
 
     static const struct row codes[] = {
         {"101", STATS_HTTP_101}, {"200", STATS_HTTP_200}, {"304", STATS_HTTP_304},

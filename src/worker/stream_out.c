@@ -220,6 +220,7 @@ stream_out_flush(struct stream_out *o, struct stream_ctx *x, int fd, struct ev_h
         r = writev(fd, iov, n);
     } while (r < 0 && errno == EINTR);
     x->writev_calls++;
+    stats_add(x->stats, STATS_WRITES, 1);
     if (r < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return STREAM_FLUSH_FAILED;

@@ -7,6 +7,13 @@
  * set, run MHD, expire the set's deadlines, and free the connections closed
  * during the pass.
  *
+ * Coalescing (--coalesce-delay=D): events that arrive less than D after the
+ * previous fan-out pass (under load) wait in the window until D after it, so
+ * a pass writes every event of its window in one writev per connection; an
+ * event after a quiet spell (>= D since the last pass) goes out at once.  An
+ * event waits at most D (one loop pass more), and waiting changes only when
+ * it is written: the window, the cursors and the caps are the same.
+ *
  * The worker accepts on its listening socket itself and hands each socket to
  * MHD (MHD_add_connection).  libmicrohttpd 0.9.75, on EMFILE, stops watching
  * its listening socket until one of its own connections closes, which upgraded
@@ -352,10 +359,47 @@ report_to_master(struct worker *w, enum worker_report_kind kind)
         log_warn("worker %u: send(report to the master)", w->index);
 }
 
+/* New events are in the window: fan them out now, or (coalescing, under load)
+ * note when. */
+static void
+fanout_owed(struct worker *w)
+{
+    if (w->fanout_due_ms != INT64_MAX)
+        return; /* already owed: it keeps its time, the bound of the oldest event */
+    int64_t delay = w->cfg->coalesce_delay_ms;
+    w->fanout_due_ms =
+        delay > 0 && w->now_ms - w->fanout_last_ms < delay ? w->fanout_last_ms + delay : w->now_ms;
+}
+
+/* When the owed fan-out runs (INT64_MAX: none owed); never later than the
+ * delay after the previous pass, even if a reload has just shortened it. */
+static int64_t
+fanout_due(const struct worker *w)
+{
+    int64_t cap = w->fanout_last_ms + w->cfg->coalesce_delay_ms;
+    return w->fanout_due_ms < cap ? w->fanout_due_ms : cap;
+}
+
+/* Run the fan-out pass if it is owed and due. */
+static void
+fanout_maybe(struct worker *w)
+{
+    if (w->fanout_due_ms == INT64_MAX || w->now_ms < fanout_due(w))
+        return;
+    w->fanout_due_ms = INT64_MAX;
+    w->fanout_last_ms = w->now_ms;
+    stats_add(w->own_stats, STATS_FANOUT_PASSES, 1);
+    conn_set_fanout(&w->set);
+    /* O(connections), like the fan-out itself: once per batch, not per pass. */
+    event_window_release(&w->window, conn_set_min_cursor(&w->set, w->window.next_seq));
+}
+
 static int
 next_timeout_ms(struct worker *w)
 {
     int64_t next = conn_set_next_due_ms(&w->set);
+    if (w->fanout_due_ms != INT64_MAX && fanout_due(w) < next)
+        next = fanout_due(w); /* a coalesced fan-out */
     /* A rate limit that suppressed lines reports them when its second ends. */
     const struct log_limit *limits[] = {&w->mhd_log, &w->client_log};
     for (size_t i = 0; i < 2; i++) {
@@ -479,6 +523,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.ring = ring;
     w.snap = snap;
     w.now_ms = clock_now_ms();
+    w.fanout_last_ms = INT64_MIN / 2; /* long ago: the first event goes at once */
+    w.fanout_due_ms = INT64_MAX;
     snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
@@ -526,11 +572,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         /* New sockets are in MHD's epoll set now: let it read their requests. */
         if (w.listen_ready && accept_pass(&w) > 0)
             run_mhd = 1;
-        if (!w.stopping && pull_ring(&w) > 0) {
-            conn_set_fanout(&w.set);
-            /* O(connections), like the fan-out itself: once per batch, not per pass. */
-            event_window_release(&w.window, conn_set_min_cursor(&w.set, w.window.next_seq));
-        }
+        if (!w.stopping && pull_ring(&w) > 0)
+            fanout_owed(&w);
+        if (!w.stopping)
+            fanout_maybe(&w);
         if (run_mhd && MHD_run(w.mhd) != MHD_YES)
             log_warnx("worker %u: MHD_run failed", index);
         while (w.mhd_run_again) {

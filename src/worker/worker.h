@@ -75,6 +75,10 @@ struct worker {
     int ping_pending;         /* the master pinged: answer after this pass's handlers */
     int64_t now_ms;           /* time of the current loop pass */
     int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */
+    /* Coalescing (--coalesce-delay): new events not yet fanned out wait until
+     * fanout_due_ms, at most the delay after the previous pass (fanout_last_ms). */
+    int64_t fanout_last_ms;
+    int64_t fanout_due_ms; /* INT64_MAX: no pass owed */
     /* Rate limits of libmicrohttpd's messages and of per-connection lines (the set's). */
     struct log_limit mhd_log, client_log;
     int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */
