@@ -97,13 +97,15 @@ def dropped(values, reason):
 def wait_metrics(d, pred, what, timeout=10.0):
     """Scrape until pred(values) holds; the last values.  A connection reset
     is retried: while a killed worker awaits its respawn, what the kernel had
-    queued on its listening socket is reset (README: "Running")."""
+    queued on its listening socket is reset (README: "Running"); so is a refused
+    one: with no worker alive the master closes the listening socket until one
+    is back (slow under ASan)."""
     deadline = time.monotonic() + timeout
     values = {}
     while True:
         try:
             values, _ = parse(scrape(d))
-        except (ConnectionResetError, http.client.RemoteDisconnected):
+        except (ConnectionResetError, ConnectionRefusedError, http.client.RemoteDisconnected):
             values = None
         if values is not None and pred(values):
             return values
