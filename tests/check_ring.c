@@ -341,6 +341,20 @@ struct ring_mem {
     int shared;
 };
 
+/* Whether madvise(MADV_REMOVE) frees shared anonymous pages here: Linux does;
+ * qemu-user (the cross runs in CI) refuses it with EINVAL, and the ring then
+ * keeps its pages (ring_releases() says why; the master logs it once). */
+static int
+madv_remove_runs(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    int ok = madvise(p, (size_t)page, MADV_REMOVE) == 0;
+    ck_assert_int_eq(munmap(p, (size_t)page), 0);
+    return ok;
+}
+
 static void
 ring_mem_new(struct ring *r, struct ring_mem *m, uint32_t slots, int shared)
 {
@@ -355,7 +369,7 @@ ring_mem_new(struct ring *r, struct ring_mem *m, uint32_t slots, int shared)
     }
     ring_init(r, m->mem, slots);
     if (shared)
-        ck_assert_int_eq(ring_releases(r), 0);
+        ck_assert_int_eq(ring_releases(r), madv_remove_runs() ? 0 : EINVAL);
     else
         ck_assert_int_eq(ring_releases(r), EINVAL); /* heap memory: nothing to release */
 }
@@ -448,7 +462,7 @@ START_TEST(test_variable_sizes)
                          (int64_t)s);
         expect_window(&r, s, lens);
     }
-    if (_i)
+    if (_i && madv_remove_runs())
         ck_assert_int_eq(ring_releases(&r), 0); /* still on: every check held */
     ring_mem_free(&m);
 }
@@ -520,7 +534,7 @@ START_TEST(test_window_many_wraps)
         if (o > 1)
             ck_assert_int_eq(read_status(&r, o - 1), RING_OVERRUN);
     }
-    if (_i) {
+    if (_i && madv_remove_runs()) {
         ck_assert_int_eq(ring_releases(&r), 0);
         ck_assert_uint_gt(r.release_calls, 0);
     }
@@ -696,6 +710,10 @@ START_TEST(test_resident_after_wrap)
     /* The default ring after it wrapped three times over benchmark-sized events
      * (_i: 0 the 72-byte events of wsbench, 1 100-byte ones): at most 512 KiB
      * of its shared memory is resident (slots of 2 KiB: 8 MiB). */
+    if (!madv_remove_runs()) {
+        fprintf(stderr, "MADV_REMOVE does not run here (qemu-user?): nothing to measure\n");
+        return;
+    }
     struct ring r;
     struct shm_ring m;
     shm_ring_new(&r, &m);
@@ -713,6 +731,10 @@ START_TEST(test_resident_after_burst)
     /* A burst of maximum-size events makes the ring large (its window is 8 MiB
      * of payload); once small events have pushed it out of the window, its pages
      * are released: back under 512 KiB. */
+    if (!madv_remove_runs()) {
+        fprintf(stderr, "MADV_REMOVE does not run here (qemu-user?): nothing to measure\n");
+        return;
+    }
     struct ring r;
     struct shm_ring m;
     shm_ring_new(&r, &m);
