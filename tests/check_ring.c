@@ -341,16 +341,19 @@ struct ring_mem {
     int shared;
 };
 
-/* Whether madvise(MADV_REMOVE) frees shared anonymous pages here: Linux does;
- * qemu-user (the cross runs in CI) refuses it with EINVAL, and the ring then
- * keeps its pages (ring_releases() says why; the master logs it once). */
+/* Whether madvise(MADV_REMOVE) really frees shared anonymous pages here:
+ * Linux does (the page reads back as zeros); qemu-user (CI's cross runs)
+ * answers every madvise with success and does nothing, so the ring cannot
+ * tell, keeps its pages, and there is nothing to measure. */
 static int
 madv_remove_runs(void)
 {
     long page = sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    unsigned char *p =
+        mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(p, MAP_FAILED);
-    int ok = madvise(p, (size_t)page, MADV_REMOVE) == 0;
+    p[0] = 0x5a;
+    int ok = madvise(p, (size_t)page, MADV_REMOVE) == 0 && p[0] == 0;
     ck_assert_int_eq(munmap(p, (size_t)page), 0);
     return ok;
 }
@@ -369,8 +372,8 @@ ring_mem_new(struct ring *r, struct ring_mem *m, uint32_t slots, int shared)
     }
     ring_init(r, m->mem, slots);
     if (shared)
-        ck_assert_int_eq(ring_releases(r), madv_remove_runs() ? 0 : EINVAL);
-    else
+        ck_assert_int_eq(ring_releases(r), 0);
+    else if (madv_remove_runs()) /* (qemu-user's madvise succeeds on anything) */
         ck_assert_int_eq(ring_releases(r), EINVAL); /* heap memory: nothing to release */
 }
 
@@ -462,7 +465,7 @@ START_TEST(test_variable_sizes)
                          (int64_t)s);
         expect_window(&r, s, lens);
     }
-    if (_i && madv_remove_runs())
+    if (_i)
         ck_assert_int_eq(ring_releases(&r), 0); /* still on: every check held */
     ring_mem_free(&m);
 }
@@ -534,7 +537,7 @@ START_TEST(test_window_many_wraps)
         if (o > 1)
             ck_assert_int_eq(read_status(&r, o - 1), RING_OVERRUN);
     }
-    if (_i && madv_remove_runs()) {
+    if (_i) {
         ck_assert_int_eq(ring_releases(&r), 0);
         ck_assert_uint_gt(r.release_calls, 0);
     }
