@@ -198,12 +198,19 @@ async function main() {
     const { seq, epoch } = list.json;
     assert(Number.isInteger(seq) && /^[A-Za-z0-9_-]{1,32}$/.test(epoch),
       'list position ' + JSON.stringify({ seq, epoch }));
+    // Each change is published before the next is written: two writes in quick
+    // succession may be read by the master as one (it reads the file's state, not
+    // each write), and this test wants two events.
+    const published = async (n) => {
+      for (let end = Date.now() + 5000; (await getJSON(port, '/api/clusters')).json.seq < n;) {
+        assert(Date.now() < end, 'change ' + n + ' was not published');
+        await sleep(20);
+      }
+    };
     writePersona(dir, 'n4.json', k8s('missed-one', 1));
+    await published(seq + 1);
     writePersona(dir, 'n4.json', k8s('missed-one', 2));
-    for (let end = Date.now() + 5000; (await getJSON(port, '/api/clusters')).json.seq < seq + 2;) {
-      assert(Date.now() < end, 'the two changes were not published');
-      await sleep(20);
-    }
+    await published(seq + 2);
     const withSeq = (e, n) => e.slice(0, -1) + ',"seq":' + n + '}';
     const resumed = await client(url + '?since=' + seq + '&epoch=' + epoch);
     clients.push(resumed);
