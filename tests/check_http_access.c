@@ -247,6 +247,8 @@ START_TEST(test_origin_ok_any)
     ck_assert_int_eq(http_access_origin_ok(&a, "null", NULL), 1);
     ck_assert_int_eq(http_access_cors_ok(&a, "http://evil.example"), 1);
     ck_assert_int_eq(http_access_cors_ok(&a, NULL), 0);
+    ck_assert_int_eq(http_access_cors_ok(&a, "null"), 0); /* echoed: well-formed only */
+    ck_assert_int_eq(http_access_cors_ok(&a, "http://x/../../etc"), 0);
 }
 END_TEST
 

@@ -220,11 +220,10 @@ http_access_cors_ok(const struct http_access *a, const char *origin)
 {
     if (origin == NULL)
         return 0;
-    if (a->any_origin)
-        return 1;
     struct http_access_addr o;
     int parsed;
-    return origin_listed(a, origin, &o, &parsed);
+    int listed = origin_listed(a, origin, &o, &parsed);
+    return listed || (a->any_origin && parsed);
 }
 
 int

@@ -87,8 +87,9 @@ int http_access_same_origin(const struct http_access_addr *origin, const char *h
 int http_access_origin_ok(const struct http_access *a, const char *origin, const char *host);
 
 /* http_access_cors_ok - 1 if the REST API sends CORS headers to origin
- * (NULL: none, 0): a listed origin, or any with "*".  Same-origin alone does
- * not: a same-origin page needs none. */
+ * (NULL: none, 0): a listed origin, or any well-formed one with "*" (so the
+ * value echoed in Access-Control-Allow-Origin is at most an origin long;
+ * "null" gets none).  Same-origin alone does not: such a page needs none. */
 int http_access_cors_ok(const struct http_access *a, const char *origin);
 
 /* http_access_host_ok - 1 if the Host header value host (NULL: none) is

@@ -47,7 +47,8 @@ asset_exists(const char *path)
      .methods = HTTP_METHOD_GET,                                                                   \
      .allow = "GET",                                                                               \
      .handler = sse_handoff_handle,                                                                \
-     .stream = 1},                                                                                 \
+     .stream = 1,                                                                                  \
+     .cors = 1},                                                                                   \
     {.path = "/healthz",                                                                           \
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_ROUTER_GET_HEAD,                                                              \

@@ -4,9 +4,10 @@
  * port, http://127.0.0.1:Q) tries to open personad's /ws and to fetch
  * /api/clusters.  By default Chromium's WebSocket is refused (onerror, then
  * onclose with 1006, never onopen; personad logs the 403 with the page's
- * origin) and the fetch fails (no CORS headers).  With
- * --allowed-origins=http://127.0.0.1:Q the same page's WebSocket opens and
- * streams an event, and the fetch reads the cluster list through CORS.
+ * origin), the fetch fails (no CORS headers) and so does an EventSource on
+ * /api/events (403).  With --allowed-origins=http://127.0.0.1:Q the same
+ * page's WebSocket opens and streams an event, its EventSource too, and the
+ * fetch reads the cluster list through CORS.
  *
  * Starts $PERSONAD and Debian's /usr/bin/chromium (headless, DevTools
  * protocol over node-ws).  Exit 0 pass, 77 skip (no /usr/bin/chromium),
@@ -235,6 +236,16 @@ function openSocket(port) {
         true`;
 }
 
+/* In the page: an EventSource on http://127.0.0.1:P/api/events. */
+function openEventSource(port) {
+    return `window.__es_msgs = [];
+        window.__es = new EventSource('http://127.0.0.1:${port}/api/events');
+        __es.onopen = () => __log.push('es open');
+        __es.onerror = () => { __log.push('es error'); };
+        __es.onmessage = (e) => __es_msgs.push(e.data);
+        true`;
+}
+
 /* In the page: fetch /api/clusters across origins; its body or the error. */
 function fetchClusters(port) {
     return `fetch('http://127.0.0.1:${port}/api/clusters')
@@ -272,6 +283,10 @@ async function main() {
     const blocked = await page.eval(fetchClusters(port));
     assert(blocked.error !== undefined, 'and its fetch of /api/clusters is blocked (no CORS)',
         blocked);
+    await page.eval(openEventSource(port));
+    await page.waitFor('the EventSource failing', '__es.readyState === 2', 5000);
+    assert(!(await page.eval('__log')).includes('es open'),
+        'and its EventSource on /api/events fails', await page.eval('__log'));
 
     step = 'restarting personad with --allowed-origins';
     await stopPersonad();
@@ -285,11 +300,19 @@ async function main() {
     const msgs = await page.eval('__msgs');
     assert(msgs[0] === '{"type":"cluster.added","data":{"name":"origin-beta"}}',
         'and streams the events', msgs);
+    await page.eval(openEventSource(port));
+    await page.waitFor('the EventSource open', '__es.readyState === 1', 5000);
+    writePersona('c.json', { name: 'origin-gamma', spec: {}, status: {} });
+    await page.waitFor('an SSE event', '__es_msgs.length >= 1', 5000);
+    const es = await page.eval('__es_msgs');
+    assert(JSON.parse(es[0]).data.name === 'origin-gamma',
+        'and its EventSource streams /api/events (CORS in the stream\'s head)', es);
+    await page.eval('__es.close(); true');
     const got = await page.eval(fetchClusters(port));
     /* a cross-origin body is readable only when Access-Control-Allow-Origin
      * names the page (the header itself is not exposed to the page) */
     assert(got.status === 200 && Array.isArray(got.json.clusters) &&
-        got.json.clusters.map((c) => c.name).join() === 'origin-beta,origin-seed',
+        got.json.clusters.map((c) => c.name).join() === 'origin-beta,origin-gamma,origin-seed',
         'and its fetch reads /api/clusters through CORS', got);
     await page.eval('__ws.close(); true');
     await stopPersonad();

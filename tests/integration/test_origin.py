@@ -166,7 +166,9 @@ async def test_default_same_origin_only():
 
 
 def test_sse_origin():
-    """/api/events: a foreign Origin is 403 JSON; the same one and none stream."""
+    """/api/events: a foreign Origin is 403 JSON; the same one and none stream;
+    a listed one streams with Access-Control-Allow-Origin in the head, and its
+    preflight is answered with the endpoint's one method."""
     with Daemon(workers=1) as d:
         st, _, body = raw(d.port, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                           "Accept: text/event-stream\r\nOrigin: %s\r\n\r\n" % (d.port, FOREIGN))
@@ -176,8 +178,16 @@ def test_sse_origin():
         st, data = sse_status(d, same(d))
         assert st == 200, data
     with Daemon(workers=1, flags=["--allowed-origins=" + UI]) as d:
-        assert sse_status(d, UI)[0] == 200
+        st, data = sse_status(d, UI)
+        assert st == 200, data  # a listed origin: the head carries CORS for EventSource
+        assert (b"Connection: close\r\nAccess-Control-Allow-Origin: %s\r\n"
+                b"Vary: Origin\r\n\r\n" % UI.encode()) in data, data
+        st, data = sse_status(d, same(d))
+        assert st == 200 and b"Access-Control" not in data and b"Vary" not in data, data
         assert sse_status(d, FOREIGN)[0] == 403
+        st, hdrs, _ = curl(d, "/api/events", "Origin: " + UI,
+                           "Access-Control-Request-Method: GET", method="OPTIONS")
+        assert st == 204 and hdrs.get("access-control-allow-methods") == "GET", (st, hdrs)
 
 
 def test_default_no_cors():
