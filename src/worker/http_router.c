@@ -285,15 +285,16 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
     /* The version follows the target in MHD's line buffer (connection.c,
      * parse_initial_message_line); anything else means a NUL cut the target. */
     enum MHD_Result ret;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     if (rq->target_end != NULL && version[0] != '\0' && rq->target_end + 1 != version) {
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
     } else if ((url = origin_path(url)) == NULL) {
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
     } else if (strcmp(url, "/healthz") != 0 &&
-               !http_access_host_ok(
-                   &w->access,
-                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
-                   80 /* 443 once the listener speaks TLS */)) {
+               !http_access_host_ok(&w->access, host, 80 /* 443 once the listener speaks TLS */)) {
+        if (log_limit_allow(&w->client_log, w->now_ms))
+            log_info("worker %u: %s %s: Host '%s' not allowed: 421", w->index, method, url,
+                     host != NULL ? host : "(none)");
         ret = http_reply_error(conn, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected request");
     } else {
         size_t n;

@@ -273,6 +273,8 @@ def test_allowed_hosts():
                 assert st == 421 and json.loads(body) == mis, (host, path, st, body)
             st, _, body = curl(d, "/healthz", host=host)
             assert st == 200, (host, st)
+        assert d.wait_log(lambda ln: "GET /api/clusters: Host 'evil.example' not allowed: 421"
+                          in ln), d.log_text()[-2000:]
         st, _, body = curl(d, "/", host="localhost:1")
         assert st != 421, st
         st, hdrs, body = raw(d.port, ws_head(d, host="evil.example"))
