@@ -757,6 +757,48 @@ START_TEST(test_reload_applies_live_keeps_restart_and_command_line)
 }
 END_TEST
 
+/* --allowed-origins, --allowed-hosts: checked by http_access's parser at
+ * start, empty in the file is unset, and a reload applies them (live). */
+START_TEST(test_allowed_lists)
+{
+    struct config cfg;
+    static const char *const good[] = {"--allowed-origins=https://ui.example, http://[::1]:8080",
+                                       "--allowed-hosts=appliance.lan,127.0.0.1:8080", NULL};
+    ck_assert_int_eq(parse_args(&cfg, good), 0);
+    ck_assert_str_eq(cfg.allowed_origins, "https://ui.example, http://[::1]:8080");
+    ck_assert_str_eq(cfg.allowed_hosts, "appliance.lan,127.0.0.1:8080");
+    static const char *const bad_origin[] = {"--allowed-origins=https://ui.example/", NULL};
+    ck_assert_int_eq(parse_capturing(&cfg, bad_origin), -1);
+    ck_assert_ptr_nonnull(strstr(captured, "invalid value for --allowed-origins"));
+    static const char *const bad_host[] = {"--allowed-hosts=http://a", NULL};
+    ck_assert_int_eq(parse_capturing(&cfg, bad_host), -1);
+    ck_assert_ptr_nonnull(strstr(captured, "invalid value for --allowed-hosts"));
+    static const char *const empty[] = {"--allowed-hosts=", NULL};
+    ck_assert_int_eq(parse_args(&cfg, empty), -1);
+
+    const char *path = write_config("allowed-origins =\nallowed-hosts = a.lan\n");
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", path);
+    const char *args[] = {"-c", saved, NULL};
+    ck_assert_int_eq(parse_args(&cfg, args), 0);
+    ck_assert_str_eq(cfg.allowed_origins, "");
+    ck_assert_str_eq(cfg.allowed_hosts, "a.lan");
+    rewrite(saved, "allowed-origins = *\nallowed-hosts = b.lan:1\n");
+    struct config next;
+    char msg[256];
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), 0);
+    notes[0] = '\0';
+    ck_assert_uint_eq(config_update(&cfg, &next, record_note, NULL), 2);
+    ck_assert_str_eq(notes, "allowed-origins:live:->*;allowed-hosts:live:a.lan->b.lan:1;");
+    ck_assert_str_eq(cfg.allowed_origins, "*");
+    ck_assert_str_eq(cfg.allowed_hosts, "b.lan:1");
+    rewrite(saved, "allowed-origins = nope\n");
+    ck_assert_int_eq(config_reload(&cfg, &next, msg, sizeof(msg)), -1);
+    ck_assert_ptr_nonnull(strstr(msg, ":1: invalid value for --allowed-origins"));
+    unlink(saved);
+}
+END_TEST
+
 START_TEST(test_reload_broken_file_says_where)
 {
     const char *path = write_config("ping-period = 30\n");
@@ -861,6 +903,7 @@ config_suite(void)
     tcase_add_loop_test(tc, test_good_option, 0, (int)(sizeof(good_opts) / sizeof(good_opts[0])));
     tcase_add_loop_test(tc, test_bad_option, 0, (int)(sizeof(bad_opts) / sizeof(bad_opts[0])));
     tcase_add_test(tc, test_bad_value_message_names_option);
+    tcase_add_test(tc, test_allowed_lists);
     tcase_add_test(tc, test_snapshot_max_over_cap_message);
     suite_add_tcase(s, tc);
     TCase *tf = tcase_create("file");

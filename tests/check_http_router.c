@@ -327,6 +327,31 @@ START_TEST(test_method_bits)
 }
 END_TEST
 
+/* The Origin policy's marks (http_access.h): the stream endpoints refuse
+ * foreign origins, the REST API and the event stream answer CORS, nothing
+ * else is marked (healthz, metrics, the dashboard or the web root). */
+START_TEST(test_access_marks)
+{
+    for (int t = 0; t < 2; t++) {
+        size_t n;
+        const struct http_route *rows =
+            t == 0 ? http_router_routes(&n) : http_router_webroot_routes(&n);
+        int streams = 0, cors = 0;
+        for (size_t i = 0; i < n; i++) {
+            const char *p = rows[i].path != NULL ? rows[i].path : "(lookup)";
+            int want_stream = strcmp(p, "/ws") == 0 || strcmp(p, "/api/events") == 0;
+            int want_cors = strncmp(p, "/api/", 5) == 0;
+            ck_assert_msg(rows[i].stream == want_stream, "%s: stream %d", p, rows[i].stream);
+            ck_assert_msg(rows[i].cors == want_cors, "%s: cors %d", p, rows[i].cors);
+            streams += rows[i].stream;
+            cors += rows[i].cors;
+        }
+        ck_assert_int_eq(streams, 2);
+        ck_assert_int_eq(cors, 3);
+    }
+}
+END_TEST
+
 /* --- a new endpoint is one row ------------------------------------------ */
 
 static struct {
@@ -507,6 +532,7 @@ http_router_suite(void)
     tcase_add_test(tt, test_rows_well_formed);
     tcase_add_test(tt, test_method_bits);
     tcase_add_test(tt, test_ws_row_forgets_handshake);
+    tcase_add_test(tt, test_access_marks);
     suite_add_tcase(s, tt);
     TCase *tn = tcase_create("new_row");
     tcase_set_timeout(tn, 10);

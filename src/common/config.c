@@ -12,6 +12,7 @@
 #include "build_config.h"
 
 #include "common/config.h"
+#include "worker/http_access.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -38,6 +39,8 @@ enum opt_kind {
     OPT_PATH,    /* a non-empty path, into a char[CONFIG_PATH_MAX] member */
     OPT_FLAG,    /* no value on the command line (1); 1/yes/true or 0/no/false in the file */
     OPT_CHOICE,  /* one of the words of metavar ("a|b|c"), into an int member: its index */
+    OPT_ORIGINS, /* an --allowed-origins list (http_access.h), into a char[CONFIG_LIST_MAX] */
+    OPT_HOSTS,   /* an --allowed-hosts list (http_access.h), into a char[CONFIG_LIST_MAX] */
     OPT_HELP,    /* print the help and stop */
     OPT_VERSION, /* print the version and stop */
 };
@@ -81,6 +84,7 @@ struct opt {
 #define PATH(m) OPT_PATH, MEMBER(m, MEMBER_SIZE(m) == CONFIG_PATH_MAX), 0, 0, NULL
 #define FLAG(m) OPT_FLAG, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
 #define CHOICE(m) OPT_CHOICE, MEMBER(m, MEMBER_SIZE(m) == sizeof(int)), 0, 0, NULL
+#define LIST(kind, m) kind, MEMBER(m, MEMBER_SIZE(m) == CONFIG_LIST_MAX), 0, 0, NULL
 #define SPECIAL(kind) kind, 0, 0, 0, 0, NULL /* LISTEN, HELP, VERSION: no member of their own */
 #define DAY_MS 86400000
 
@@ -123,6 +127,13 @@ static const struct opt opts[] = {
     {"web-root", 0, "DIR", NULL,
      "serve DIR's files at / instead of the dashboard\n(index.html for unknown paths: an SPA)",
      PATH(web_root), OPT_FILE_KEY, OPT_RESTART},
+    {"allowed-origins", 0, "LIST", NULL,
+     "origins (\"https://ui.example.com,...\") or \"*\"\nthat may open /ws and /api/events "
+     "besides the\nsame origin, and get CORS on /api",
+     LIST(OPT_ORIGINS, allowed_origins), OPT_FILE_KEY, OPT_LIVE},
+    {"allowed-hosts", 0, "LIST", NULL,
+     "Host names or addresses ([:PORT]) served; others\nget 421 (but /healthz).  Default: any",
+     LIST(OPT_HOSTS, allowed_hosts), OPT_FILE_KEY, OPT_LIVE},
     {"pidfile", 0, "FILE", NULL, "write the master's pid to FILE once the workers run",
      PATH(pidfile), OPT_FILE_KEY, OPT_RESTART},
     {"ready-fd", 0, "N", NULL,
@@ -316,6 +327,16 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
         return parse_listen(cfg, val);
     case OPT_PATH:
         return copy_path((char *)member, val);
+    case OPT_ORIGINS:
+    case OPT_HOSTS: {
+        size_t n = strlen(val);
+        if (n == 0 || n >= CONFIG_LIST_MAX ||
+            (o->kind == OPT_ORIGINS ? http_access_check_origins(val)
+                                    : http_access_check_hosts(val)) != 0)
+            return -1;
+        memcpy(member, val, n + 1);
+        return 0;
+    }
     case OPT_FLAG: {
         int on;
         if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 ||
@@ -374,11 +395,13 @@ static int
 config_set(struct config *cfg, const struct opt *o, const char *val, const char *where,
            const struct config_err *e)
 {
-    /* In the file, a path key without a default (web-root, pidfile) may be empty:
+    /* In the file, a path or list key without a default (web-root, pidfile,
+     * allowed-origins, allowed-hosts) may be empty:
      * none, as when it is not there (the sample configuration shows them so).  On
      * the command line an empty path stays an error. */
-    if (where[0] != '\0' && o->kind == OPT_PATH && o->def == NULL && val != NULL &&
-        val[0] == '\0') {
+    if (where[0] != '\0' &&
+        (o->kind == OPT_PATH || o->kind == OPT_ORIGINS || o->kind == OPT_HOSTS) && o->def == NULL &&
+        val != NULL && val[0] == '\0') {
         ((char *)cfg + o->off)[0] = '\0';
         return 0;
     }
@@ -593,6 +616,8 @@ format_value(const struct config *cfg, const struct opt *o, char *buf, size_t si
             snprintf(buf, size, "%u", (unsigned)cfg->listen_port);
         break;
     case OPT_PATH:
+    case OPT_ORIGINS:
+    case OPT_HOSTS:
         snprintf(buf, size, "%s", (const char *)member);
         break;
     case OPT_FLAG:
@@ -627,7 +652,7 @@ value_equal(const struct config *a, const struct config *b, const struct opt *o)
 {
     if (o->kind == OPT_LISTEN)
         return a->listen_port == b->listen_port && strcmp(a->listen_addr, b->listen_addr) == 0;
-    if (o->kind == OPT_PATH)
+    if (o->kind == OPT_PATH || o->kind == OPT_ORIGINS || o->kind == OPT_HOSTS)
         return strcmp((const char *)a + o->off, (const char *)b + o->off) == 0;
     return memcmp((const unsigned char *)a + o->off, (const unsigned char *)b + o->off, o->size) ==
            0;

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #define CONFIG_PATH_MAX 4096
+/* Longest --allowed-origins / --allowed-hosts value. */
+#define CONFIG_LIST_MAX 2048
 
 /* The largest --snapshot-max.  The master maps two halves of it and every
  * worker may hold a few private copies; with 1 GiB the mapping (2 GiB + a
@@ -37,6 +39,8 @@ struct config {
     uint32_t max_connections;    /* per worker */
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
     int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
+    char allowed_origins[CONFIG_LIST_MAX]; /* "" = same-origin only (http_access.h) */
+    char allowed_hosts[CONFIG_LIST_MAX];   /* "" = any Host */
     int verbose;                 /* 1: debug logging (whatever log_level says) */
     char pidfile[CONFIG_PATH_MAX]; /* "" when none */
     unsigned ready_fd;             /* 0 when none */

@@ -47,8 +47,8 @@ http_reply_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Respon
     return ret;
 }
 
-enum MHD_Result
-http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg)
+struct MHD_Response *
+http_error_response(const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
     char *body = NULL;
@@ -56,10 +56,16 @@ http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg)
         body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (body == NULL)
-        return MHD_NO;
+        return NULL;
     struct MHD_Response *r = http_json_response(body);
     free(body);
-    return http_reply_queue(conn, status, r);
+    return r;
+}
+
+enum MHD_Result
+http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg)
+{
+    return http_reply_queue(conn, status, http_error_response(msg));
 }
 
 enum MHD_Result

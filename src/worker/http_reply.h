@@ -33,6 +33,10 @@ struct MHD_Response *http_json_response(const char *json);
 enum MHD_Result http_reply_queue(struct MHD_Connection *conn, unsigned status,
                                  struct MHD_Response *r);
 
+/* http_error_response - the JSON response {"error": msg}; NULL when out of
+ * memory. */
+struct MHD_Response *http_error_response(const char *msg);
+
 /* http_reply_error - queue {"error": msg} (a JSON response) with status. */
 enum MHD_Result http_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg);
 

@@ -24,6 +24,9 @@ struct http_request {
     void (*done)(struct http_request *rq);
     struct conn_pending ws; /* /ws: the first event the client gets, kept until the hand-off */
     int sse_taken;          /* /api/events: the socket is the set's, MHD holds a placeholder */
+    /* A cors row's request from an allowed origin: its Origin header (MHD's
+     * copy, as long as the request), for Access-Control-Allow-Origin; else NULL. */
+    const char *cors_origin;
 };
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "worker/http_access.h"
 #include "worker/http_reply.h"
 #include "worker/http_request.h"
 #include "worker/http_router.h"
@@ -39,12 +40,15 @@ asset_exists(const char *path)
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_METHOD_ANY,                                                                   \
      .handler = ws_upgrade_handle,                                                                 \
-     .done = ws_upgrade_forget},                                                                   \
+     .done = ws_upgrade_forget,                                                                    \
+     .stream = 1},                                                                                 \
     {.path = "/api/events",                                                                        \
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_METHOD_GET,                                                                   \
      .allow = "GET",                                                                               \
-     .handler = sse_handoff_handle},                                                               \
+     .handler = sse_handoff_handle,                                                                \
+     .stream = 1,                                                                                  \
+     .cors = 1},                                                                                   \
     {.path = "/healthz",                                                                           \
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_ROUTER_GET_HEAD,                                                              \
@@ -54,12 +58,14 @@ asset_exists(const char *path)
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_ROUTER_GET_HEAD,                                                              \
      .allow = "GET, HEAD",                                                                         \
-     .handler = rest_api_list},                                                                    \
+     .handler = rest_api_list,                                                                     \
+     .cors = 1},                                                                                   \
     {.path = "/api/clusters/",                                                                     \
      .match = HTTP_ROUTE_PREFIX,                                                                   \
      .methods = HTTP_ROUTER_GET_HEAD,                                                              \
      .allow = "GET, HEAD",                                                                         \
-     .handler = rest_api_cluster},                                                                 \
+     .handler = rest_api_cluster,                                                                  \
+     .cors = 1},                                                                                   \
     {.path = "/metrics",                                                                           \
      .match = HTTP_ROUTE_EXACT,                                                                    \
      .methods = HTTP_ROUTER_GET_HEAD,                                                              \
@@ -167,7 +173,31 @@ http_router_dispatch(const struct http_route *table, size_t n, struct worker *w,
 {
     const struct http_route *row;
     const char *rest;
-    switch (http_router_lookup(table, n, path, method, &row, &rest)) {
+    enum http_router_status status = http_router_lookup(table, n, path, method, &row, &rest);
+    if (status != HTTP_ROUTER_NOT_FOUND && (row->stream || row->cors)) {
+        const char *origin =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+        if (row->stream &&
+            !http_access_origin_ok(
+                &w->access, origin,
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))) {
+            if (log_limit_allow(&w->client_log, w->now_ms))
+                log_info("worker %u: %s %s: Origin '%s' not allowed: 403", w->index, method, path,
+                         origin);
+            return http_reply_error(conn, MHD_HTTP_FORBIDDEN, "origin not allowed");
+        }
+        if (row->cors && http_access_cors_ok(&w->access, origin)) {
+            if (status == HTTP_ROUTER_NOT_ALLOWED &&
+                http_router_method(method) == HTTP_METHOD_OPTIONS &&
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                            MHD_HTTP_HEADER_ACCESS_CONTROL_REQUEST_METHOD) != NULL)
+                return http_access_preflight(
+                    conn, origin, row->allow,
+                    false /* wired to auth_token_file by the token option */);
+            rq->cors_origin = origin;
+        }
+    }
+    switch (status) {
     case HTTP_ROUTER_FOUND:
         rq->done = row->done;
         return row->handler(w, conn, rq, rest, method);
@@ -255,10 +285,17 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
     /* The version follows the target in MHD's line buffer (connection.c,
      * parse_initial_message_line); anything else means a NUL cut the target. */
     enum MHD_Result ret;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     if (rq->target_end != NULL && version[0] != '\0' && rq->target_end + 1 != version) {
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
     } else if ((url = origin_path(url)) == NULL) {
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
+    } else if (strcmp(url, "/healthz") != 0 &&
+               !http_access_host_ok(&w->access, host, 80 /* 443 once the listener speaks TLS */)) {
+        if (log_limit_allow(&w->client_log, w->now_ms))
+            log_info("worker %u: %s %s: Host '%s' not allowed: 421", w->index, method, url,
+                     host != NULL ? host : "(none)");
+        ret = http_reply_error(conn, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected request");
     } else {
         size_t n;
         const struct http_route *table =

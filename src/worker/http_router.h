@@ -16,8 +16,11 @@
  *
  * Before routing, every request is checked the same way: it is answered only
  * once it is whole (a body is read and ignored), a raw NUL in the target or
- * an absolute-form target without a host (or with userinfo) is a 400, and an
- * absolute-form target is routed by its path.  Then the first row whose path
+ * an absolute-form target without a host (or with userinfo) is a 400, an
+ * absolute-form target is routed by its path, and with --allowed-hosts a
+ * Host (an absolute-form target's authority) not listed is a 421 on every
+ * path but /healthz.  A row's stream and cors flags add the Origin checks
+ * (http_access.h).  Then the first row whose path
  * matches takes the request: its handler if the row takes the method, else
  * 405 with the row's Allow; no row is a 404.  Every error is JSON
  * {"error":"..."} (http_reply.h).
@@ -71,6 +74,14 @@ struct http_route {
     /* done - NULL, or called when the request completes (whatever happened),
      * to release what the handler keeps in rq. */
     void (*done)(struct http_request *rq);
+    /* The Origin policy (http_access.h), checked before the handler runs:
+     * stream - a request with an Origin that is neither the same origin nor
+     *          allowed gets 403 {"error":"origin not allowed"} (/ws, /api/events);
+     * cors   - an allowed origin's request has rq->cors_origin set (the
+     *          handler adds the headers: http_access_with_cors) and its
+     *          preflight (OPTIONS with Access-Control-Request-Method) is
+     *          answered 204 (the REST API). */
+    unsigned char stream, cors;
 };
 
 enum http_router_status {

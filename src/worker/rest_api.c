@@ -11,19 +11,33 @@
 #include <string.h>
 
 #include "shm/snapshot.h"
+#include "worker/http_access.h"
 #include "worker/http_reply.h"
+#include "worker/http_request.h"
 #include "common/persona.h"
 #include "worker/rest_api.h"
 #include "worker/snap_cache.h"
 #include "worker/worker.h"
 
-/* Serve len bytes at data inside ref's copy with etag (200 or 304). */
+/* Serve len bytes at data inside ref's copy with etag (200 or 304), with the
+ * CORS headers the router chose for rq. */
 static enum MHD_Result
-reply_snapshot(struct worker *w, struct MHD_Connection *conn, struct snap_ref *ref,
-               const void *data, size_t len, const char *etag)
+reply_snapshot(struct worker *w, struct MHD_Connection *conn, const struct http_request *rq,
+               struct snap_ref *ref, const void *data, size_t len, const char *etag)
 {
     struct MHD_Response *r = snap_cache_response(&w->snap_cache, conn, ref, data, len);
+    r = http_access_with_cors(r, rq->cors_origin);
     return http_reply_tagged(conn, r, etag, "application/json", "no-cache");
+}
+
+/* {"error": msg} with status, and rq's CORS headers (a UI of another origin
+ * may read why). */
+static enum MHD_Result
+reply_error(struct MHD_Connection *conn, const struct http_request *rq, unsigned status,
+            const char *msg)
+{
+    return http_reply_queue(conn, status,
+                            http_access_with_cors(http_error_response(msg), rq->cors_origin));
 }
 
 enum MHD_Result
@@ -44,41 +58,41 @@ enum MHD_Result
 rest_api_list(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,
               const char *path, const char *method)
 {
-    (void)rq, (void)path, (void)method;
+    (void)path, (void)method;
     struct snap_ref *ref = snap_cache_current(&w->snap_cache);
     if (ref == NULL)
-        return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "snapshot unavailable");
+        return reply_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "snapshot unavailable");
     const uint8_t *blob = snap_cache_blob(ref);
     const struct snap_blob *b = snapshot_blob_header(blob);
     char etag[HTTP_REPLY_ETAG_LEN + 1];
     http_reply_format_etag(etag, b->list_etag);
-    return reply_snapshot(w, conn, ref, blob + b->list_off, b->list_len, etag);
+    return reply_snapshot(w, conn, rq, ref, blob + b->list_off, b->list_len, etag);
 }
 
 enum MHD_Result
 rest_api_cluster(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,
                  const char *path, const char *method)
 {
-    (void)rq, (void)method;
+    (void)method;
     char name[PERSONA_NAME_MAX_BYTES + 1];
     if (path[0] == '\0' || strchr(path, '/') != NULL)
-        return http_reply_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+        return reply_error(conn, rq, MHD_HTTP_NOT_FOUND, "not found");
     long n = rest_api_decode_name(path, name, sizeof(name));
     if (n == REST_API_NAME_BAD_ESCAPE)
-        return http_reply_error(conn, MHD_HTTP_BAD_REQUEST,
-                                "invalid percent-encoding in cluster name");
+        return reply_error(conn, rq, MHD_HTTP_BAD_REQUEST,
+                           "invalid percent-encoding in cluster name");
     if (n < 0) /* longer than any cluster name can be */
-        return http_reply_error(conn, MHD_HTTP_NOT_FOUND, "cluster not found");
+        return reply_error(conn, rq, MHD_HTTP_NOT_FOUND, "cluster not found");
     struct snap_ref *ref = snap_cache_current(&w->snap_cache);
     if (ref == NULL)
-        return http_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "snapshot unavailable");
+        return reply_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "snapshot unavailable");
     const uint8_t *blob = snap_cache_blob(ref);
     const struct snap_entry *e = snapshot_find(blob, name, (size_t)n);
     if (e == NULL)
-        return http_reply_error(conn, MHD_HTTP_NOT_FOUND, "cluster not found");
+        return reply_error(conn, rq, MHD_HTTP_NOT_FOUND, "cluster not found");
     char etag[HTTP_REPLY_ETAG_LEN + 1];
     http_reply_format_etag(etag, e->etag);
-    return reply_snapshot(w, conn, ref, blob + e->obj_off, e->obj_len, etag);
+    return reply_snapshot(w, conn, rq, ref, blob + e->obj_off, e->obj_len, etag);
 }
 
 static int

@@ -38,8 +38,7 @@
     "HTTP/1.1 200 OK\r\n"                                                                          \
     "Content-Type: text/event-stream\r\n"                                                          \
     "Cache-Control: no-cache\r\n"                                                                  \
-    "Connection: close\r\n"                                                                        \
-    "\r\n"
+    "Connection: close\r\n"
 
 /* A query parameter's value; "" for one without a value (?since), NULL if absent. */
 static const char *
@@ -53,20 +52,26 @@ query_value(struct MHD_Connection *conn, const char *key)
     return v != NULL ? v : "";
 }
 
-/* The response head, the retry line and (resync) the resync event. */
+/* The response head (with the CORS headers for cors_origin, NULL: none),
+ * the retry line and (resync) the resync event. */
 static int
-build_preamble(char *buf, size_t size, const char *epoch, uint64_t head, int resync)
+build_preamble(char *buf, size_t size, const char *cors_origin, const char *epoch, uint64_t head,
+               int resync)
 {
-    static const char start[] = SSE_RESPONSE_HEAD SSE_RETRY_LINE "\n";
+    static const char head_rest[] = SSE_RETRY_LINE "\n";
     static const char resync_fmt[] =
         "id: %s:%llu\ndata: {\"type\":\"resync\",\"data\":{\"seq\":%llu,\"epoch\":\"%s\"}}\n\n";
-    if (size < sizeof(start))
+    int r = cors_origin != NULL ? snprintf(buf, size,
+                                           SSE_RESPONSE_HEAD "Access-Control-Allow-Origin: %s\r\n"
+                                                             "Vary: Origin\r\n\r\n%s",
+                                           cors_origin, head_rest)
+                                : snprintf(buf, size, SSE_RESPONSE_HEAD "\r\n%s", head_rest);
+    if (r < 0 || (size_t)r >= size)
         return -1;
-    memcpy(buf, start, sizeof(start)); /* with its NUL */
-    size_t n = sizeof(start) - 1;
+    size_t n = (size_t)r;
     if (resync) {
-        int r = snprintf(buf + n, size - n, resync_fmt, epoch, (unsigned long long)head,
-                         (unsigned long long)head, epoch);
+        r = snprintf(buf + n, size - n, resync_fmt, epoch, (unsigned long long)head,
+                     (unsigned long long)head, epoch);
         if (r < 0 || (size_t)r >= size - n)
             return -1;
         n += (size_t)r;
@@ -143,9 +148,9 @@ sse_handoff_handle(struct worker *w, struct MHD_Connection *conn, struct http_re
     struct stream_start st;
     stream_pos_decide(ps == STREAM_POS_OK ? &pos : NULL, w->window.epoch, ring_head(w->ring),
                       stream_pos_ring_capacity(w->ring), &st);
-    char preamble[512];
-    int len = build_preamble(preamble, sizeof(preamble), w->window.epoch, st.live_seq - 1,
-                             st.resync);
+    char preamble[1024]; /* the head with an origin of at most ~270 bytes, and a resync */
+    int len = build_preamble(preamble, sizeof(preamble), rq->cors_origin, w->window.epoch,
+                             st.live_seq - 1, st.resync);
     if (len < 0)
         return http_reply_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error");
     int fd = take_socket(conn);

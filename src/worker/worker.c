@@ -490,6 +490,10 @@ worker_reload(struct worker *w)
     log_set_level((enum log_level)config_log_level(w->cfg));
     conn_set_reconfigure(&w->set);
     snap_cache_set_deadline(&w->snap_cache, w->cfg->rest_deadline_ms);
+    if (http_access_set(&w->access, w->cfg->allowed_origins, w->cfg->allowed_hosts) != 0)
+        log_warnx("worker %u: reload: the allowed origins or hosts do not parse; keeping the "
+                  "previous lists",
+                  w->index); /* config.c checked them: cannot happen */
     log_debug("worker %u: options reloaded", w->index);
 }
 
@@ -526,6 +530,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.fanout_last_ms = INT64_MIN / 2; /* long ago: the first event goes at once */
     w.fanout_due_ms = INT64_MAX;
     snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
+    if (http_access_set(&w.access, cfg->allowed_origins, cfg->allowed_hosts) != 0)
+        fatalx("worker %u: bad --allowed-origins or --allowed-hosts", index); /* config.c checks */
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
 #if HAVE_MALLOC_H && defined(M_MMAP_THRESHOLD)

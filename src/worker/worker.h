@@ -25,6 +25,7 @@
 #include "worker/conn_set.h"
 #include "worker/ev.h"
 #include "worker/event_window.h"
+#include "worker/http_access.h"
 #include "common/log.h"
 #include "worker/snap_cache.h"
 
@@ -69,6 +70,7 @@ struct worker {
     struct ring *ring;         /* shared memory, not owned */
     struct snapshot *snap;     /* shared memory, not owned */
     struct snap_cache snap_cache; /* copies of snap and the REST responses reading them */
+    struct http_access access;    /* --allowed-origins, --allowed-hosts, parsed */
     struct event_window window; /* encoded events, shared by all connections */
     struct conn_set set;        /* the stream connections and pending handshakes */
     int stopping;
