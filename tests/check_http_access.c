@@ -18,15 +18,15 @@
 #include "worker/http_access.h"
 
 static int
-origin(const char *s, struct http_access_addr *a)
+origin(const char *s, struct access_addr *a)
 {
-    return http_access_parse_origin(s, strlen(s), a);
+    return access_parse_origin(s, strlen(s), a);
 }
 
 static int
-host(const char *s, struct http_access_addr *a)
+host(const char *s, struct access_addr *a)
 {
-    return http_access_parse_host(s, strlen(s), a);
+    return access_parse_host(s, strlen(s), a);
 }
 
 /* --- parsing -------------------------------------------------------------- */
@@ -49,7 +49,7 @@ static const struct {
 
 START_TEST(test_parse_origin_good)
 {
-    struct http_access_addr a;
+    struct access_addr a;
     ck_assert_int_eq(origin(good_origins[_i].in, &a), 0);
     ck_assert_str_eq(a.host, good_origins[_i].host);
     ck_assert_uint_eq(a.port, good_origins[_i].port);
@@ -86,14 +86,14 @@ static const char *const bad_origins[] = {
 
 START_TEST(test_parse_origin_bad)
 {
-    struct http_access_addr a;
+    struct access_addr a;
     ck_assert_msg(origin(bad_origins[_i], &a) == -1, "'%s' parsed", bad_origins[_i]);
 }
 END_TEST
 
 START_TEST(test_parse_host)
 {
-    struct http_access_addr a;
+    struct access_addr a;
     ck_assert_int_eq(host("Example.com", &a), 0);
     ck_assert_str_eq(a.host, "example.com");
     ck_assert_uint_eq(a.port, 0);
@@ -115,37 +115,37 @@ START_TEST(test_parse_host)
     name[253] = '\0';
     ck_assert_int_eq(host(name, &a), 0);
     /* only len bytes count */
-    ck_assert_int_eq(http_access_parse_host("example.com:80/x", 14, &a), 0);
+    ck_assert_int_eq(access_parse_host("example.com:80/x", 14, &a), 0);
     ck_assert_uint_eq(a.port, 80);
 }
 END_TEST
 
 START_TEST(test_check_lists)
 {
-    ck_assert_int_eq(http_access_check_origins(""), 0);
-    ck_assert_int_eq(http_access_check_origins("*"), 0);
-    ck_assert_int_eq(http_access_check_origins(" * "), 0);
-    ck_assert_int_eq(http_access_check_origins("https://a.example,http://10.0.0.5:8080"), 0);
-    ck_assert_int_eq(http_access_check_origins("https://a.example , http://b.example"), 0);
-    ck_assert_int_eq(http_access_check_origins("https://a.example,"), -1);
-    ck_assert_int_eq(http_access_check_origins(",https://a.example"), -1);
-    ck_assert_int_eq(http_access_check_origins("https://a.example,,http://b"), -1);
-    ck_assert_int_eq(http_access_check_origins("*,https://a.example"), -1);
-    ck_assert_int_eq(http_access_check_origins("https://a.example/"), -1);
-    ck_assert_int_eq(http_access_check_origins("a.example"), -1);
-    ck_assert_int_eq(http_access_check_origins("?"), -1);
-    ck_assert_int_eq(http_access_check_hosts(""), 0);
-    ck_assert_int_eq(http_access_check_hosts("localhost,127.0.0.1:8080,[::1]"), 0);
-    ck_assert_int_eq(http_access_check_hosts("*"), -1);
-    ck_assert_int_eq(http_access_check_hosts("http://a"), -1);
-    ck_assert_int_eq(http_access_check_hosts("a,"), -1);
-    /* HTTP_ACCESS_LIST_MAX entries pass, one more does not */
-    char list[HTTP_ACCESS_LIST_MAX * 8 + 8] = "";
-    for (int i = 0; i < HTTP_ACCESS_LIST_MAX; i++)
+    ck_assert_int_eq(access_check_origins(""), 0);
+    ck_assert_int_eq(access_check_origins("*"), 0);
+    ck_assert_int_eq(access_check_origins(" * "), 0);
+    ck_assert_int_eq(access_check_origins("https://a.example,http://10.0.0.5:8080"), 0);
+    ck_assert_int_eq(access_check_origins("https://a.example , http://b.example"), 0);
+    ck_assert_int_eq(access_check_origins("https://a.example,"), -1);
+    ck_assert_int_eq(access_check_origins(",https://a.example"), -1);
+    ck_assert_int_eq(access_check_origins("https://a.example,,http://b"), -1);
+    ck_assert_int_eq(access_check_origins("*,https://a.example"), -1);
+    ck_assert_int_eq(access_check_origins("https://a.example/"), -1);
+    ck_assert_int_eq(access_check_origins("a.example"), -1);
+    ck_assert_int_eq(access_check_origins("?"), -1);
+    ck_assert_int_eq(access_check_hosts(""), 0);
+    ck_assert_int_eq(access_check_hosts("localhost,127.0.0.1:8080,[::1]"), 0);
+    ck_assert_int_eq(access_check_hosts("*"), -1);
+    ck_assert_int_eq(access_check_hosts("http://a"), -1);
+    ck_assert_int_eq(access_check_hosts("a,"), -1);
+    /* ACCESS_LIST_MAX entries pass, one more does not */
+    char list[ACCESS_LIST_MAX * 8 + 8] = "";
+    for (int i = 0; i < ACCESS_LIST_MAX; i++)
         snprintf(list + strlen(list), sizeof(list) - strlen(list), "%sh%d", i ? "," : "", i);
-    ck_assert_int_eq(http_access_check_hosts(list), 0);
+    ck_assert_int_eq(access_check_hosts(list), 0);
     strcat(list, ",x");
-    ck_assert_int_eq(http_access_check_hosts(list), -1);
+    ck_assert_int_eq(access_check_hosts(list), -1);
 }
 END_TEST
 
@@ -195,7 +195,7 @@ static const struct {
 
 START_TEST(test_same_origin)
 {
-    struct http_access_addr o;
+    struct access_addr o;
     ck_assert_int_eq(origin(same_cases[_i].origin, &o), 0);
     ck_assert_msg(http_access_same_origin(&o, same_cases[_i].host) == same_cases[_i].same,
                   "%s vs Host %s", same_cases[_i].origin, same_cases[_i].host);

@@ -12,7 +12,7 @@
 #include "build_config.h"
 
 #include "common/config.h"
-#include "worker/http_access.h"
+#include "common/access_list.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,8 +39,8 @@ enum opt_kind {
     OPT_PATH,    /* a non-empty path, into a char[CONFIG_PATH_MAX] member */
     OPT_FLAG,    /* no value on the command line (1); 1/yes/true or 0/no/false in the file */
     OPT_CHOICE,  /* one of the words of metavar ("a|b|c"), into an int member: its index */
-    OPT_ORIGINS, /* an --allowed-origins list (http_access.h), into a char[CONFIG_LIST_MAX] */
-    OPT_HOSTS,   /* an --allowed-hosts list (http_access.h), into a char[CONFIG_LIST_MAX] */
+    OPT_ORIGINS, /* an --allowed-origins list (common/access_list.h), into a char[CONFIG_LIST_MAX] */
+    OPT_HOSTS,   /* an --allowed-hosts list (common/access_list.h), into a char[CONFIG_LIST_MAX] */
     OPT_HELP,    /* print the help and stop */
     OPT_VERSION, /* print the version and stop */
 };
@@ -331,8 +331,8 @@ opt_store(struct config *cfg, const struct opt *o, const char *val)
     case OPT_HOSTS: {
         size_t n = strlen(val);
         if (n == 0 || n >= CONFIG_LIST_MAX ||
-            (o->kind == OPT_ORIGINS ? http_access_check_origins(val)
-                                    : http_access_check_hosts(val)) != 0)
+            (o->kind == OPT_ORIGINS ? access_check_origins(val)
+                                    : access_check_hosts(val)) != 0)
             return -1;
         memcpy(member, val, n + 1);
         return 0;

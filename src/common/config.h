@@ -39,7 +39,7 @@ struct config {
     uint32_t max_connections;    /* per worker */
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
     int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
-    char allowed_origins[CONFIG_LIST_MAX]; /* "" = same-origin only (http_access.h) */
+    char allowed_origins[CONFIG_LIST_MAX]; /* "" = same-origin only (common/access_list.h) */
     char allowed_hosts[CONFIG_LIST_MAX];   /* "" = any Host */
     int verbose;                 /* 1: debug logging (whatever log_level says) */
     char pidfile[CONFIG_PATH_MAX]; /* "" when none */

@@ -15,9 +15,9 @@
  * The lists are parsed once, at start and at each reload
  * (http_access_set), into a struct http_access the worker owns; the checks
  * are pure functions of it and the request's header values, so
- * tests/check_http_access.c tests them without a socket.  config.c checks
- * the lists' syntax with the same parser (http_access_check_*), so a bad
- * list stops the start (exit 1) or a reload (the running lists stay).
+ * tests/check_http_access.c tests them without a socket.  The parsers are
+ * common/access_list.h's, which config.c shares to check a list's syntax, so
+ * a bad list stops the start (exit 1) or a reload (the running lists stay).
  *
  * Origins are http or https only (what a browser sends from a web page);
  * hosts are compared case-insensitively, IPv6 literals in brackets by
@@ -28,48 +28,22 @@
 #define PERSONAD_HTTP_ACCESS_H
 
 #include <microhttpd.h>
+
+#include "common/access_list.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* Entries per list; a longer list is refused at start. */
-#define HTTP_ACCESS_LIST_MAX 32
-/* Longest host name (DNS: 253) or bracketed IPv6 literal. */
-#define HTTP_ACCESS_HOST_MAX 255
 /* Access-Control-Max-Age of a preflight's answer, in seconds. */
 #define HTTP_ACCESS_PREFLIGHT_MAX_AGE_S "600"
-
-/* An origin (scheme, host, port) or a Host header value (host, port). */
-struct http_access_addr {
-    char host[HTTP_ACCESS_HOST_MAX + 1]; /* lowercase; IPv6 "[canonical]" */
-    uint16_t port;                       /* 0: none given (a Host entry: any port) */
-    unsigned char https;                 /* origins: the scheme is https */
-};
 
 struct http_access {
     int any_origin; /* --allowed-origins=* */
     size_t n_origins;
-    struct http_access_addr origins[HTTP_ACCESS_LIST_MAX];
+    struct access_addr origins[ACCESS_LIST_MAX];
     size_t n_hosts; /* 0: any Host (--allowed-hosts unset) */
-    struct http_access_addr hosts[HTTP_ACCESS_LIST_MAX];
+    struct access_addr hosts[ACCESS_LIST_MAX];
 };
-
-/* http_access_parse_origin - parse an Origin value "scheme://host[:port]"
- * (len bytes of s; scheme http or https, nothing after the port) into *out,
- * the scheme's default port filled in.  0, or -1 when malformed ("null"
- * included). */
-int http_access_parse_origin(const char *s, size_t len, struct http_access_addr *out);
-
-/* http_access_parse_host - parse a Host value "host[:port]" (len bytes of s)
- * into *out (port 0 when none is given).  0, or -1 when malformed. */
-int http_access_parse_host(const char *s, size_t len, struct http_access_addr *out);
-
-/* http_access_check_origins, http_access_check_hosts - 0 if list is a valid
- * --allowed-origins / --allowed-hosts value (comma-separated, blanks around
- * the commas ignored, at most HTTP_ACCESS_LIST_MAX entries), else -1.
- * Called by config.c. */
-int http_access_check_origins(const char *list);
-int http_access_check_hosts(const char *list);
 
 /* http_access_set - parse the two lists ("" = unset) into *a.  0, or -1 (a
  * not changed) when one does not parse. */
@@ -78,7 +52,7 @@ int http_access_set(struct http_access *a, const char *origins, const char *host
 /* http_access_same_origin - 1 if origin (parsed) names the host and port of
  * the Host header value host (a Host without a port has the origin scheme's
  * default), else 0 (also when host is NULL or malformed). */
-int http_access_same_origin(const struct http_access_addr *origin, const char *host);
+int http_access_same_origin(const struct access_addr *origin, const char *host);
 
 /* http_access_origin_ok - 1 if a stream endpoint (/ws, /api/events) may
  * serve a request whose Origin header is origin (NULL: none) and Host header
