@@ -22,12 +22,15 @@ Run as a script for manual use (prints its URL, serves until Ctrl-C):
 
 API (all methods are thread-safe; names are ClusterPersona names):
 
-  FakeKube(token=None, tls=False, certdir=None, port=0, bookmark_interval=None)
+  FakeKube(token=None, tls=False, certdir=None, port=0, bookmark_interval=None,
+           watch_max_seconds=None)
       token: when not None, every request needs "Authorization: Bearer TOKEN"
       (else 401 with a Status body).  tls: serve https with a certificate from
       make_test_certs(certdir) (a temp dir when None); .ca_file names the CA.
       bookmark_interval: seconds between BOOKMARK events on watches that asked
       for them (allowWatchBookmarks=true); None: only send_bookmark() sends one.
+      watch_max_seconds: the server ends every watch after this (as the API
+      server's --min-request-timeout does), whatever timeoutSeconds asked.
   .start() -> base URL        .stop()        .url  .port  .ca_file
   .create(name, spec, status=None, labels=None, raw=None) -> object
       raw: a dict merged over the object as stored (e.g. {"spec": 42} for a
@@ -44,6 +47,8 @@ API (all methods are thread-safe; names are ClusterPersona names):
   .cut_watches(mid_line=False)  drop every open watch connection (no final
       chunk); mid_line: first write the first half of the next line (the next
       pending event when one is queued, e.g. under set_hang, else a BOOKMARK).
+  .end_watches()  end every open watch cleanly (the final chunk), as at the
+      server's timeout; events not yet sent stay for the next watch.
   .set_down(down, mode="refuse")  refuse: connections are refused (the port
       stays bound, not listening); "503": every request answers 503.  Open
       watches are cut.  set_down(False) serves again on the same port.
@@ -212,28 +217,42 @@ def _discovery_resources(g, v):
             "groupVersion": (g + "/" + v) if g else v, "resources": _GROUPS[g][v]}
 
 
+def _age(ts):
+    try:
+        t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return "<unknown>"
+    s = int((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= 2 * n:
+            return "%d%s" % (s // n, unit)
+    return "%ds" % max(s, 0)
+
+
 def _table(objs, list_meta):
     """A minimal meta.k8s.io/v1 Table with the CRD's printer columns."""
-    cols = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-             "description": "Name"},
-            {"name": "Environment", "type": "string", "format": "", "priority": 0,
-             "description": "spec.environment"},
-            {"name": "Phase", "type": "string", "format": "", "priority": 0,
-             "description": "status.phase"},
-            {"name": "Age", "type": "date", "format": "", "priority": 0,
-             "description": "creationTimestamp"}]
+    cols = [("Name", "string", "name"), ("Environment", "string", ""),
+            ("Phase", "string", ""), ("Nodes", "integer", ""), ("Apps", "integer", ""),
+            ("Age", "date", "")]
+    defs = [{"name": n, "type": t, "format": f, "description": n, "priority": 0}
+            for n, t, f in cols]
     rows = []
     for o in objs:
         spec = o.get("spec") if isinstance(o.get("spec"), dict) else {}
         status = o.get("status") if isinstance(o.get("status"), dict) else {}
-        rows.append({"cells": [o["metadata"]["name"], spec.get("environment", ""),
-                               status.get("phase", ""),
-                               o["metadata"].get("creationTimestamp", "")],
+        summary = status.get("resourceSummary")
+        summary = summary if isinstance(summary, dict) else {}
+        cell = lambda v: "" if v is None else v  # noqa: E731
+        rows.append({"cells": [o["metadata"]["name"], cell(spec.get("environment")),
+                               cell(status.get("phase")), cell(summary.get("nodeCount")),
+                               cell(status.get("applicationCount")),
+                               _age(o["metadata"].get("creationTimestamp"))],
                      "object": {"kind": "PartialObjectMetadata",
                                 "apiVersion": "meta.k8s.io/v1",
                                 "metadata": o["metadata"]}})
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
-            "columnDefinitions": cols, "rows": rows}
+            "columnDefinitions": defs, "rows": rows}
 
 
 # --- the server -------------------------------------------------------------
@@ -273,7 +292,7 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class FakeKube:
     def __init__(self, token=None, tls=False, certdir=None, port=0, bookmark_interval=None,
-                 host="127.0.0.1"):
+                 watch_max_seconds=None, host="127.0.0.1"):
         self._lock = threading.Condition(threading.RLock())
         self._token = token
         self._tls = tls
@@ -281,6 +300,7 @@ class FakeKube:
         self._host = host
         self.port = port
         self.bookmark_interval = bookmark_interval
+        self.watch_max_seconds = watch_max_seconds
         self._rv = 1000
         self._objs = {}            # name -> object (latest)
         self._log = []             # (rv, type, object) for every change
@@ -442,6 +462,12 @@ class FakeKube:
         with self._lock:
             for w in self._watches:
                 w.cut = "mid_line" if mid_line else "clean"
+            self._lock.notify_all()
+
+    def end_watches(self):
+        with self._lock:
+            for w in self._watches:
+                w.cut = w.cut or "end"
             self._lock.notify_all()
 
     def set_down(self, down, mode="refuse"):
@@ -778,6 +804,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if fake.watch_max_seconds and (timeout <= 0 or timeout > fake.watch_max_seconds):
+            timeout = fake.watch_max_seconds
         deadline = time.monotonic() + timeout if timeout > 0 else None
         next_bm = None
         if bookmarks and fake.bookmark_interval:
@@ -841,6 +869,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                 next_bm = time.monotonic() + fake.bookmark_interval
                         if not lines and deadline is not None and time.monotonic() >= deadline:
                             end_now = True
+                if cut == "end":
+                    return self._end(w, clean=True)
                 if cut:
                     if pending is not None:
                         self._chunk(pending[:max(1, len(pending) // 2)])
