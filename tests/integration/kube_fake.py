@@ -181,6 +181,8 @@ _GROUPS = {
         _res("services", "service", True, "Service", _RW, ["svc"]),
     ]},
     "apps": {"v1": [_res("deployments", "deployment", True, "Deployment", _RW, ["deploy"])]},
+    "policy": {"v1": [_res("poddisruptionbudgets", "poddisruptionbudget", True,
+                           "PodDisruptionBudget", _RW, ["pdb"])]},
     "rbac.authorization.k8s.io": {"v1": [
         _res("clusterroles", "clusterrole", False, "ClusterRole", _RW),
         _res("clusterrolebindings", "clusterrolebinding", False, "ClusterRoleBinding", _RW),
