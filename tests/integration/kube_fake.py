@@ -44,14 +44,16 @@ API (all methods are thread-safe; names are ClusterPersona names):
   .compact()  lists with continue tokens and watches from any
       resourceVersion older than now get 410 Expired (like etcd compaction).
   .expire_continue()  every continue token given out so far answers 410.
-  .cut_watches(mid_line=False)  drop every open watch connection (no final
-      chunk); mid_line: first write the first half of the next line (the next
-      pending event when one is queued, e.g. under set_hang, else a BOOKMARK).
+  .cut_watches(mid_line=False, reset=False)  drop every open watch connection
+      (no final chunk; a FIN, or with reset a TCP RST); mid_line: first write
+      the first half of the next line (the next pending event when one is
+      queued, e.g. under set_hang, else a BOOKMARK).
   .end_watches()  end every open watch cleanly (the final chunk), as at the
       server's timeout; events not yet sent stay for the next watch.
-  .set_down(down, mode="refuse")  refuse: connections are refused (the port
-      stays bound, not listening); "503": every request answers 503.  Open
-      watches are cut.  set_down(False) serves again on the same port.
+  .set_down(down, mode="refuse")  refuse: open connections are shut down and
+      new ones refused (the port stays bound, not listening); "503": every
+      request answers 503.  Open watches are cut.  set_down(False) serves
+      again on the same port.
   .set_hang(hang)  new requests are read and never answered; open watches
       stop sending (events are held, not lost) until set_hang(False).
   .set_error(code)  every request answers `code` with a Status (None: off).
@@ -64,11 +66,17 @@ API (all methods are thread-safe; names are ClusterPersona names):
   .inject_raw_line(data)  every open watch gets `data` (bytes) and a newline.
   .send_bookmark()  every open watch that asked for bookmarks gets one now.
   .requests  list of dicts {method, path, query (dict, first values),
-      raw_query, auth (the Authorization header or None), accept, time}.
+      raw_query, auth (the Authorization header or None), accept, headers
+      (dict), time}.
   .watch_count() -> open watches    .wait_watches(n, timeout=10) -> bool
   .wait_request(pred, timeout=10) -> the first request with pred(r) true, or None
   make_test_certs(dirpath) -> {"ca", "cert", "key"} paths (openssl; server
       cert for 127.0.0.1, ::1 and localhost).
+  find_kubectl() -> $KUBECTL, else kubectl on PATH, else None.
+  KubectlProxy(kube, token=None, kubectl=None)  the real `kubectl proxy` in
+      front of the fake (its kubeconfig: the fake's URL, CA, and token, by
+      default the fake's): .start() -> "http://127.0.0.1:PORT", .stop(); a
+      context manager.  For the `--kube-api=http://127.0.0.1:8001` set-up.
 
 Served (GET only; anything else is 405):
   /version, /api, /api/v1, /apis, /apis/dorgu.io, /apis/dorgu.io/v1 (discovery,
@@ -94,7 +102,9 @@ import http.server
 import json
 import os
 import socket
+import shutil
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -268,6 +278,7 @@ class _Watch:
         self.extra = []        # injected lines (bytes), in order
         self.end_after_extra = False
         self.want_bookmark = False
+        self.reset = False     # cut with a TCP RST instead of a FIN
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -310,6 +321,7 @@ class FakeKube:
         self._snapshots = {}       # id -> (rv, [objects]) for continue tokens
         self._snap_next = 1
         self._watches = set()
+        self._conns = set()        # open client connections (sockets)
         self._down = None          # None, "refuse", "503"
         self._hang = False
         self._error = None
@@ -355,6 +367,16 @@ class FakeKube:
             self._thread.join(5)
             self._server = None
 
+    def _drop_connections(self):
+        """Shut down every open client connection (keep-alive ones too)."""
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def stop(self):
         with self._lock:
             self._stopping = True
@@ -363,6 +385,7 @@ class FakeKube:
                 w.cut = w.cut or "clean"
             self._lock.notify_all()
         self._unserve()
+        self._drop_connections()
         if self._placeholder is not None:
             self._placeholder.close()
             self._placeholder = None
@@ -460,10 +483,11 @@ class FakeKube:
         with self._lock:
             self._snapshots.clear()
 
-    def cut_watches(self, mid_line=False):
+    def cut_watches(self, mid_line=False, reset=False):
         with self._lock:
             for w in self._watches:
                 w.cut = "mid_line" if mid_line else "clean"
+                w.reset = reset
             self._lock.notify_all()
 
     def end_watches(self):
@@ -483,6 +507,7 @@ class FakeKube:
                 self._lock.notify_all()
             if mode == "refuse" and self._server is not None:
                 self._unserve()
+                self._drop_connections()
                 # Bound, not listening: a connect() gets ECONNREFUSED and
                 # nobody else takes the port meanwhile.
                 s = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
@@ -578,6 +603,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if os.environ.get("KUBE_FAKE_VERBOSE"):
             sys.stderr.write("kube_fake: %s\n" % (fmt % args))
 
+    def setup(self):
+        super().setup()
+        fake = self.server.fake
+        with fake._lock:
+            fake._conns.add(self.connection)
+
+    def finish(self):
+        fake = self.server.fake
+        with fake._lock:
+            fake._conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
     # --- responses ---
 
     def _send_json(self, code, body, ctype="application/json"):
@@ -610,7 +650,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         r = {"method": self.command, "path": u.path,
              "query": {k: v[0] for k, v in q.items()}, "raw_query": u.query,
              "auth": self.headers.get("Authorization"), "accept": self.headers.get("Accept"),
-             "time": time.time()}
+             "headers": dict(self.headers.items()), "time": time.time()}
         fake = self.server.fake
         with fake._lock:
             fake.requests.append(r)
@@ -911,9 +951,89 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             try:
                 self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
+                if w.reset:
+                    # SO_LINGER 0: close() sends a RST
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:
+                    self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def find_kubectl():
+    return os.environ.get("KUBECTL") or shutil.which("kubectl")
+
+
+class KubectlProxy:
+    """`kubectl proxy` on a free loopback port, in front of a FakeKube."""
+
+    def __init__(self, kube, token=None, kubectl=None):
+        self.kube = kube
+        self.token = token if token is not None else kube._token
+        self.kubectl = kubectl or find_kubectl()
+        self.proc = None
+        self.url = None
+        self._dir = None
+
+    def start(self, timeout=30):
+        if not self.kubectl:
+            raise RuntimeError("no kubectl (set $KUBECTL)")
+        self._dir = tempfile.TemporaryDirectory(prefix="kube_fake_proxy.")
+        cluster = {"server": self.kube.url}
+        if self.kube.ca_file:
+            cluster["certificate-authority"] = self.kube.ca_file
+        cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
+               "clusters": [{"name": "fake", "cluster": cluster}],
+               "users": [{"name": "u", "user": {"token": self.token} if self.token else {}}],
+               "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}]}
+        conf = os.path.join(self._dir.name, "config")
+        with open(conf, "w") as f:
+            json.dump(cfg, f)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env.update(HOME=self._dir.name, KUBECONFIG=conf)
+        # --port=0: kubectl picks a port and prints "Starting to serve on 127.0.0.1:P"
+        self.proc = subprocess.Popen([self.kubectl, "proxy", "--address=127.0.0.1", "--port=0"],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        seen, ready = [], threading.Event()
+
+        def drain(f):
+            # reads everything (so that kubectl never blocks on a full pipe)
+            for line in f:
+                seen.append(line)
+                if "Starting to serve on" in line:
+                    self.url = "http://" + line.rsplit(" ", 1)[1].strip()
+                    ready.set()
+            ready.set()
+        threading.Thread(target=drain, args=(self.proc.stdout,), daemon=True).start()
+        ready.wait(timeout)
+        if self.url is None:
+            self.stop()
+            raise RuntimeError("kubectl proxy did not start: %r" % "".join(seen))
+        return self.url
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def _load_dir(kube, d):

@@ -21,6 +21,7 @@ status), bookmarks, timeoutSeconds, a cut mid-line, injected lines, down
 (refused, 503), hang, 401, 404.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -34,9 +35,9 @@ import time
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
 from harness import run  # noqa: E402
-from kube_fake import COLLECTION, FakeKube  # noqa: E402
+from kube_fake import COLLECTION, FakeKube, KubectlProxy, find_kubectl  # noqa: E402
 
-KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
+KUBECTL = find_kubectl()
 if not KUBECTL:
     print("SKIP: no kubectl (set $KUBECTL, or install Debian's kubernetes-client: "
           "contrib/quickstart check does)")
@@ -300,14 +301,44 @@ def test_tls_needs_the_ca():
             k.close()
 
 
+def test_through_kubectl_proxy():
+    """`kubectl proxy` in front of the fake (the --kube-api=http://127.0.0.1:8001
+    set-up): plain http in, the kubeconfig's token and CA out, lists and a
+    streamed watch pass through."""
+    with FakeKube(token=TOKEN, tls=True) as kube:
+        fill(kube, 3)
+        with KubectlProxy(kube, kubectl=KUBECTL) as proxy:
+            port = int(proxy.url.rsplit(":", 1)[1])
+            st, _, body, _ = http_get(kube, COLLECTION + "?limit=2", token=None, port=port)
+            assert st == 200, body
+            page = json.loads(body)
+            assert [o["metadata"]["name"] for o in page["items"]] == ["cluster-000",
+                                                                     "cluster-001"]
+            assert page["metadata"]["continue"]
+            assert lists(kube)[-1]["auth"] == "Bearer " + TOKEN, lists(kube)[-1]
+            rv = page["metadata"]["resourceVersion"]
+            res = {}
+            t = threading.Thread(target=lambda: res.update(r=http_get(
+                kube, COLLECTION + "?watch=1&timeoutSeconds=3&resourceVersion=" + rv,
+                token=None, port=port, timeout=15)), daemon=True)
+            t.start()
+            assert kube.wait_watches(1, 15)
+            kube.create("via-proxy", {"name": "via-proxy"})
+            t.join(15)
+            st, _, body, complete = res["r"]
+            assert st == 200 and complete, res
+            assert [(e["type"], e["object"]["metadata"]["name"]) for e in jlines(body)] == [
+                ("ADDED", "via-proxy")], body
+
+
 # --- the fault knobs, with a raw HTTP/1.1 client -----------------------------
 
 
-def http_get(kube, target, token=TOKEN, timeout=5.0, until=None):
+def http_get(kube, target, token=TOKEN, timeout=5.0, until=None, port=None):
     """GET over a raw socket (Connection: close). Returns (status, headers,
     body bytes with chunked decoding, complete): complete is False when a
     chunked body ended without its final chunk. until(body) stops reading."""
-    s = socket.create_connection(("127.0.0.1", kube.port), timeout=timeout)
+    s = socket.create_connection(("127.0.0.1", port or kube.port), timeout=timeout)
     try:
         req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % target
         if token:
@@ -470,13 +501,39 @@ def test_watch_stream_knobs():
         lines = body.split(b"\n")
         assert lines[0] == b'{"type":"ADDED","object":{"kind":', lines
         assert json.loads(lines[1])["object"]["code"] == 410 and lines[2] == b"", lines
+        # a cut with a TCP reset
+        s = socket.create_connection(("127.0.0.1", kube.port), timeout=10)
+        try:
+            s.sendall(("GET %s?watch=1&resourceVersion=%s HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\n\r\n" % (COLLECTION, now, TOKEN)).encode())
+            assert kube.wait_watches(1)
+            kube.cut_watches(reset=True)
+            try:
+                while s.recv(65536):
+                    pass
+                raise AssertionError("EOF, not a reset")
+            except ConnectionResetError:
+                pass
+        finally:
+            s.close()
 
 
 def test_down_hang_and_errors():
     with FakeKube(token=TOKEN) as kube:
         fill(kube, 1)
         port = kube.port
+        keep = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        keep.request("GET", COLLECTION, headers={"Authorization": "Bearer " + TOKEN})
+        assert keep.getresponse().read() and kube.watch_count() == 0
         kube.set_down(True)
+        # the open keep-alive connection is gone too
+        try:
+            keep.request("GET", COLLECTION, headers={"Authorization": "Bearer " + TOKEN})
+            keep.getresponse()
+            raise AssertionError("served on a kept-alive connection while down")
+        except (http.client.HTTPException, OSError):
+            pass
+        keep.close()
         try:
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
             raise AssertionError("connected while down")
@@ -516,5 +573,6 @@ def test_down_hang_and_errors():
 if __name__ == "__main__":
     run([test_get_json_is_the_fakes_objects, test_chunk_size_pages, test_table_output,
          test_watch_sees_every_change, test_wrong_token_is_unauthorized, test_tls_needs_the_ca,
+         test_through_kubectl_proxy,
          test_continue_tokens, test_watch_gone_both_ways, test_watch_stream_knobs,
          test_down_hang_and_errors], timeout=120)
