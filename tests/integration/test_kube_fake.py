@@ -14,6 +14,11 @@ token, the test CA):
     list's resourceVersion, and exits 0 when the server ends the stream;
   - a wrong token gives kubectl's "You must be logged in" error;
   - TLS: with the test CA it connects, without it the certificate is refused.
+The real `kubectl proxy` in front of the fake passes lists and a streamed
+watch (the --kube-api=http://127.0.0.1:8001 set-up).  Where personad has the
+Kubernetes source, personad and kubectl watch the same fake: the same
+clusters, and personad's events are exactly kubectl's watch events whose spec
+or status changed (one change at a time).
 Then the fake's fault knobs, with a raw HTTP client (what kubectl cannot be
 made to show): continue tokens (one snapshot per list, 410 Expired), watches
 from a compacted resourceVersion (410 as an ERROR event or as the HTTP
@@ -21,6 +26,7 @@ status), bookmarks, timeoutSeconds, a cut mid-line, injected lines, down
 (refused, 503), hang, 401, 404.
 """
 
+import asyncio
 import http.client
 import json
 import os
@@ -34,7 +40,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import run  # noqa: E402
+from harness import Daemon, ev, personad_path, run  # noqa: E402
+import websockets  # noqa: E402  (harness made sure it is there)
 from kube_fake import COLLECTION, FakeKube, KubectlProxy, find_kubectl  # noqa: E402
 
 KUBECTL = find_kubectl()
@@ -331,6 +338,106 @@ def test_through_kubectl_proxy():
                 ("ADDED", "via-proxy")], body
 
 
+def personad_has_kubernetes():
+    h = subprocess.run([personad_path(), "--help"], capture_output=True, text=True, timeout=10)
+    return "--source=" in h.stdout and "kubernetes" in h.stdout
+
+
+def api_view(items):
+    """ClusterPersonas as personad publishes them: {name, spec, status}."""
+    return sorted(({"name": o["metadata"]["name"], "spec": o["spec"], "status": o["status"]}
+                   for o in items), key=lambda c: c["name"])
+
+
+async def test_kubectl_and_personad_agree():
+    """personad (--source=kubernetes, https, token file, CA file) and kubectl,
+    against the same fake: the same clusters, and personad's events are
+    exactly kubectl's watch events whose spec or status changed."""
+    if not personad_has_kubernetes():
+        print("note: this personad has no Kubernetes source; not compared with kubectl")
+        return
+    with FakeKube(token=TOKEN, tls=True) as kube:
+        fill(kube, 4)
+        tmp = tempfile.mkdtemp(prefix="personad-kube-token-")
+        tokfile = os.path.join(tmp, "token")
+        with open(tokfile, "w") as f:
+            f.write(TOKEN + "\n")
+        k = Kubectl(kube.url, ca=kube.ca_file)
+        proc = None
+        try:
+            with Daemon(workers=1, flags=["--source=kubernetes", "--kube-api=" + kube.url,
+                                          "--kube-token-file=" + tokfile,
+                                          "--kube-ca-file=" + kube.ca_file]) as d:
+                def rest():
+                    st, body, _ = d.http("GET", "/api/clusters")
+                    assert st == 200, body
+                    return json.loads(body)["clusters"]
+
+                p = k.run("get", "clusterpersonas.dorgu.io", "-o", "json")
+                assert p.returncode == 0, p.stderr
+                assert rest() == api_view(json.loads(p.stdout)["items"])
+                proc = k.popen("get", "clusterpersonas.dorgu.io", "--watch", "-o", "json",
+                               "--output-watch-events")
+                out = Reader(proc.stdout)
+                assert kube.wait_watches(2, 30), "personad and kubectl should both watch"
+                async with websockets.connect(d.ws_url) as ws:
+                    spec, status = persona(60)
+                    spec = dict(spec, name="agree")
+                    # one change at a time, each followed by what personad
+                    # sends for it (none for the metadata-only ones)
+                    steps = [(lambda: kube.create("agree", spec, status), True),
+                             (lambda: kube.modify("agree", status=dict(status, phase="Degraded")),
+                              True),
+                             (lambda: kube.modify("agree", metadata_only=True), False),
+                             (lambda: kube.modify("cluster-002", labels={"tier": "x"}), False),
+                             (lambda: kube.modify("cluster-001", spec=dict(persona(1)[0],
+                                                                         description="new")),
+                              True),
+                             (lambda: kube.delete("agree"), True),
+                             (lambda: kube.create("last", {"name": "last"}, {"phase": "Ready"}),
+                              True)]
+                    got = []
+                    for change, emits in steps:
+                        change()
+                        if emits:
+                            try:
+                                got.append(await asyncio.wait_for(ws.recv(), 10))
+                            except asyncio.TimeoutError:
+                                raise AssertionError("personad sent %r, then nothing; log: %s"
+                                                     % (got, d.log_text()[-2000:]))
+                    seen = out.wait(lambda v: len(v) >= 4 + len(steps))
+                    # what kubectl saw, turned into the events personad promises
+                    state, want = {}, []
+                    for e in seen[:4]:
+                        assert e["type"] == "ADDED", e
+                        state[e["object"]["metadata"]["name"]] = (e["object"]["spec"],
+                                                                  e["object"].get("status"))
+                    for e in seen[4:]:
+                        o, name = e["object"], e["object"]["metadata"]["name"]
+                        view = (o["spec"], o.get("status"))
+                        if e["type"] == "ADDED":
+                            want.append(ev("added", name))
+                        elif e["type"] == "MODIFIED":
+                            if state[name] != view:
+                                want.append(ev("updated", name))
+                        elif e["type"] == "DELETED":
+                            want.append(ev("deleted", name))
+                        state[name] = view
+                    assert want == [ev("added", "agree"), ev("updated", "agree"),
+                                    ev("updated", "cluster-001"), ev("deleted", "agree"),
+                                    ev("added", "last")], want
+                    assert got == want, (got, want)
+                    p = k.run("get", "clusterpersonas.dorgu.io", "-o", "json")
+                    assert p.returncode == 0, p.stderr
+                    assert rest() == api_view(json.loads(p.stdout)["items"])
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            k.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- the fault knobs, with a raw HTTP/1.1 client -----------------------------
 
 
@@ -573,6 +680,6 @@ def test_down_hang_and_errors():
 if __name__ == "__main__":
     run([test_get_json_is_the_fakes_objects, test_chunk_size_pages, test_table_output,
          test_watch_sees_every_change, test_wrong_token_is_unauthorized, test_tls_needs_the_ca,
-         test_through_kubectl_proxy,
+         test_through_kubectl_proxy, test_kubectl_and_personad_agree,
          test_continue_tokens, test_watch_gone_both_ways, test_watch_stream_knobs,
          test_down_hang_and_errors], timeout=120)
