@@ -13,6 +13,7 @@ reaches it.  With kubectl ($KUBECTL or on PATH), `kubectl create
 and `kubectl apply --dry-run=client` takes it, against the fake API
 (kube_fake.py) for discovery.  When this personad has the Kubernetes source
 (--source in its --help), the Deployment's arguments pass --check-config.
+Every file of the directory is installed (Makefile.am's dist_kubernetes_DATA).
 """
 
 import glob
@@ -262,6 +263,17 @@ def vals(s):
         out.append(v)
 
 
+def test_every_file_is_installed():
+    with open(os.path.join(TOP, "Makefile.am")) as f:
+        mk = f.read().replace("\\\n", " ")
+    line = [ln for ln in mk.splitlines() if ln.startswith("dist_kubernetes_DATA")]
+    assert len(line) == 1, "no dist_kubernetes_DATA in Makefile.am"
+    listed = set(line[0].split("=", 1)[1].split())
+    present = {"contrib/kubernetes/" + n for n in os.listdir(DIR)}
+    assert listed == present, "Makefile.am lists %s, the directory has %s" % (
+        sorted(listed), sorted(present))
+
+
 def test_kubectl_reads_them():
     kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl")
     if not kubectl:
@@ -291,4 +303,4 @@ def test_kubectl_reads_them():
 
 if __name__ == "__main__":
     run([test_crd, test_rbac, test_deployment, test_service, test_daemon_takes_the_args,
-         test_kubectl_reads_them])
+         test_every_file_is_installed, test_kubectl_reads_them])
