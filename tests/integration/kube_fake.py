@@ -23,7 +23,7 @@ Run as a script for manual use (prints its URL, serves until Ctrl-C):
 API (all methods are thread-safe; names are ClusterPersona names):
 
   FakeKube(token=None, tls=False, certdir=None, port=0, bookmark_interval=None,
-           watch_max_seconds=None)
+           watch_max_seconds=None, host="127.0.0.1")
       token: when not None, every request needs "Authorization: Bearer TOKEN"
       (else 401 with a Status body).  tls: serve https with a certificate from
       make_test_certs(certdir) (a temp dir when None); .ca_file names the CA.
@@ -31,6 +31,7 @@ API (all methods are thread-safe; names are ClusterPersona names):
       for them (allowWatchBookmarks=true); None: only send_bookmark() sends one.
       watch_max_seconds: the server ends every watch after this (as the API
       server's --min-request-timeout does), whatever timeoutSeconds asked.
+      host: the address to listen on ("::1" works too; the URL brackets it).
   .start() -> base URL        .stop()        .url  .port  .ca_file
   .create(name, spec, status=None, labels=None, raw=None) -> object
       raw: a dict merged over the object as stored (e.g. {"spec": 42} for a
@@ -288,6 +289,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def __init__(self, addr, handler, fake):
         self.fake = fake
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(addr, handler)
 
     def get_request(self):
@@ -349,7 +352,8 @@ class FakeKube:
             ctx.load_cert_chain(certs["cert"], certs["key"])
             self._sslctx = ctx
         self._serve()
-        self.url = "%s://%s:%d" % ("https" if self._tls else "http", self._host, self.port)
+        host = "[%s]" % self._host if ":" in self._host else self._host
+        self.url = "%s://%s:%d" % ("https" if self._tls else "http", host, self.port)
         return self.url
 
     def _serve(self):
@@ -933,8 +937,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _bookmark_line(fake):
         return json.dumps({"type": "BOOKMARK", "object": {
             "kind": KIND, "apiVersion": GV,
-            "metadata": {"resourceVersion": str(fake._rv),
-                         "annotations": {"k8s.io/initial-events-end": "true"}}}}).encode()
+            "metadata": {"resourceVersion": str(fake._rv)}}}).encode()
 
     def _end(self, w, clean):
         fake = self.server.fake
