@@ -54,6 +54,7 @@
 
 #include "shm/shm_map.h"
 #include "shm/stats.h"
+#include "shm/peers.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "master/master.h"
@@ -792,6 +793,9 @@ master_run(const struct config *cfg)
         cfg->snapshot_max_bytes);
     long page = sysconf(_SC_PAGESIZE);
     uint32_t page_bytes = page >= 4096 && page <= (1L << 20) ? (uint32_t)page : 4096;
+    /* --max-connections-per-ip: each worker's slot holds its peers table too. */
+    if (worker_peer_slot_want(cfg) > 0)
+        page_bytes = peers_slot_bytes(page_bytes, worker_peer_slot_want(cfg));
     size_t stats_len = stats_bytes(cfg->workers + 1, page_bytes);
     if (stats_len == SIZE_MAX)
         fatalx("no stats area for %u workers", cfg->workers);
