@@ -438,9 +438,9 @@ conn_set_reap(struct conn_set *s)
         if (c->next != NULL)
             c->next->prev = c->prev;
         s->nconns--;
-        close(c->fd);
-        if (c->peer_counted)
+        if (c->peer_counted) /* first: once the client sees the close, its place is free */
             (void)peers_add(s->out.stats, s->peer_slot_bytes, c->peer, -1);
+        close(c->fd);
         c->ops->free(c);
     }
 }
