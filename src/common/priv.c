@@ -82,8 +82,8 @@ priv_is_target(const struct priv *p)
     gid_t rgid, egid, sgid;
     if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0)
         return 0;
-    return ruid == p->uid && euid == p->uid && suid == p->uid && rgid == p->gid &&
-           egid == p->gid && sgid == p->gid;
+    return ruid == p->uid && euid == p->uid && suid == p->uid && rgid == p->gid && egid == p->gid &&
+           sgid == p->gid;
 }
 
 int

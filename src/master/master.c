@@ -114,7 +114,7 @@ struct master {
     struct source_dir *dir; /* sources[0], for a reload's rescan interval */
     struct notify notify;
     struct pidfile pidfile;
-    struct priv priv; /* --user: workers drop at once, the master once started */
+    struct priv priv;         /* --user: workers drop at once, the master once started */
     int ready_sent;           /* READY=1 (and --ready-fd) done */
     int64_t next_ping_ms;     /* 0: no worker pings (no supervisor listening) */
     int64_t next_watchdog_ms; /* 0: no watchdog */
