@@ -12,7 +12,9 @@ their places are free again).
 Request timeout: a client that sends its request head one byte every half
 second (libmicrohttpd's idle timeout, per idle period, never fires) is
 dropped within --request-timeout of connecting, for the whole head; one
-that finishes its head in time is answered.
+that finishes its head in time is answered; a kept-alive connection has the
+same time for its next head after an answer; a reload that shortens the
+timeout applies to the heads already waiting.
 """
 
 import json
@@ -226,4 +228,69 @@ def test_slow_head_dropped():
         assert st == 200, st
 
 
-run([test_per_ip_limit, test_sse_counts, test_slow_head_dropped])
+def trickle_until_dropped(s, head, limit_s):
+    """Send head one byte every 0.5 s; the seconds until the daemon closed
+    the connection, or None if it did not within limit_s (or answered)."""
+    t0 = time.monotonic()
+    for i in range(len(head)):
+        if time.monotonic() - t0 > limit_s:
+            return None
+        try:
+            s.send(head[i:i + 1])
+            s.settimeout(0.5)
+            got = s.recv(100)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            got = b""
+        if got == b"":
+            return time.monotonic() - t0
+        raise AssertionError("not dropped: answered after %.1f s (%r)"
+                             % (time.monotonic() - t0, got[:40]))
+    return None
+
+
+def test_next_head_on_keep_alive():
+    """After an answer, a kept-alive connection has --request-timeout for
+    its next head too (MHD's idle timeout alone would restart per byte)."""
+    timeout = 2.0
+    with Daemon(workers=1, flags=["--request-timeout=%g" % timeout]) as d:
+        s = connect_from("127.0.0.1", d.port)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, _ = read_reply(s)
+            assert status == 200, status
+            dt = trickle_until_dropped(s, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                                       timeout + 4)
+        finally:
+            s.close()
+        print("next head dropped after %s s" % dt)
+        assert dt is not None and timeout - 0.2 <= dt <= timeout + 1.5, dt
+
+
+def test_reload_shortens_request_timeout():
+    """--request-timeout is live: a SIGHUP that shortens it applies to the
+    heads already waiting (their start + the new period)."""
+    d = Daemon(workers=1)
+    conf = os.path.join(d.tmp, "personad.conf")
+    with open(conf, "w") as f:
+        f.write("request-timeout = 30\n")
+    d.flags += ["-c", conf]
+    with d:
+        s = connect_from("127.0.0.1", d.port)
+        try:
+            with open(conf, "w") as f:
+                f.write("request-timeout = 1.5\n")
+            off = len(d.log_text())
+            d.send_signal(signal.SIGHUP)
+            d.wait_log(lambda ln: "reload: request-timeout: 30 -> 1.5" in ln, 5, since=off)
+            dt = trickle_until_dropped(s, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                                       6)
+        finally:
+            s.close()
+        print("dropped %s s after the reload" % dt)
+        assert dt is not None and dt <= 2.5, dt
+
+
+run([test_per_ip_limit, test_sse_counts, test_slow_head_dropped, test_next_head_on_keep_alive,
+     test_reload_shortens_request_timeout])
