@@ -21,6 +21,15 @@
  * its descriptor limit never accepted again.  Here an accept() that fails for
  * lack of descriptors or memory pauses accepting until a client connection
  * closes or WORKER_ACCEPT_PAUSE_MS has passed, whichever comes first.
+ *
+ * At accept, --max-connections-per-ip sums the client's address over every
+ * live worker's peers table (shm/peers.h) and answers 503 itself past the
+ * limit.  Each connection MHD holds has a context (struct http_conn, from
+ * MHD's connection notifications) that carries its count, and its
+ * --request-timeout: armed from the start and after each answer, disarmed
+ * when a request head is complete or the socket is handed off; a late head's
+ * socket is shut down, and MHD closes the connection (its own timeout counts
+ * idle periods only, so a byte every few seconds kept it open for ever).
  */
 #include "build_config.h"
 
