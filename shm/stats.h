@@ -9,6 +9,9 @@
  *   (padding to a page)
  *   struct stats_slot[nslots]    one page each (page_bytes)
  *
+ * (With --max-connections-per-ip, page_bytes is a larger power of two and a
+ * worker's slot holds its peers table after the values' page: peers.h.)
+ *
  * Every value is an _Atomic uint64_t, written by one process only, with a
  * relaxed load and store (no read-modify-write: an increment is a plain add,
  * never a locked instruction, and a reader of a read-only mapping only

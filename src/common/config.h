@@ -37,12 +37,16 @@ struct config {
     int64_t rescan_interval_ms;  /* periodic full rescan of the personas dir */
     uint32_t max_message_bytes;  /* largest accepted incoming message */
     uint32_t max_connections;    /* per worker */
+    uint32_t max_connections_per_ip; /* from one address, all workers together; 0: no limit */
+    int64_t request_timeout_ms;      /* time for a connection's whole first request head */
     uint64_t snapshot_max_bytes; /* largest REST snapshot published, <= 1 GiB */
     int64_t rest_deadline_ms;    /* time a REST response may take, per 2 MiB of body begun */
     char allowed_origins[CONFIG_LIST_MAX]; /* "" = same-origin only (common/access_list.h) */
     char allowed_hosts[CONFIG_LIST_MAX];   /* "" = any Host */
     int verbose;                 /* 1: debug logging (whatever log_level says) */
     char pidfile[CONFIG_PATH_MAX]; /* "" when none */
+    char user[CONFIG_PATH_MAX];    /* --user: "" when none */
+    char group[CONFIG_PATH_MAX];   /* --group: "" = the user's primary group */
     unsigned ready_fd;             /* 0 when none */
     int log_target;              /* enum config_log_target */
     int log_level;               /* --log-level: 0 debug, 1 info, 2 warn, 3 error */

@@ -214,3 +214,21 @@ net_raise_nofile(uint64_t want, uint64_t *soft, uint64_t *hard)
     *soft = rlim_u64(rl.rlim_cur);
     return 0;
 }
+
+int
+net_peer_key(const struct sockaddr *sa, unsigned len, uint8_t key[16])
+{
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        memset(key, 0, 10);
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &in->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        memcpy(key, &in6->sin6_addr, 16);
+        return 0;
+    }
+    return -1;
+}

@@ -28,6 +28,13 @@ int net_unlisten(int *fd);
 /* net_relisten - make a socket from net_unlisten listen again. */
 int net_relisten(int fd);
 
+struct sockaddr;
+
+/* net_peer_key - a client's address as 16 bytes: IPv6 as is, IPv4 as its
+ * IPv4-mapped IPv6 address (so ::ffff:a.b.c.d and a.b.c.d are one client).
+ * 0, or -1 for another family (nothing to count). */
+int net_peer_key(const struct sockaddr *sa, unsigned len, uint8_t key[16]);
+
 int net_set_nonblock(int fd);
 int net_set_cloexec(int fd);
 

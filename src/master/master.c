@@ -54,12 +54,14 @@
 
 #include "shm/shm_map.h"
 #include "shm/stats.h"
+#include "shm/peers.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "master/master.h"
 #include "common/net.h"
 #include "master/notify.h"
 #include "master/pidfile.h"
+#include "common/priv.h"
 #include "common/sig.h"
 #include "master/source.h"
 #include "master/source_dir.h"
@@ -112,6 +114,7 @@ struct master {
     struct source_dir *dir; /* sources[0], for a reload's rescan interval */
     struct notify notify;
     struct pidfile pidfile;
+    struct priv priv;         /* --user: workers drop at once, the master once started */
     int ready_sent;           /* READY=1 (and --ready-fd) done */
     int64_t next_ping_ms;     /* 0: no worker pings (no supervisor listening) */
     int64_t next_watchdog_ms; /* 0: no watchdog */
@@ -353,6 +356,13 @@ spawn_worker(struct master *m, unsigned i)
         if (net_set_nonblock(p[0]) != 0 || net_set_cloexec(p[0]) != 0)
             fatal("worker %u: fcntl(doorbell)", i);
         worker_map_readonly(m, i);
+        /* The sockets, mappings and descriptors are held: the worker serves as
+         * --user from here on, never as root. */
+        char msg[512];
+        if (priv_drop(&m->priv, msg, sizeof(msg)) != 0) {
+            log_error("worker %u: %s", i, msg);
+            _exit(WORKER_EXIT_NO_RESPAWN);
+        }
         worker_main(m->cfg, i, lfd, p[0], &m->ring, &m->snap, &m->stats);
     }
     if (s->started_ms != 0)
@@ -729,6 +739,10 @@ master_run(const struct config *cfg)
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
+    if (priv_resolve(&m.priv, cfg, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "personad: %s\n", msg);
+        return 1;
+    }
     raise_nofile(cfg);
     /* The directory is checked first (exit 1 before binding anything); the
      * store publishes into the shared memory, which needs the port: it is
@@ -779,6 +793,9 @@ master_run(const struct config *cfg)
         cfg->snapshot_max_bytes);
     long page = sysconf(_SC_PAGESIZE);
     uint32_t page_bytes = page >= 4096 && page <= (1L << 20) ? (uint32_t)page : 4096;
+    /* --max-connections-per-ip: each worker's slot holds its peers table too. */
+    if (worker_peer_slot_want(cfg) > 0)
+        page_bytes = peers_slot_bytes(page_bytes, worker_peer_slot_want(cfg));
     size_t stats_len = stats_bytes(cfg->workers + 1, page_bytes);
     if (stats_len == SIZE_MAX)
         fatalx("no stats area for %u workers", cfg->workers);
@@ -824,6 +841,17 @@ master_run(const struct config *cfg)
         rc = 1;
         goto out;
     }
+    /* Nothing privileged is left: the port is bound, the shared memory mapped,
+     * the pidfile written.  (Its removal at exit needs its directory writable
+     * by --user; a reload re-reads the personas and the config as --user.) */
+    if (priv_drop(&m.priv, msg, sizeof(msg)) != 0) {
+        log_error("%s", msg);
+        rc = 1;
+        goto out;
+    }
+    if (m.priv.active)
+        log_info("running as user %s (uid %ld, gid %ld)", m.priv.user, (long)m.priv.uid,
+                 (long)m.priv.gid);
     if (notify_active(&m.notify))
         m.next_ping_ms = clock_now_ms();
     if (m.notify.watchdog_ms > 0)

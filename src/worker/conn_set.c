@@ -11,11 +11,13 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "worker/conn_set.h"
+#include "shm/peers.h"
 
 #define CONN_OF(node, field) ((struct conn *)(void *)((char *)(node)-offsetof(struct conn, field)))
 
@@ -33,6 +35,27 @@ conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
     deadline_list_init(&s->pong_list, cfg->pong_wait_ms);
     deadline_list_init(&s->out.write_list, cfg->write_deadline_ms);
     deadline_list_init(&s->linger_list, CONN_CLOSE_LINGER_MS);
+}
+
+void
+conn_set_use_peers(struct conn_set *s, uint32_t slot_bytes)
+{
+    s->peer_slot_bytes = slot_bytes;
+}
+
+void
+conn_set_adopt_peer(struct conn_set *s, const uint8_t key[16])
+{
+    memcpy(s->adopt_peer, key, sizeof(s->adopt_peer));
+    s->adopt_pending = 1;
+}
+
+void
+conn_set_adopt_end(struct conn_set *s)
+{
+    if (s->adopt_pending)
+        (void)peers_add(s->out.stats, s->peer_slot_bytes, s->adopt_peer, -1);
+    s->adopt_pending = 0;
 }
 
 void
@@ -122,6 +145,11 @@ conn_set_add(struct conn_set *s, struct conn *c, const struct conn_ops *ops, int
     s->conns = c;
     s->nconns++;
     s->stats.opened++;
+    if (s->adopt_pending) {
+        memcpy(c->peer, s->adopt_peer, sizeof(c->peer));
+        c->peer_counted = 1;
+        s->adopt_pending = 0;
+    }
     stats_add(s->out.stats, ids_of(c)->opened, 1);
     stats_add(s->out.stats, ids_of(c)->open, 1);
     return 0;
@@ -410,6 +438,8 @@ conn_set_reap(struct conn_set *s)
         if (c->next != NULL)
             c->next->prev = c->prev;
         s->nconns--;
+        if (c->peer_counted) /* first: once the client sees the close, its place is free */
+            (void)peers_add(s->out.stats, s->peer_slot_bytes, c->peer, -1);
         close(c->fd);
         c->ops->free(c);
     }

@@ -89,6 +89,8 @@ struct conn {
     unsigned peer_done : 1;                /* the peer said goodbye: drop once our output is sent */
     struct deadline_node ping_dl, pong_dl; /* pong_dl doubles as the close linger */
     struct stream_out out;
+    uint8_t peer[16];     /* the client's address (shm/peers.h key), when peer_counted */
+    uint8_t peer_counted; /* counted for --max-connections-per-ip: uncounted at the reap */
 };
 
 /* A handshake answered but not yet handed off (libmicrohttpd may still be
@@ -120,6 +122,9 @@ struct conn_set {
     int stopping; /* conn_set_close_all has run */
     struct deadline_list ping_list, pong_list, linger_list;
     struct conn_set_stats stats;
+    uint32_t peer_slot_bytes; /* the stats slot's size (its peers table); 0: not counted */
+    uint8_t adopt_peer[16];   /* the next conn_set_add's client address, if adopt_pending */
+    int adopt_pending;
 };
 
 /* conn_set_init - an empty set on epfd, streaming from window, logging
@@ -128,6 +133,18 @@ struct conn_set {
 void conn_set_init(struct conn_set *s, const struct config *cfg, int epfd,
                    const struct event_window *window, struct log_limit *log,
                    struct stats_slot *stats, int64_t now_ms);
+
+/* conn_set_use_peers - connections are counted per client address in the
+ * peers table of the set's stats slot, of slot_bytes (shm/peers.h). */
+void conn_set_use_peers(struct conn_set *s, uint32_t slot_bytes);
+
+/* conn_set_adopt_peer - the next conn_set_add's connection (a hand-off from
+ * libmicrohttpd) is counted under key: the reap uncounts it.  A hand-off
+ * calls conn_set_adopt_end after its conn_set_add (or its failure). */
+void conn_set_adopt_peer(struct conn_set *s, const uint8_t key[16]);
+
+/* conn_set_adopt_end - a peer adopted but not taken by a connection is uncounted. */
+void conn_set_adopt_end(struct conn_set *s);
 
 /* conn_set_use_ring - replays older than the window read ring (not owned). */
 void conn_set_use_ring(struct conn_set *s, const struct ring *ring);

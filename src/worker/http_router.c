@@ -226,12 +226,14 @@ void
 http_router_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)toe;
     struct http_request *rq = *req_cls;
     if (rq != NULL && rq->done != NULL)
         rq->done(rq);
     free(rq);
     *req_cls = NULL;
+    if (cls != NULL && conn != NULL)
+        worker_request_done(cls, conn); /* the next head has --request-timeout */
 }
 
 size_t
@@ -276,6 +278,7 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
         return MHD_NO; /* no context could be allocated: drop the connection */
     if (!rq->headers_done) {
         rq->headers_done = 1;
+        worker_head_done(w, conn);
         return MHD_YES;
     }
     if (*upload_data_size != 0) {

@@ -159,8 +159,11 @@ sse_handoff_handle(struct worker *w, struct MHD_Connection *conn, struct http_re
     rq->sse_taken = 1;
     stats_add(w->own_stats, STATS_HTTP_200, 1); /* written by us, not queued in MHD */
     worker_mhd_run_again(w); /* MHD is to release its side now */
-    if (fd >= 0)
+    if (fd >= 0) {
+        worker_handoff_begin(w, conn); /* the connection's count goes with it */
         (void)sse_conn_new(&w->set, fd, st.live_seq, st.first_seq, ps == STREAM_POS_OK, st.resync,
                            preamble, (size_t)len); /* logs its failures */
+        conn_set_adopt_end(&w->set);
+    }
     return MHD_YES;
 }

@@ -21,10 +21,21 @@
  * its descriptor limit never accepted again.  Here an accept() that fails for
  * lack of descriptors or memory pauses accepting until a client connection
  * closes or WORKER_ACCEPT_PAUSE_MS has passed, whichever comes first.
+ *
+ * At accept, --max-connections-per-ip sums the client's address over every
+ * live worker's peers table (shm/peers.h) and answers 503 itself past the
+ * limit.  Each connection MHD holds has a context (struct http_conn, from
+ * MHD's connection notifications) that carries its count, and its
+ * --request-timeout: armed from the start and after each answer, disarmed
+ * when a request head is complete or the socket is handed off; a late head's
+ * socket is shut down, and MHD closes the connection (its own timeout counts
+ * idle periods only, so a byte every few seconds kept it open for ever).
  */
 #include "build_config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +54,8 @@
 #include "common/clock.h"
 #include "worker/http_router.h"
 #include "common/log.h"
+#include "common/net.h"
+#include "shm/peers.h"
 #include "common/sig.h"
 #include "worker/worker.h"
 
@@ -77,6 +90,29 @@
 /* What libmicrohttpd 0.9.75 logs when the access handler returns MHD_NO
  * (connection.c, call_connection_handler): an SSE hand-off does it on purpose. */
 #define MHD_REFUSAL_LINE "Application reported internal error"
+
+/* --max-connections-per-ip: the answer past the limit, written at accept
+ * (libmicrohttpd never sees the connection). */
+#define PEER_BUSY_BODY "{\"error\":\"too many connections from this address\"}"
+#define PEER_BUSY_RETRY_S "10"
+static const char peer_busy_reply[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                      "Content-Type: application/json\r\n"
+                                      "Retry-After: " PEER_BUSY_RETRY_S "\r\n"
+                                      "Connection: close\r\n"
+                                      "Content-Length: 50\r\n"
+                                      "\r\n" PEER_BUSY_BODY;
+_Static_assert(sizeof(PEER_BUSY_BODY) - 1 == 50, "Content-Length is the body's");
+
+/* A libmicrohttpd connection's socket context: its --request-timeout and its
+ * place in the per-address count.  Lives from MHD's STARTED notification to
+ * its CLOSED one. */
+struct http_conn {
+    struct deadline_node head_dl; /* first: an expired node is its http_conn */
+    int fd;                       /* MHD's socket (shut down when the head is late) */
+    uint8_t key[16];              /* the client's address, when counted */
+    uint8_t counted;              /* in this worker's peers table */
+    uint8_t handed_off;           /* the socket went to the set: its count with it */
+};
 
 /* libmicrohttpd logs per request (e.g. each oversized header it refuses):
  * clients must not be able to flood the log, so at most a few lines a second. */
@@ -125,6 +161,149 @@ on_listen(struct ev_handler *h, uint32_t events)
     EV_CONTAINER(h, struct worker, ev_listen)->listen_ready = 1;
 }
 
+/* MHD's connection notifications: a context for each connection, whose
+ * request head is timed from here (and whose count the context takes over
+ * from accept_pass); at the end the count goes, unless the set has it. */
+static void
+on_mhd_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                  enum MHD_ConnectionNotificationCode code)
+{
+    struct worker *w = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        int counted = w->adding.pending && w->adding.counted;
+        w->adding.pending = 0;
+        struct http_conn *hc = calloc(1, sizeof(*hc));
+        *socket_context = hc;
+        if (hc == NULL) { /* neither timed nor counted: the count goes at once */
+            if (counted)
+                (void)peers_add(w->own_stats, w->peer_slot_bytes, w->adding.key, -1);
+            return;
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hc->fd = ci != NULL ? ci->connect_fd : -1;
+        if (counted) {
+            memcpy(hc->key, w->adding.key, sizeof(hc->key));
+            hc->counted = 1;
+        }
+        if (hc->fd >= 0)
+            deadline_arm_force(&w->head_list, &hc->head_dl, clock_now_ms());
+        return;
+    }
+    if (code != MHD_CONNECTION_NOTIFY_CLOSED || *socket_context == NULL)
+        return;
+    struct http_conn *hc = *socket_context;
+    deadline_disarm(&hc->head_dl);
+    if (hc->counted && !hc->handed_off)
+        (void)peers_add(w->own_stats, w->peer_slot_bytes, hc->key, -1);
+    free(hc);
+    *socket_context = NULL;
+}
+
+static struct http_conn *
+http_conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+void
+worker_head_done(struct worker *w, struct MHD_Connection *conn)
+{
+    (void)w;
+    struct http_conn *hc = http_conn_of(conn);
+    if (hc != NULL)
+        deadline_disarm(&hc->head_dl);
+}
+
+void
+worker_request_done(struct worker *w, struct MHD_Connection *conn)
+{
+    struct http_conn *hc = http_conn_of(conn);
+    if (hc != NULL && !hc->handed_off && hc->fd >= 0)
+        deadline_arm_force(&w->head_list, &hc->head_dl, w->now_ms);
+}
+
+void
+worker_handoff_begin(struct worker *w, struct MHD_Connection *conn)
+{
+    struct http_conn *hc = http_conn_of(conn);
+    if (hc == NULL)
+        return;
+    hc->handed_off = 1;
+    deadline_disarm(&hc->head_dl);
+    if (hc->counted)
+        conn_set_adopt_peer(&w->set, hc->key);
+    hc->counted = 0;
+}
+
+/* --request-timeout: a connection whose request head is late is shut down;
+ * libmicrohttpd sees the end on its socket and closes the connection. */
+static void
+heads_expire(struct worker *w)
+{
+    struct deadline_node *n;
+    unsigned dropped = 0;
+    while ((n = deadline_pop_expired(&w->head_list, w->now_ms)) != NULL) {
+        struct http_conn *hc = (struct http_conn *)(void *)n;
+        if (shutdown(hc->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
+            log_warn("worker %u: shutdown of a connection without a request head", w->index);
+        dropped++;
+    }
+    if (dropped > 0 && log_limit_allow(&w->client_log, w->now_ms))
+        log_info("worker %u: dropped %u connection(s) without a complete request head after "
+                 "%lld ms (--request-timeout)",
+                 w->index, dropped, (long long)w->cfg->request_timeout_ms);
+}
+
+uint32_t
+worker_peer_slot_want(const struct config *cfg)
+{
+    if (cfg->max_connections_per_ip == 0)
+        return 0;
+    /* Every connection of the worker from another address, at half load. */
+    uint64_t want = 2 * ((uint64_t)cfg->max_connections + WORKER_HTTP_HEADROOM);
+    return want > PEERS_MAX_ENTRIES ? PEERS_MAX_ENTRIES : (uint32_t)want;
+}
+
+/* Connections from key open in the whole daemon: every live worker's count. */
+static uint64_t
+peers_total(const struct worker *w, const uint8_t key[16])
+{
+    uint64_t n = 0;
+    for (uint32_t i = 1; i < w->shm_stats->nslots; i++)
+        if (i == w->index + 1 || stats_slot_live(w->shm_stats, i))
+            n += peers_get(stats_slot(w->shm_stats, i), w->peer_slot_bytes, key);
+    return n;
+}
+
+/* Past --max-connections-per-ip: 503 and close, without MHD.  What the client
+ * sent already is read first (a close with unread data would reset the
+ * connection before the client reads the answer). */
+static void
+peer_refuse(struct worker *w, int fd, const uint8_t key[16], uint64_t open)
+{
+    char buf[1024];
+    (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    (void)send(fd, peer_busy_reply, sizeof(peer_busy_reply) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)shutdown(fd, SHUT_WR);
+    (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    close(fd);
+    stats_add(w->own_stats, STATS_HTTP_503, 1);
+    if (log_limit_allow(&w->client_log, w->now_ms)) {
+        char addr[INET6_ADDRSTRLEN] = "?";
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(key, mapped, sizeof(mapped)) == 0)
+            (void)inet_ntop(AF_INET, key + 12, addr, sizeof(addr));
+        else
+            (void)inet_ntop(AF_INET6, key, addr, sizeof(addr));
+        log_info("worker %u: refused a connection from %s: %llu open from it "
+                 "(--max-connections-per-ip=%u)",
+                 w->index, addr, (unsigned long long)open, w->cfg->max_connections_per_ip);
+    }
+}
+
 static unsigned int
 mhd_connection_limit(const struct config *cfg)
 {
@@ -153,7 +332,8 @@ worker_start_mhd(struct worker *w)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WORKER_MHD_POOL_BYTES,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WORKER_MHD_IDLE_TIMEOUT_S,
         MHD_OPTION_UNESCAPE_CALLBACK, http_router_keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        http_router_completed, NULL, MHD_OPTION_END);
+        http_router_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_mhd_connection, w,
+        MHD_OPTION_END);
     if (w->mhd == NULL)
         fatalx("worker %u: MHD_start_daemon failed", w->index);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -268,8 +448,24 @@ accept_pass(struct worker *w)
             accept_pause(w, strerror(errno));
             break;
         }
+        int counted = 0;
+        if (w->peer_slot_bytes != 0 &&
+            net_peer_key((struct sockaddr *)&ss, (unsigned)len, w->adding.key) == 0) {
+            uint64_t open = peers_total(w, w->adding.key);
+            if (open >= w->cfg->max_connections_per_ip) {
+                peer_refuse(w, fd, w->adding.key, open);
+                continue;
+            }
+            counted = peers_add(w->own_stats, w->peer_slot_bytes, w->adding.key, 1) == 0;
+        }
+        w->adding.counted = counted;
+        w->adding.pending = 1; /* the connection's context takes the count over */
         /* MHD closes fd itself when it fails (and logs why). */
-        if (MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len) != MHD_YES) {
+        enum MHD_Result added_ok = MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len);
+        if (w->adding.pending && counted) /* no context took it */
+            (void)peers_add(w->own_stats, w->peer_slot_bytes, w->adding.key, -1);
+        w->adding.pending = 0;
+        if (added_ok != MHD_YES) {
             accept_pause(w, "libmicrohttpd refused a connection");
             break;
         }
@@ -415,6 +611,8 @@ next_timeout_ms(struct worker *w)
 #endif
     if (w->accept_paused_until != 0 && w->accept_paused_until < next)
         next = w->accept_paused_until;
+    if (deadline_next_ms(&w->head_list) < next)
+        next = deadline_next_ms(&w->head_list);
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     w->mhd_due_ms = INT64_MAX;
@@ -494,6 +692,7 @@ worker_reload(struct worker *w)
         log_warnx("worker %u: reload: the allowed origins or hosts do not parse; keeping the "
                   "previous lists",
                   w->index); /* config.c checked them: cannot happen */
+    deadline_list_set_period(&w->head_list, w->cfg->request_timeout_ms);
     log_debug("worker %u: options reloaded", w->index);
 }
 
@@ -521,6 +720,11 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.own_stats = stats_slot(stats, index + 1);
     /* Before anything is counted: the predecessor's gauges go, its counters stay. */
     stats_slot_takeover(w.own_stats, (uint64_t)getpid(), ring_head(ring));
+    if (cfg->max_connections_per_ip > 0 && peers_capacity(stats->page_bytes) > 0) {
+        w.peer_slot_bytes = stats->page_bytes;
+        peers_clear(w.own_stats, w.peer_slot_bytes); /* the predecessor's clients are gone */
+    }
+    deadline_list_init(&w.head_list, cfg->request_timeout_ms);
     w.index = index;
     w.listen_fd = listen_fd;
     w.doorbell_fd = doorbell_fd;
@@ -550,6 +754,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         fatalx("worker %u: bad epoch", index);
     conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.own_stats, w.now_ms);
     conn_set_use_ring(&w.set, ring);
+    conn_set_use_peers(&w.set, w.peer_slot_bytes);
     worker_start_mhd(&w);
     w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
@@ -590,6 +795,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         }
         w.mhd_refusal_expected = 0; /* only ever the line right after the refusal */
         conn_set_expire(&w.set);
+        heads_expire(&w);
         snap_cache_expire(&w.snap_cache);
         conn_set_reap(&w.set);
         if (w.ping_pending) {

@@ -88,6 +88,17 @@ struct worker {
     int64_t accept_paused_until; /* 0: accepting; else when accept() is retried */
     uint64_t accept_paused_held; /* client connections open when it was paused */
     int accept_limited;          /* at a limit; logged once until the queue drains */
+    /* --request-timeout: libmicrohttpd's connections waiting for a request head
+     * (struct http_conn, their socket context), in arming order. */
+    struct deadline_list head_list;
+    /* The socket being handed to MHD_add_connection: its address and whether
+     * it is counted (--max-connections-per-ip), for the connection's context. */
+    struct {
+        uint8_t key[16];
+        int counted;
+        int pending; /* 1 until the context takes it over */
+    } adding;
+    uint32_t peer_slot_bytes; /* the stats slot's size, with its peers table; 0: no limit */
     struct worker_stats stats;
     const struct stats *shm_stats; /* every process's slot (GET /metrics), not owned */
     struct stats_slot *own_stats;  /* this worker's slot: the only one it writes */
@@ -110,6 +121,23 @@ worker_mhd_expect_refusal(struct worker *w)
 {
     w->mhd_refusal_expected = 1;
 }
+
+/* worker_head_done - a request head of conn is complete (the access handler
+ * runs): its --request-timeout no longer runs. */
+void worker_head_done(struct worker *w, struct MHD_Connection *conn);
+
+/* worker_request_done - a request of conn is answered: the next head has
+ * --request-timeout to arrive (unless the socket was handed off). */
+void worker_request_done(struct worker *w, struct MHD_Connection *conn);
+
+/* worker_handoff_begin - conn's socket leaves libmicrohttpd for the set (an
+ * upgrade, an SSE hand-off): the next conn_set_add takes its client address's
+ * count; conn_set_adopt_end(&w->set) follows the hand-off. */
+void worker_handoff_begin(struct worker *w, struct MHD_Connection *conn);
+
+/* worker_peer_slot_want - the peers table entries one worker's stats slot needs
+ * (shm/peers.h), 0 when --max-connections-per-ip is off. */
+uint32_t worker_peer_slot_want(const struct config *cfg);
 
 /* worker_nofile_needed - descriptors one worker may hold with cfg: its
  * --max-connections WebSockets, the HTTP connections libmicrohttpd may hold

@@ -101,7 +101,6 @@ static void
 upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const char *extra_in,
            size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
-    (void)connection;
     struct worker *w = cls;
     struct http_request *rq = req_cls;
     /* The connection holds its own cursor from here on (or there is none). */
@@ -115,8 +114,10 @@ upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls, const ch
         log_warn("fcntl(O_NONBLOCK) on an upgraded socket");
         close(fd);
     } else if (fd >= 0) {
+        worker_handoff_begin(w, connection); /* the connection's count goes with it */
         (void)ws_conn_new_at(&w->set, fd, &rq->ws, snapshot_epoch(w->snap), extra_in,
                              extra_in_size);
+        conn_set_adopt_end(&w->set);
     }
     if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
         log_warnx("MHD_upgrade_action(CLOSE) failed");

@@ -3,7 +3,8 @@
 accepting without spinning, and accepts again within about a second once
 descriptors are free; the daemon raises its soft limit to what
 --max-connections needs and warns, naming the numbers, when the hard limit
-is too low."""
+is too low; a flood of unfinished request heads at that limit neither
+stops the worker's existing clients nor outlives --request-timeout."""
 
 import os
 import resource
@@ -178,6 +179,86 @@ def test_warns_when_hard_limit_too_low():
         c.close()
 
 
+def test_flood_of_unfinished_heads():
+    """Issue 12: 400 connections that send half a request head and wait, at
+    a 160-descriptor limit (so the worker also runs out of descriptors):
+    the worker's two WebSocket clients keep receiving every event within a
+    bounded time, the worker does not spin, and --request-timeout=2 drops
+    the flood (libmicrohttpd's own timeout would keep it 30 s): every one
+    of the 400 is closed by the daemon, and new clients are served."""
+    flood_n, timeout = 400, 2.0
+    with LimitedDaemon(160, 160, workers=1,
+                       flags=["--request-timeout=%g" % timeout, "--ping-period=30",
+                              "--pong-wait=60"]) as d:
+        (w,) = d.wait_workers(1)
+        clients = [RawWS(d.port), RawWS(d.port)]
+        flood = []
+        try:
+            t0 = time.monotonic()
+            for _ in range(flood_n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", d.port))
+                except BlockingIOError:
+                    pass
+                flood.append(s)
+            time.sleep(0.2)
+            for s in flood:
+                try:
+                    s.send(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+                except OSError:
+                    pass
+            print("flood of %d unfinished heads opened in %.2f s"
+                  % (flood_n, time.monotonic() - t0))
+            c0, w0 = cpu_seconds(w), time.monotonic()
+            worst = 0.0
+            for i in range(6):
+                name = "flood%d" % i
+                t1 = time.monotonic()
+                d.write(name + ".json", {"name": name, "spec": {}, "status": {}})
+                for k, c in enumerate(clients):
+                    fin, op, payload = c.read_frame(timeout=5)
+                    assert op == 0x1 and name.encode() in payload, (k, op, payload)
+                worst = max(worst, time.monotonic() - t1)
+                time.sleep(0.25)
+            busy = (cpu_seconds(w) - c0) / (time.monotonic() - w0)
+            print("during the flood: worst event latency %.3f s, worker CPU %.1f %%"
+                  % (worst, busy * 100))
+            assert worst < 1.5, "an event took %.2f s to reach the clients" % worst
+            assert busy < 0.15, "the worker spins during the flood: %.0f %% CPU" % (busy * 100)
+
+            # Every flood connection is closed by the daemon: the accepted ones
+            # at --request-timeout, the queued ones after theirs.
+            def closed(s):
+                try:
+                    return s.recv(4096) == b""
+                except BlockingIOError:
+                    return False
+                except OSError:
+                    return True
+            open_ = list(flood)
+            deadline = time.monotonic() + 20
+            while open_ and time.monotonic() < deadline:
+                open_ = [s for s in open_ if not closed(s)]
+                time.sleep(0.1)
+            print("flood closed by the daemon after %.1f s (%d still open)"
+                  % (time.monotonic() - t0, len(open_)))
+            assert not open_, "%d of %d unfinished heads still open after %.0f s" % (
+                len(open_), flood_n, time.monotonic() - t0)
+        finally:
+            for s in flood:
+                s.close()
+        d.write("after.json", {"name": "after", "spec": {}, "status": {}})
+        for c in clients:
+            fin, op, payload = c.read_frame(timeout=5)
+            assert op == 0x1 and b"after" in payload, (op, payload)
+            c.close()
+        c = RawWS(d.port, timeout=3)
+        c.close()
+        assert (w,) == tuple(d.worker_pids()), "the worker was replaced"
+
+
 if __name__ == "__main__":
     run([test_accepts_again_after_descriptor_limit, test_soft_limit_raised_for_max_connections,
-         test_warns_when_hard_limit_too_low], timeout=90)
+         test_warns_when_hard_limit_too_low, test_flood_of_unfinished_heads], timeout=90)
