@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "worker/http_auth.h"
 #include "worker/http_reply.h"
 #include "worker/http_request.h"
 #include "worker/http_router.h"
@@ -259,6 +260,8 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request target");
     } else if ((url = origin_path(url)) == NULL) {
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
+    } else if (!http_auth_check(w->auth_on ? &w->auth : NULL, conn, url, method, &ret)) {
+        /* --auth-token-file: 401 for a protected path without a valid token */
     } else {
         size_t n;
         const struct http_route *table =
