@@ -17,7 +17,10 @@
  * Before routing, every request is checked the same way: it is answered only
  * once it is whole (a body is read and ignored), a raw NUL in the target or
  * an absolute-form target without a host (or with userinfo) is a 400, and an
- * absolute-form target is routed by its path.  Then the first row whose path
+ * absolute-form target is routed by its path.  With --auth-token-file,
+ * http_auth_check (http_auth.h) then answers 401 for a protected path without
+ * a valid token (the one call site, in http_router_handler; policy checks of
+ * the same kind belong beside it).  Then the first row whose path
  * matches takes the request: its handler if the row takes the method, else
  * 405 with the row's Allow; no row is a 404.  Every error is JSON
  * {"error":"..."} (http_reply.h).
