@@ -242,9 +242,9 @@
     try {
       c = await getJSON('/api/clusters/' + encodeURIComponent(name));
     } catch (e) {
-      want.list = true;
-      if (e.auth) return;
-      showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.'); /* do not lose the change: the list will have it */
+      if (!e.auth)
+        showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
+      want.list = true; /* do not lose the change: the list will have it */
       return;
     }
     if (c === null) state.clusters.delete(name);
