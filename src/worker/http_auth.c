@@ -108,8 +108,8 @@ http_auth_allowed(const struct auth_tokens *tokens, const char *path, const char
 }
 
 int
-http_auth_check(const struct auth_tokens *tokens, struct MHD_Connection *conn, const char *path,
-                const char *method, enum MHD_Result *ret)
+http_auth_request_ok(const struct auth_tokens *tokens, struct MHD_Connection *conn,
+                     const char *path, const char *method)
 {
     if (tokens == NULL || !http_auth_protected(path, method))
         return 1;
@@ -122,10 +122,22 @@ http_auth_check(const struct auth_tokens *tokens, struct MHD_Connection *conn, c
         q = NULL;
     else if (q == NULL)
         q = "", qlen = 0; /* ?access_token without a value */
-    if (http_auth_allowed(tokens, path, method, authorization, q, qlen))
-        return 1;
+    return http_auth_allowed(tokens, path, method, authorization, q, qlen);
+}
+
+struct MHD_Response *
+http_auth_response(void)
+{
     struct MHD_Response *r = http_json_response("{\"error\":\"unauthorized\"}");
-    r = http_with_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, HTTP_AUTH_CHALLENGE);
-    *ret = http_reply_queue(conn, MHD_HTTP_UNAUTHORIZED, r);
+    return http_with_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, HTTP_AUTH_CHALLENGE);
+}
+
+int
+http_auth_check(const struct auth_tokens *tokens, struct MHD_Connection *conn, const char *path,
+                const char *method, enum MHD_Result *ret)
+{
+    if (http_auth_request_ok(tokens, conn, path, method))
+        return 1;
+    *ret = http_reply_queue(conn, MHD_HTTP_UNAUTHORIZED, http_auth_response());
     return 0;
 }

@@ -49,6 +49,16 @@ long http_auth_decode(const char *in, size_t len, char *out, size_t out_size);
 int http_auth_allowed(const struct auth_tokens *tokens, const char *path, const char *method,
                       const char *authorization, const char *access_token, size_t access_token_len);
 
+/* http_auth_request_ok - http_auth_allowed for the request on conn (its
+ * Authorization header and access_token parameter). */
+int http_auth_request_ok(const struct auth_tokens *tokens, struct MHD_Connection *conn,
+                         const char *path, const char *method);
+
+/* http_auth_response - the 401's response: {"error":"unauthorized"} with
+ * WWW-Authenticate (NULL when out of memory), for a caller that adds headers
+ * of its own (e.g. CORS) before queuing it with MHD_HTTP_UNAUTHORIZED. */
+struct MHD_Response *http_auth_response(void);
+
 /* http_auth_check - 1 if the request on conn may go on; else 0 after queuing
  * the 401 (*ret: what the access handler returns). */
 int http_auth_check(const struct auth_tokens *tokens, struct MHD_Connection *conn, const char *path,
