@@ -28,6 +28,7 @@ struct config {
     char personas_dir[CONFIG_PATH_MAX];
     char config_file[CONFIG_PATH_MAX]; /* "" when none */
     char web_root[CONFIG_PATH_MAX];    /* "" = the embedded dashboard at / */
+    char auth_token_file[CONFIG_PATH_MAX]; /* "" = no bearer tokens needed */
     unsigned workers;                  /* worker processes, 1..256 */
     uint32_t ring_size;                /* events kept in the ring, power of two not required */
     int64_t ping_period_ms;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -188,6 +189,47 @@ log_escape(char *out, size_t out_size, const char *in, size_t len)
     return o;
 }
 
+#define LOG_REDACT_KEY "access_token="
+#define LOG_REDACTED "REDACTED"
+
+static int
+token_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           strchr("-._~+/=%", c) != NULL;
+}
+
+size_t
+log_redact(char *text, size_t len, size_t size)
+{
+    const size_t klen = sizeof(LOG_REDACT_KEY) - 1, rlen = sizeof(LOG_REDACTED) - 1;
+    if (size == 0 || len >= size)
+        return len; /* not a text in its buffer: nothing is touched */
+    for (size_t i = 0; i + klen <= len; i++) {
+        if (strncasecmp(text + i, LOG_REDACT_KEY, klen) != 0)
+            continue;
+        size_t v = i + klen, e = v;
+        while (e < len && text[e] != '\0' && token_char((unsigned char)text[e]))
+            e++;
+        if (e == v) {
+            i = v - 1;
+            continue;
+        }
+        /* text[v..e) becomes REDACTED, the tail follows it; cut to size - 1. */
+        size_t room = size - 1, r = rlen, tail = len - e;
+        if (v + r > room)
+            r = room - v;
+        if (v + r + tail > room)
+            tail = room - v - r;
+        memmove(text + v + r, text + e, tail);
+        memcpy(text + v, LOG_REDACTED, r);
+        len = v + r + tail;
+        text[len] = '\0';
+        i = v + r - 1;
+    }
+    return len;
+}
+
 __attribute__((format(printf, 5, 0))) static void
 log_emit(int prio, const char *level, int with_errno, int saved_errno, const char *fmt, va_list ap)
 {
@@ -201,6 +243,7 @@ log_emit(int prio, const char *level, int with_errno, int saved_errno, const cha
         if (n > 0)
             tlen += (size_t)n < sizeof(text) - tlen ? (size_t)n : sizeof(text) - tlen - 1;
     }
+    tlen = log_redact(text, tlen, sizeof(text));
     char line[LOG_LINE_BYTES];
     if (log_syslog_fd >= 0) {
         /* RFC 3164 as syslog(3) writes it; the level is in the priority. */

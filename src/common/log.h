@@ -70,6 +70,14 @@ _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
  * bytes written before the NUL (0 if out_size is 0). */
 size_t log_escape(char *out, size_t out_size, const char *in, size_t len);
 
+/* log_redact - in the text (len bytes, in a buffer of size bytes) replace the
+ * value of every "access_token=" (any case: the bearer-token query parameter,
+ * RFC 6750 2.3) by REDACTED: the run of token characters after it (letters,
+ * digits, -._~+/= and percent escapes).  Every line logged goes through it,
+ * so no request target, however it reaches the log, shows a token.  A text
+ * that would outgrow size is cut.  Returns the new length. */
+size_t log_redact(char *text, size_t len, size_t size);
+
 /* A rate limit for one source of log lines: at most per_second lines in each
  * second of the caller's clock; the lines over it are counted, and once that
  * second is over one "WHAT: N more message(s) suppressed" line reports them.

@@ -10,6 +10,12 @@
  *
  * Every string that comes from a persona is put into the page with textContent
  * or createTextNode, never innerHTML.
+ *
+ * personad --auth-token-file: when the API answers 401 the page asks for a
+ * token (a form, #auth), keeps it in sessionStorage (this tab's session) and
+ * sends it as "Authorization: Bearer" on its fetches and as access_token on
+ * the /ws URL (a WebSocket cannot carry headers).  A refused token asks again.
+ * Without a 401 nothing of this shows.
  */
 'use strict';
 (function () {
@@ -134,10 +140,42 @@
     e.hidden = !msg;
   }
 
+  /* --- bearer token ---------------------------------------------------- */
+
+  const TOKEN_KEY = 'personad-token';
+  let token = null;
+  try {
+    token = sessionStorage.getItem(TOKEN_KEY);
+  } catch (e) { /* no storage: asked for again on each load */ }
+  let asking = false;
+
+  function withToken(headers) {
+    if (token) headers.Authorization = 'Bearer ' + token;
+    return headers;
+  }
+
+  /* A 401: show the form (saying so if a token was refused); its submit starts over. */
+  function askToken() {
+    if (asking) return;
+    asking = true;
+    $('auth-bad').hidden = !token;
+    $('auth').hidden = false;
+    setConn('connecting', 'token needed');
+    $('auth-token').focus();
+  }
+
+  function unauthorized() {
+    askToken();
+    const e = new Error('unauthorized');
+    e.auth = true;
+    return e;
+  }
+
   /* --- REST ------------------------------------------------------------- */
 
   async function getJSON(url) {
-    const r = await fetch(url, { cache: 'no-cache', headers: { Accept: 'application/json' } });
+    const r = await fetch(url, { cache: 'no-cache', headers: withToken({ Accept: 'application/json' }) });
+    if (r.status === 401) throw unauthorized();
     if (r.status === 404) return null;
     if (!r.ok) throw new Error('HTTP ' + r.status + ' for ' + url);
     return r.json();
@@ -183,6 +221,7 @@
       body = await getJSON('/api/clusters');
       if (!body || !Array.isArray(body.clusters)) throw new Error('bad /api/clusters response');
     } catch (e) {
+      if (e.auth) return false;
       showError('Cannot load clusters from personad (' + e.message + '); showing the last data received.');
       return false;
     }
@@ -203,7 +242,8 @@
     try {
       c = await getJSON('/api/clusters/' + encodeURIComponent(name));
     } catch (e) {
-      showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
+      if (!e.auth)
+        showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
       want.list = true; /* do not lose the change: the list will have it */
       return;
     }
@@ -245,7 +285,8 @@
     try {
       c = await getJSON('/api/clusters/' + encodeURIComponent(name));
     } catch (e) {
-      showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
+      if (!e.auth)
+        showError('Cannot load cluster from personad (' + e.message + '); showing the last data received.');
       return;
     }
     if (name !== state.detailName) return; /* navigated away meanwhile */
@@ -409,6 +450,7 @@
   /* --- live events ------------------------------------------------------ */
 
   let retry = 0;
+  let sock = null; /* the WebSocket, while open or opening */
 
   function showPosition(seq, at) {
     const p = $('pos');
@@ -459,7 +501,7 @@
     if (state.epoch === null) {
       await refreshList(); /* list first: its seq and epoch are where the watch starts */
       if (state.epoch === null) {
-        reconnectLater();
+        if (!asking) reconnectLater(); /* asking: the token's submit connects */
         return;
       }
     }
@@ -467,12 +509,15 @@
       '/ws?since=' + state.seq + '&epoch=' + encodeURIComponent(state.epoch);
     let ws;
     try {
-      ws = new WebSocket(url);
+      ws = new WebSocket(token ? url + '&access_token=' + encodeURIComponent(token) : url);
     } catch (e) {
       reconnectLater();
       return;
     }
+    sock = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       /* Nothing to refetch: the events missed meanwhile are replayed (or a resync comes). */
       setConn('live', 'live');
       $('conn').title = 'receiving events from ' + url;
@@ -486,8 +531,39 @@
       }
       if (msg && typeof msg.type === 'string') onEvent(msg);
     };
-    ws.onclose = reconnectLater;
+    ws.onclose = async () => {
+      sock = null;
+      /* A refused handshake says nothing to the page: ask /ws itself whether it was the token. */
+      if (!opened) {
+        try {
+          const r = await fetch('/ws', { cache: 'no-store', headers: withToken({}) });
+          if (r.status === 401) {
+            askToken();
+            return;
+          }
+        } catch (e) { /* personad is away */ }
+      }
+      reconnectLater();
+    };
   }
+
+  $('auth').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = $('auth-token').value.trim();
+    if (!v) return;
+    token = v;
+    try {
+      sessionStorage.setItem(TOKEN_KEY, v);
+    } catch (e) { /* kept for this page only */ }
+    $('auth-token').value = '';
+    $('auth').hidden = true;
+    asking = false;
+    if (retry) clearTimeout(retry);
+    retry = 0;
+    if (state.epoch !== null) refreshList(); /* else connect() fetches it first */
+    if (state.detailName !== null) refreshDetail();
+    if (!sock) connect();
+  });
 
   window.addEventListener('hashchange', route);
   route();

@@ -54,6 +54,7 @@
 
 #include "shm/shm_map.h"
 #include "shm/stats.h"
+#include "common/auth_tokens.h"
 #include "shm/peers.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -289,6 +290,27 @@ reload_config(struct master *m)
         log_warnx("reload: %s", warning);
     log_set_level((enum log_level)config_log_level(m->cfg));
     source_dir_set_interval(m->dir, m->cfg->rescan_interval_ms);
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (m->slots[i].pid != 0 && kill(m->slots[i].pid, SIGHUP) != 0 && errno != ESRCH)
+            log_warn("kill(worker %u, SIGHUP)", i);
+}
+
+/* SIGHUP with --auth-token-file: check the file again (the workers serve with
+ * it, the master only reads it); a good one is re-read by every worker, sent
+ * SIGHUP for it; a bad one changes nothing and is logged once, here. */
+static void
+reload_auth_tokens(struct master *m)
+{
+    if (m->cfg->auth_token_file[0] == '\0')
+        return;
+    struct auth_tokens t;
+    char msg[CONFIG_PATH_MAX + 256];
+    if (auth_tokens_load(&t, m->cfg->auth_token_file, msg, sizeof(msg)) != 0) {
+        log_error("reload: --auth-token-file: %s; the workers keep the tokens read before", msg);
+        return;
+    }
+    log_info("reload: --auth-token-file: %zu token(s) in %s", t.n, m->cfg->auth_token_file);
+    auth_tokens_free(&t);
     for (unsigned i = 0; i < m->cfg->workers; i++)
         if (m->slots[i].pid != 0 && kill(m->slots[i].pid, SIGHUP) != 0 && errno != ESRCH)
             log_warn("kill(worker %u, SIGHUP)", i);
@@ -776,6 +798,17 @@ master_run(const struct config *cfg)
     }
     if (web_root >= 0)
         close(web_root);
+    /* The workers read --auth-token-file themselves (and on SIGHUP); at start
+     * it must hold a token. */
+    if (cfg->auth_token_file[0] != '\0') {
+        struct auth_tokens tokens;
+        char why[CONFIG_PATH_MAX + 256];
+        if (auth_tokens_load(&tokens, cfg->auth_token_file, why, sizeof(why)) != 0) {
+            fprintf(stderr, "personad: --auth-token-file: %s\n", why);
+            return 1;
+        }
+        auth_tokens_free(&tokens);
+    }
     m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds, (int)cfg->workers, msg,
                            sizeof(msg));
     if (m.nlisten < 0) {
@@ -907,6 +940,7 @@ master_run(const struct config *cfg)
             if (m.ready_sent) /* before READY=1 a reload is part of the start */
                 notify_reloading(&m.notify);
             reload_config(&m);
+            reload_auth_tokens(&m);
             log_info("SIGHUP: rescanning %s", cfg->personas_dir);
             rescan_and_notify(&m); /* a missing directory is retried below */
             if (m.ready_sent)

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "worker/http_access.h"
+#include "worker/http_auth.h"
 #include "worker/http_reply.h"
 #include "worker/http_request.h"
 #include "worker/http_router.h"
@@ -191,12 +192,16 @@ http_router_dispatch(const struct http_route *table, size_t n, struct worker *w,
                 http_router_method(method) == HTTP_METHOD_OPTIONS &&
                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                             MHD_HTTP_HEADER_ACCESS_CONTROL_REQUEST_METHOD) != NULL)
-                return http_access_preflight(
-                    conn, origin, row->allow,
-                    false /* wired to auth_token_file by the token option */);
+                return http_access_preflight(conn, origin, row->allow, w->auth_on);
             rq->cors_origin = origin;
         }
     }
+    /* --auth-token-file: a protected path without a valid token is a 401,
+     * before any upgrade or hand-off; after the Origin checks, so that the
+     * page of an allowed origin can read it (CORS). */
+    if (w->auth_on && !http_auth_request_ok(&w->auth, conn, path, method))
+        return http_reply_queue(conn, MHD_HTTP_UNAUTHORIZED,
+                                http_access_with_cors(http_auth_response(), rq->cors_origin));
     switch (status) {
     case HTTP_ROUTER_FOUND:
         rq->done = row->done;

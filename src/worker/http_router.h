@@ -20,7 +20,9 @@
  * absolute-form target is routed by its path, and with --allowed-hosts a
  * Host (an absolute-form target's authority) not listed is a 421 on every
  * path but /healthz.  A row's stream and cors flags add the Origin checks
- * (http_access.h).  Then the first row whose path
+ * (http_access.h); with --auth-token-file a protected path without a valid
+ * token is then a 401 (http_auth.h; in http_router_dispatch, after the
+ * Origin checks so that an allowed origin's page can read it).  Then the first row whose path
  * matches takes the request: its handler if the row takes the method, else
  * 405 with the row's Allow; no row is a 404.  Every error is JSON
  * {"error":"..."} (http_reply.h).

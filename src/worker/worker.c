@@ -696,6 +696,25 @@ worker_reload(struct worker *w)
     log_debug("worker %u: options reloaded", w->index);
 }
 
+/* --auth-token-file, at start and on each SIGHUP: read the file again.  A
+ * file that became bad keeps the tokens read before (at start: none, so every
+ * protected request is refused until a reload reads a good file). */
+static void
+worker_load_tokens(struct worker *w)
+{
+    if (!w->auth_on)
+        return;
+    struct auth_tokens next;
+    char msg[CONFIG_PATH_MAX + 256];
+    if (auth_tokens_load(&next, w->cfg->auth_token_file, msg, sizeof(msg)) != 0) {
+        log_error("worker %u: --auth-token-file: %s; keeping the %zu token(s) read before",
+                  w->index, msg, w->auth.n);
+        return;
+    }
+    auth_tokens_replace(&w->auth, &next);
+    log_debug("worker %u: %zu auth token(s) read", w->index, w->auth.n);
+}
+
 static void
 on_signal(struct ev_handler *h, uint32_t events)
 {
@@ -704,8 +723,11 @@ on_signal(struct ev_handler *h, uint32_t events)
     sig_drain();
     if (sig_take(SIGTERM) || sig_take(SIGINT))
         begin_stop(w, "signal");
-    if (sig_take(SIGHUP) && !w->stopping)
-        worker_reload(w);
+    if (sig_take(SIGHUP) && !w->stopping) {
+        worker_load_tokens(w);
+        if (w->cfg->config_file[0] != '\0') /* the master forwards SIGHUP for the tokens too */
+            worker_reload(w);
+    }
 }
 
 _Noreturn void
@@ -752,6 +774,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     /* The run's epoch, for the encodings that name positions (SSE ids). */
     if (event_window_set_epoch(&w.window, snapshot_epoch(snap)) != 0)
         fatalx("worker %u: bad epoch", index);
+    w.auth_on = cfg->auth_token_file[0] != '\0';
+    worker_load_tokens(&w);
     conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.own_stats, w.now_ms);
     conn_set_use_ring(&w.set, ring);
     conn_set_use_peers(&w.set, w.peer_slot_bytes);
@@ -820,6 +844,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     log_limit_flush(&w.client_log, INT64_MAX);
     snap_cache_release(&w.snap_cache);
     event_window_free(&w.window);
+    auth_tokens_free(&w.auth);
     log_debug("worker %u exiting", index);
     exit(0);
 }

@@ -21,6 +21,7 @@
 #include "shm/ring.h"
 #include "shm/snapshot.h"
 #include "shm/stats.h"
+#include "common/auth_tokens.h"
 #include "common/config.h"
 #include "worker/conn_set.h"
 #include "worker/ev.h"
@@ -102,6 +103,10 @@ struct worker {
     struct worker_stats stats;
     const struct stats *shm_stats; /* every process's slot (GET /metrics), not owned */
     struct stats_slot *own_stats;  /* this worker's slot: the only one it writes */
+    /* --auth-token-file: auth_on, and the tokens last read (none: every
+     * protected request refused until a reload reads a good file). */
+    int auth_on;
+    struct auth_tokens auth;
 };
 
 /* worker_mhd_run_again - libmicrohttpd must run once more in this pass: an
