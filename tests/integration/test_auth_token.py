@@ -137,6 +137,33 @@ def test_rest_and_metrics():
         assert d.http("OPTIONS", "/ws")[0] != 401
 
 
+def test_with_allowed_origins():
+    """Tokens and --allowed-origins together: a UI on an allowed origin can
+    read the 401 (it carries that origin's CORS headers, so the page can ask
+    for a token), its preflight allows the Authorization header, and with the
+    token it reads the list; a foreign origin's 401 has no CORS headers and its
+    /ws is refused for the Origin (403) before the token is looked at."""
+    ui = "http://ui.example:8000"
+    d, _ = token_daemon(TOKEN + "\n", flags=["--allowed-origins=" + ui],
+                        seed={"a.json": persona_api("a")})
+    with d:
+        st, body, r = d.http("GET", "/api/clusters", headers={"Origin": ui})
+        assert st == 401, (st, body)
+        assert r.getheader("Access-Control-Allow-Origin") == ui, r.getheaders()
+        assert r.getheader("Vary") == "Origin", r.getheaders()
+        st, _, r = d.http("OPTIONS", "/api/clusters",
+                          headers={"Origin": ui, "Access-Control-Request-Method": "GET",
+                                   "Access-Control-Request-Headers": "authorization"})
+        assert st == 204, st
+        assert r.getheader("Access-Control-Allow-Headers") == "Authorization", r.getheaders()
+        st, body, r = d.http("GET", "/api/clusters", headers=dict(bearer(TOKEN), Origin=ui))
+        assert st == 200 and r.getheader("Access-Control-Allow-Origin") == ui, (st, body)
+        st, _, r = d.http("GET", "/api/clusters", headers={"Origin": "http://evil.example"})
+        assert st == 401 and r.getheader("Access-Control-Allow-Origin") is None, r.getheaders()
+        st, body, _ = d.http("GET", "/ws", headers={"Origin": "http://evil.example"})
+        assert st == 403 and json.loads(body) == {"error": "origin not allowed"}, (st, body)
+
+
 def test_default_is_open():
     """Without --auth-token-file nothing changes: no token needed, and a
     stray Authorization header or access_token parameter is ignored."""
@@ -355,7 +382,8 @@ def test_redacted_in_syslog():
 
 
 if __name__ == "__main__":
-    run([test_bad_files_at_start, test_rest_and_metrics, test_default_is_open, test_ws_python,
+    run([test_bad_files_at_start, test_rest_and_metrics, test_with_allowed_origins,
+         test_default_is_open, test_ws_python,
          test_events_curl, test_reload_on_sighup, test_respawned_worker_fails_closed,
          test_redacted_on_stderr,
          test_redacted_in_syslog])
