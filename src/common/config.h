@@ -26,6 +26,8 @@ struct config {
     char personas_dir[CONFIG_PATH_MAX];
     char config_file[CONFIG_PATH_MAX]; /* "" when none */
     char web_root[CONFIG_PATH_MAX];    /* "" = the embedded dashboard at / */
+    char tls_cert[CONFIG_PATH_MAX];    /* "" = plain HTTP; else HTTPS/WSS only */
+    char tls_key[CONFIG_PATH_MAX];     /* the key of tls_cert */
     unsigned workers;                  /* worker processes, 1..256 */
     uint32_t ring_size;                /* events kept in the ring, power of two not required */
     int64_t ping_period_ms;

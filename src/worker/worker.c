@@ -44,6 +44,8 @@
 #include "worker/http_router.h"
 #include "common/log.h"
 #include "common/sig.h"
+#include "common/tls.h"
+#include "worker/tls_front.h"
 #include "worker/worker.h"
 
 #define WORKER_EPOLL_EVENTS 256
@@ -94,6 +96,12 @@ mhd_log(void *cls, const char *fmt, va_list ap)
         w->mhd_refusal_expected = 0;
         return;
     }
+    /* Over TLS, MHD's sockets are socketpair ends (tls_front.h): 0.9.75 takes
+     * them for TCP and reports each TCP_NODELAY/TCP_CORK it cannot set
+     * (EOPNOTSUPP), which is no news. */
+    if (w->tls && (strncmp(buf, "Setting TCP_", 12) == 0 ||
+                   strncmp(buf, "Failed to push the data", 23) == 0))
+        return;
     if (!log_limit_allow(&w->mhd_log, clock_now_ms()))
         return;
     size_t n = strlen(buf);
@@ -134,7 +142,10 @@ mhd_connection_limit(const struct config *cfg)
 uint64_t
 worker_nofile_needed(const struct config *cfg)
 {
-    return (uint64_t)cfg->max_connections + WORKER_HTTP_HEADROOM + WORKER_OWN_FDS;
+    /* Over TLS a stream holds three: the TCP socket and the front's
+     * socketpair (tls_front.h). */
+    uint64_t per_stream = cfg->tls_cert[0] != '\0' ? 3 : 1;
+    return (uint64_t)cfg->max_connections * per_stream + WORKER_HTTP_HEADROOM + WORKER_OWN_FDS;
 }
 
 static void
@@ -268,8 +279,14 @@ accept_pass(struct worker *w)
             accept_pause(w, strerror(errno));
             break;
         }
-        /* MHD closes fd itself when it fails (and logs why). */
-        if (MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len) != MHD_YES) {
+        if (w->tls) {
+            /* MHD gets one end of a pair; the front runs TLS on fd (closed on failure). */
+            if (tls_fronts_add(&w->fronts, fd, (struct sockaddr *)&ss, len) != 0) {
+                accept_pause(w, strerror(errno));
+                break;
+            }
+        } else if (MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len) != MHD_YES) {
+            /* MHD closes fd itself when it fails (and logs why). */
             accept_pause(w, "libmicrohttpd refused a connection");
             break;
         }
@@ -415,6 +432,8 @@ next_timeout_ms(struct worker *w)
 #endif
     if (w->accept_paused_until != 0 && w->accept_paused_until < next)
         next = w->accept_paused_until;
+    if (w->tls && tls_fronts_next_ms(&w->fronts) < next)
+        next = tls_fronts_next_ms(&w->fronts); /* a handshake's deadline */
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     w->mhd_due_ms = INT64_MAX;
@@ -481,6 +500,16 @@ worker_reload(struct worker *w)
 {
     struct config next;
     char msg[CONFIG_PATH_MAX + 256];
+    if (w->tls) {
+        /* New handshakes get the new pair; a bad one changes nothing. */
+        if (tls_serve_load(w->cfg->tls_cert, w->cfg->tls_key, msg, sizeof(msg)) != 0)
+            log_warnx("worker %u: reload: TLS: %s; keeping the running certificate", w->index,
+                      msg);
+        else
+            log_debug("worker %u: reload: TLS: %s", w->index, msg);
+    }
+    if (w->cfg->config_file[0] == '\0')
+        return; /* the master sent SIGHUP for the certificate only */
     if (config_reload(w->cfg, &next, msg, sizeof(msg)) != 0) {
         log_warnx("worker %u: reload: %s; keeping its options", w->index, msg);
         return;
@@ -525,6 +554,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.now_ms = clock_now_ms();
     w.fanout_last_ms = INT64_MIN / 2; /* long ago: the first event goes at once */
     w.fanout_due_ms = INT64_MAX;
+    w.tls = cfg->tls_cert[0] != '\0';
     snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
     log_limit_init(&w.mhd_log, "libmicrohttpd", LOG_LEVEL_WARN, WORKER_MHD_LOG_PER_SECOND);
     log_limit_init(&w.client_log, "ws", LOG_LEVEL_INFO, WORKER_CLIENT_LOG_PER_SECOND);
@@ -545,6 +575,14 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     conn_set_init(&w.set, cfg, w.epfd, &w.window, &w.client_log, w.own_stats, w.now_ms);
     conn_set_use_ring(&w.set, ring);
     worker_start_mhd(&w);
+    if (w.tls) {
+        char msg[256];
+        if (tls_fronts_init(&w.fronts, w.epfd, w.mhd, &w.now_ms, &w.client_log, msg,
+                            sizeof(msg)) != 0) {
+            log_error("worker %u: TLS: %s", index, msg);
+            exit(WORKER_EXIT_NO_RESPAWN);
+        }
+    }
     w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
     w.ev_signal.on_event = on_signal;
@@ -586,6 +624,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         conn_set_expire(&w.set);
         snap_cache_expire(&w.snap_cache);
         conn_set_reap(&w.set);
+        if (w.tls) {
+            tls_fronts_expire(&w.fronts);
+            tls_fronts_reap(&w.fronts);
+        }
         if (w.ping_pending) {
             w.ping_pending = 0;
             report_to_master(&w, WORKER_REPORT_PONG);
@@ -603,7 +645,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     }
     /* Whatever is left after the grace period goes now. */
     conn_set_drop_all(&w.set);
+    if (w.tls)
+        tls_fronts_free(&w.fronts);
     MHD_stop_daemon(w.mhd);
+    tls_serve_free();
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
     snap_cache_release(&w.snap_cache);
