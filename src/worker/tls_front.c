@@ -308,7 +308,12 @@ handshake(struct tls_front *c)
         }
         if (b != TLS_RECORD_HANDSHAKE) {
             front_log(f, "not a TLS handshake", "answered 400 and closed");
+            /* What was sent is read first: closing with unread bytes would
+             * reset the connection, and the answer with it. */
+            while (recv(c->tcp, f->scratch, TLS_FRONT_CHUNK, MSG_DONTWAIT) > 0)
+                ;
             (void)send(c->tcp, plain_reply, sizeof(plain_reply) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)shutdown(c->tcp, SHUT_WR);
             front_close(c);
             return;
         }
