@@ -14,6 +14,7 @@
 #include "build_config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,13 +51,13 @@ struct tls_front {
     struct ev_handler ev_tcp, ev_app;
     struct tls_fronts *set;
     struct tls_front *prev, *next;       /* set->conns */
-    struct tls_front *hs_prev, *hs_next; /* set->hs_head: handshaking, oldest first */
+    struct deadline_node dl; /* on set->hs while handshaking, set->linger while lingering */
     struct tls_front *dead_next;
     gnutls_session_t s;
     int tcp, app; /* the client's socket; our end of the pair */
-    int64_t hs_due;
     uint32_t tcp_mask, app_mask; /* registered (0: not in the epoll set) */
-    unsigned handshaking : 1, peeked : 1, tcp_eof : 1, app_shut : 1, out_pending : 1, dead : 1;
+    unsigned handshaking : 1, peeked : 1, tcp_eof : 1, app_shut : 1, out_pending : 1, dead : 1,
+        lingering : 1;
     unsigned char *in;  /* client plaintext the pair has not taken (TLS_FRONT_CHUNK) */
     uint32_t in_off, in_len;
 };
@@ -71,19 +72,8 @@ front_log(struct tls_fronts *f, const char *what, const char *why)
 static void
 hs_unlink(struct tls_front *c)
 {
-    struct tls_fronts *f = c->set;
-    if (!c->handshaking)
-        return;
     c->handshaking = 0;
-    if (c->hs_prev != NULL)
-        c->hs_prev->hs_next = c->hs_next;
-    else
-        f->hs_head = c->hs_next;
-    if (c->hs_next != NULL)
-        c->hs_next->hs_prev = c->hs_prev;
-    else
-        f->hs_tail = c->hs_prev;
-    c->hs_prev = c->hs_next = NULL;
+    deadline_disarm(&c->dl);
 }
 
 /* End the front now: both descriptors closed (MHD or the stream reads EOF),
@@ -150,8 +140,11 @@ update_masks(struct tls_front *c)
             tcp |= EPOLLIN;
         if (c->out_pending)
             tcp |= EPOLLOUT;
+        /* While a record waits: only whether the stream has gone (RDHUP). */
         if (!c->out_pending)
             app |= EPOLLIN;
+        else if (!c->lingering)
+            app |= EPOLLRDHUP;
         if (c->in_len > 0)
             app |= EPOLLOUT;
     }
@@ -340,8 +333,11 @@ on_tcp(struct ev_handler *h, uint32_t events)
     if (c->handshaking) {
         handshake(c);
     } else {
-        if (c->out_pending)
+        if (c->out_pending) {
             flush_out(c);
+            if (!c->dead && !c->out_pending)
+                pump_out(c); /* the rest of the stream, or its end */
+        }
         if (!c->dead && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
             pump_in(c);
     }
@@ -354,9 +350,15 @@ on_app(struct ev_handler *h, uint32_t events)
     struct tls_front *c = EV_CONTAINER(h, struct tls_front, ev_app);
     if (c->dead)
         return;
+    if (c->out_pending && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->lingering) {
+        /* The stream has ended while the client is not taking its bytes:
+         * it gets a linger for them, then the connection goes. */
+        c->lingering = 1;
+        deadline_arm_force(&c->set->linger, &c->dl, *c->set->now_ms);
+    }
     if (c->in_len > 0 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && flush_in(c) == 0)
         pump_in(c); /* GnuTLS may hold more than epoll shows */
-    if (!c->dead && !c->out_pending && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+    if (!c->dead && !c->out_pending && (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
         pump_out(c);
     update_masks(c);
 }
@@ -366,6 +368,8 @@ tls_fronts_init(struct tls_fronts *f, int epfd, struct MHD_Daemon *mhd, const in
                 struct log_limit *log, char *msg, size_t msg_size)
 {
     memset(f, 0, sizeof(*f));
+    deadline_list_init(&f->hs, TLS_FRONT_HANDSHAKE_MS);
+    deadline_list_init(&f->linger, TLS_FRONT_LINGER_MS);
     f->epfd = epfd;
     f->mhd = mhd;
     f->now_ms = now_ms;
@@ -464,13 +468,7 @@ tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, sockle
     c->tcp = fd;
     c->app = sp[0];
     c->handshaking = 1;
-    c->hs_due = *f->now_ms + TLS_FRONT_HANDSHAKE_MS;
-    c->hs_prev = f->hs_tail;
-    if (f->hs_tail != NULL)
-        f->hs_tail->hs_next = c;
-    else
-        f->hs_head = c;
-    f->hs_tail = c;
+    deadline_arm_force(&f->hs, &c->dl, *f->now_ms);
     c->next = f->conns;
     if (f->conns != NULL)
         f->conns->prev = c;
@@ -480,19 +478,25 @@ tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, sockle
     return 0;
 }
 
+#define FRONT_OF(node) ((struct tls_front *)(void *)((char *)(node)-offsetof(struct tls_front, dl)))
+
 void
 tls_fronts_expire(struct tls_fronts *f)
 {
-    while (f->hs_head != NULL && f->hs_head->hs_due <= *f->now_ms) {
+    struct deadline_node *n;
+    while ((n = deadline_pop_expired(&f->hs, *f->now_ms)) != NULL) {
         front_log(f, "handshake", "not finished in time, closed");
-        front_close(f->hs_head);
+        front_close(FRONT_OF(n));
     }
+    while ((n = deadline_pop_expired(&f->linger, *f->now_ms)) != NULL)
+        front_close(FRONT_OF(n)); /* the client did not take the stream's end */
 }
 
 int64_t
 tls_fronts_next_ms(const struct tls_fronts *f)
 {
-    return f->hs_head != NULL ? f->hs_head->hs_due : INT64_MAX;
+    int64_t a = deadline_next_ms(&f->hs), b = deadline_next_ms(&f->linger);
+    return a < b ? a : b;
 }
 
 void

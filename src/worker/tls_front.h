@@ -17,7 +17,8 @@
  *
  * Ends: the client's EOF or close_notify shuts the pair's write side (the
  * stream sees EOF); the application's EOF (MHD or a stream closed its end)
- * sends what is left, a close_notify, and closes the front.  A handshake must
+ * sends what is left, a close_notify, and closes the front (a client that
+ * does not take it gets TLS_FRONT_LINGER_MS for it).  A handshake must
  * finish within TLS_FRONT_HANDSHAKE_MS; a failed one (a plain HTTP request,
  * TLS 1.0/1.1, garbage) closes the TCP connection and is logged at info,
  * rate-limited.
@@ -30,8 +31,12 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
+#include "worker/deadline.h"
 
 #define TLS_FRONT_HANDSHAKE_MS 10000
+/* A stream that ended while the client was not taking its last bytes: they
+ * wait this long for the client, then the connection goes. */
+#define TLS_FRONT_LINGER_MS 2000
 
 struct MHD_Daemon;
 struct tls_front;
@@ -42,7 +47,8 @@ struct tls_fronts {
     int epfd;                /* the worker's */
     struct MHD_Daemon *mhd;  /* gets the pairs' other ends */
     struct tls_front *conns; /* all fronts */
-    struct tls_front *hs_head, *hs_tail; /* handshaking, oldest first */
+    struct deadline_list hs;     /* handshakes, TLS_FRONT_HANDSHAKE_MS */
+    struct deadline_list linger; /* ended streams' last bytes, TLS_FRONT_LINGER_MS */
     struct tls_front *dead;  /* closed in this pass, freed by tls_fronts_reap */
     uint32_t n;
     int mhd_added;           /* MHD got a connection: run it */
@@ -60,8 +66,9 @@ int tls_fronts_init(struct tls_fronts *f, int epfd, struct MHD_Daemon *mhd, cons
  * 0, or -1 (logged) when MHD or the system refused it. */
 int tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, socklen_t len);
 
-/* tls_fronts_expire - close the handshakes older than TLS_FRONT_HANDSHAKE_MS;
- * tls_fronts_next_ms - when the next one is due (INT64_MAX: none). */
+/* tls_fronts_expire - close the handshakes older than TLS_FRONT_HANDSHAKE_MS
+ * and the lingers older than TLS_FRONT_LINGER_MS; tls_fronts_next_ms - when
+ * the next one is due (INT64_MAX: none). */
 void tls_fronts_expire(struct tls_fronts *f);
 int64_t tls_fronts_next_ms(const struct tls_fronts *f);
 

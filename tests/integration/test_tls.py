@@ -24,7 +24,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import Daemon, ev, free_port, personad_path, persona_api, recv, run, ws_connect  # noqa: E402
+from harness import (Daemon, ev, free_port, personad_path, persona_api, recv, run,  # noqa: E402
+                     server_side_closed, ws_connect, ws_local_port)
 
 if shutil.which("openssl") is None or shutil.which("curl") is None:
     print("SKIP: openssl or curl missing")
@@ -248,6 +249,38 @@ async def test_sigterm_sends_1001_to_every_wss_client():
         d.cleanup()
 
 
+async def test_wss_write_deadline_drops_stuck_client():
+    """A wss client that stops reading is dropped after --write-deadline (and
+    the front's linger for its last bytes), while another one on the same
+    worker receives every event."""
+    deadline, linger, tol = 1.0, 2.0, 3.0
+    n, pad = 1500, "d" * 240  # ~440 KB: past every buffer, under the cap when written
+    with TLSDaemon(workers=1, flags=["--write-deadline=%g" % deadline, "--ring-size=4096"]) as d:
+        sock = socket.create_connection(("127.0.0.1", d.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck = await wss(d, sock=sock, server_hostname="localhost", max_queue=1,
+                          read_limit=4096)
+        port = ws_local_port(stuck)
+        normal = await wss(d, max_queue=None)
+        stage = os.path.join(d.tmp, "stage")
+        os.mkdir(stage)
+        for i in range(n):
+            with open(os.path.join(stage, "d%04d.json" % i), "w") as f:
+                f.write('{"name": "%s-%04d", "spec": {"nodes": 1}}' % (pad, i))
+        for i in range(n):
+            os.rename(os.path.join(stage, "d%04d.json" % i), d.path("d%04d.json" % i))
+        got = [await recv(normal, 10) for _ in range(n)]
+        assert got == [ev("added", "%s-%04d" % (pad, i)) for i in range(n)]
+        t0 = time.monotonic()
+        while not server_side_closed(d, port):
+            assert time.monotonic() - t0 < deadline + linger + tol, "stuck wss client kept"
+            await asyncio.sleep(0.1)
+        assert d.wait_log(lambda t: "write deadline exceeded" in t, timeout=1), d.log_text()[-2000:]
+        await normal.close()
+        assert normal.close_rcvd is not None and normal.close_rcvd.code == 1000
+        stuck.transport.abort()
+
+
 def test_sse_over_https():
     with TLSDaemon(workers=1) as d:
         p = subprocess.Popen(["curl", "-sSN", "-i", "--cacert", CA, "--max-time", "4",
@@ -329,7 +362,8 @@ if __name__ == "__main__":
     try:
         run([test_curl_rest_and_healthz, test_plain_http_to_tls_port_gets_400, test_tls_versions,
              test_wss_events_byte_exact_and_close_1000, test_wss_large_message_gets_1009,
-             test_wss_burst_to_slow_reader_complete, test_sigterm_sends_1001_to_every_wss_client,
+             test_wss_burst_to_slow_reader_complete, test_wss_write_deadline_drops_stuck_client,
+             test_sigterm_sends_1001_to_every_wss_client,
              test_sse_over_https, test_sighup_reloads_certificate, test_bad_files_at_start],
             timeout=90)
     finally:
