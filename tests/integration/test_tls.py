@@ -326,6 +326,97 @@ async def test_sighup_reloads_certificate():
         await ws.close()
 
 
+NODE_WSS = r"""
+'use strict';
+const WebSocket = require('ws');
+const fs = require('fs');
+const [port, ca] = process.argv.slice(1);
+const ws = new WebSocket('wss://localhost:' + port + '/ws', { ca: fs.readFileSync(ca) });
+ws.on('open', () => console.log('open'));
+ws.on('message', (m) => { console.log('message ' + m); ws.close(1000); });
+ws.on('close', (code) => { console.log('close ' + code); process.exit(0); });
+ws.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
+setTimeout(() => { console.log('timeout'); process.exit(1); }, 15000);
+"""
+
+
+def test_node_ws_over_wss():
+    """Node's ws with the test CA (its ca option): an event, then close 1000 echoed."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        print("skipped: no node")
+        return
+    env = dict(os.environ)
+    env.setdefault("NODE_PATH", "/usr/share/nodejs:/usr/lib/nodejs")
+    with TLSDaemon(workers=1) as d:
+        p = subprocess.Popen([node, "-e", NODE_WSS, str(d.port), CA], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, start_new_session=True)
+        try:
+            line = p.stdout.readline().decode().strip()
+            if line.startswith("error Cannot find module"):
+                print("skipped: node ws module missing")
+                return
+            assert line == "open", (line, p.stderr.read())
+            d.write("n.json", persona_api("n"))
+            out, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        lines = out.decode().split("\n")
+        assert lines[0] == "message " + ev("added", "n"), (out, err)
+        assert lines[1] == "close 1000", (out, err)
+
+
+def spki_hash(cert):
+    pub = sh("openssl", "x509", "-in", cert, "-pubkey", "-noout").stdout
+    der = sh("openssl", "pkey", "-pubin", "-outform", "der", input=pub).stdout
+    dig = sh("openssl", "dgst", "-sha256", "-binary", input=der).stdout
+    import base64
+    return base64.b64encode(dig).decode()
+
+
+def test_dashboard_in_chromium_over_https():
+    """Headless Chromium trusting the test certificate by its SPKI hash loads the
+    dashboard over https and shows an event it received over wss ("event #N ·
+    time" is written only for a /ws event)."""
+    chromium = "/usr/bin/chromium"
+    if not os.access(chromium, os.X_OK):
+        print("skipped: no %s" % chromium)
+        return
+    import threading
+    with TLSDaemon(workers=1, seed={"a.json": persona_api("a")}) as d:
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.wait(0.3):
+                d.write("live%03d.json" % i, persona_api("live%03d" % i))
+                i += 1
+        t = threading.Thread(target=writer, daemon=True)
+        p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                              "--no-first-run", "--disable-background-networking",
+                              "--disable-component-update", "--disable-sync",
+                              "--user-data-dir=" + os.path.join(d.tmp, "profile"),
+                              "--ignore-certificate-errors-spki-list=" + spki_hash(d.cert),
+                              "--virtual-time-budget=15000",
+                              "--dump-dom", "https://localhost:%d/" % d.port],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        t.start()
+        try:
+            dom, _ = p.communicate(timeout=90)
+        finally:
+            stop.set()
+            t.join()
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        dom = dom.decode("utf-8", "replace")
+        head = dom[dom.find("<header"):dom.find("</header>")]
+        assert "event #" in head and " · " in head, head
+
+
 def start_fails(flags):
     tmp = tempfile.mkdtemp(prefix="personad-tls-bad-")
     try:
@@ -364,7 +455,8 @@ if __name__ == "__main__":
              test_wss_events_byte_exact_and_close_1000, test_wss_large_message_gets_1009,
              test_wss_burst_to_slow_reader_complete, test_wss_write_deadline_drops_stuck_client,
              test_sigterm_sends_1001_to_every_wss_client,
-             test_sse_over_https, test_sighup_reloads_certificate, test_bad_files_at_start],
+             test_sse_over_https, test_sighup_reloads_certificate, test_node_ws_over_wss,
+             test_dashboard_in_chromium_over_https, test_bad_files_at_start],
             timeout=90)
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
