@@ -390,7 +390,7 @@ def test_dashboard_in_chromium_over_https():
 
         def writer():
             i = 0
-            while not stop.wait(0.3):
+            while not stop.wait(0.05):
                 d.write("live%03d.json" % i, persona_api("live%03d" % i))
                 i += 1
         t = threading.Thread(target=writer, daemon=True)
