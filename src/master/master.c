@@ -49,7 +49,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <microhttpd.h>
 #if defined(HAVE_SYS_RANDOM_H) && defined(HAVE_GETRANDOM)
 #include <sys/random.h>
 #endif
@@ -790,10 +789,6 @@ master_run(const struct config *cfg)
         return 1;
     }
     if (cfg->tls_cert[0] != '\0') {
-        if (tls_built_in() && MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
-            fprintf(stderr, "personad: --tls-cert: libmicrohttpd was built without TLS\n");
-            return 1;
-        }
         /* Loaded here: every worker, respawned ones too, inherits it. */
         if (tls_serve_load(cfg->tls_cert, cfg->tls_key, msg, sizeof(msg)) != 0) {
             fprintf(stderr, "personad: %s\n", msg);

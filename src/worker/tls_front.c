@@ -35,8 +35,8 @@
 
 #include <gnutls/gnutls.h>
 
-#define TLS_FRONT_CHUNK (16 * 1024) /* a TLS record's largest plaintext */
-#define TLS_FRONT_CHUNKS_PER_PASS 8 /* app -> client per wake-up, then the others */
+#define TLS_FRONT_CHUNK (16 * 1024)  /* a TLS record's largest plaintext */
+#define TLS_FRONT_CHUNKS_PER_PASS 8  /* app -> client per wake-up, then the others */
 #define TLS_FRONT_SNDBUF (64 * 1024) /* as stream_out's fixed send buffer */
 #define TLS_RECORD_HANDSHAKE 0x16    /* the first byte of a ClientHello */
 
@@ -50,15 +50,15 @@ static const char plain_reply[] = "HTTP/1.1 400 Bad Request\r\n"
 struct tls_front {
     struct ev_handler ev_tcp, ev_app;
     struct tls_fronts *set;
-    struct tls_front *prev, *next;       /* set->conns */
-    struct deadline_node dl; /* on set->hs while handshaking, set->linger while lingering */
+    struct tls_front *prev, *next; /* set->conns */
+    struct deadline_node dl;       /* on set->hs while handshaking, set->linger while lingering */
     struct tls_front *dead_next;
     gnutls_session_t s;
-    int tcp, app; /* the client's socket; our end of the pair */
+    int tcp, app;                /* the client's socket; our end of the pair */
     uint32_t tcp_mask, app_mask; /* registered (0: not in the epoll set) */
     unsigned handshaking : 1, peeked : 1, tcp_eof : 1, app_shut : 1, out_pending : 1, dead : 1,
         lingering : 1;
-    unsigned char *in;  /* client plaintext the pair has not taken (TLS_FRONT_CHUNK) */
+    unsigned char *in; /* client plaintext the pair has not taken (TLS_FRONT_CHUNK) */
     uint32_t in_off, in_len;
 };
 
@@ -461,7 +461,6 @@ tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, sockle
         errno = EMFILE;
         return -1;
     }
-    f->mhd_added = 1;
     c->ev_tcp.on_event = on_tcp;
     c->ev_app.on_event = on_app;
     c->set = f;

@@ -42,17 +42,16 @@ struct MHD_Daemon;
 struct tls_front;
 
 struct tls_fronts {
-    void *cred;              /* gnutls_certificate_credentials_t */
-    void *prio;              /* gnutls_priority_t */
-    int epfd;                /* the worker's */
-    struct MHD_Daemon *mhd;  /* gets the pairs' other ends */
-    struct tls_front *conns; /* all fronts */
+    void *cred;                  /* gnutls_certificate_credentials_t */
+    void *prio;                  /* gnutls_priority_t */
+    int epfd;                    /* the worker's */
+    struct MHD_Daemon *mhd;      /* gets the pairs' other ends */
+    struct tls_front *conns;     /* all fronts */
     struct deadline_list hs;     /* handshakes, TLS_FRONT_HANDSHAKE_MS */
     struct deadline_list linger; /* ended streams' last bytes, TLS_FRONT_LINGER_MS */
-    struct tls_front *dead;  /* closed in this pass, freed by tls_fronts_reap */
+    struct tls_front *dead;      /* closed in this pass, freed by tls_fronts_reap */
     uint32_t n;
-    int mhd_added;           /* MHD got a connection: run it */
-    unsigned char *scratch;  /* one buffer for all reads (TLS_FRONT_CHUNK bytes) */
+    unsigned char *scratch; /* one buffer for all reads (TLS_FRONT_CHUNK bytes) */
     const int64_t *now_ms;
     struct log_limit *log;
 };

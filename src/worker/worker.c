@@ -99,8 +99,8 @@ mhd_log(void *cls, const char *fmt, va_list ap)
     /* Over TLS, MHD's sockets are socketpair ends (tls_front.h): 0.9.75 takes
      * them for TCP and reports each TCP_NODELAY/TCP_CORK it cannot set
      * (EOPNOTSUPP), which is no news. */
-    if (w->tls && (strncmp(buf, "Setting TCP_", 12) == 0 ||
-                   strncmp(buf, "Failed to push the data", 23) == 0))
+    if (w->tls &&
+        (strncmp(buf, "Setting TCP_", 12) == 0 || strncmp(buf, "Failed to push the data", 23) == 0))
         return;
     if (!log_limit_allow(&w->mhd_log, clock_now_ms()))
         return;
@@ -503,8 +503,7 @@ worker_reload(struct worker *w)
     if (w->tls) {
         /* New handshakes get the new pair; a bad one changes nothing. */
         if (tls_serve_load(w->cfg->tls_cert, w->cfg->tls_key, msg, sizeof(msg)) != 0)
-            log_warnx("worker %u: reload: TLS: %s; keeping the running certificate", w->index,
-                      msg);
+            log_warnx("worker %u: reload: TLS: %s; keeping the running certificate", w->index, msg);
         else
             log_debug("worker %u: reload: TLS: %s", w->index, msg);
     }
@@ -577,8 +576,8 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     worker_start_mhd(&w);
     if (w.tls) {
         char msg[256];
-        if (tls_fronts_init(&w.fronts, w.epfd, w.mhd, &w.now_ms, &w.client_log, msg,
-                            sizeof(msg)) != 0) {
+        if (tls_fronts_init(&w.fronts, w.epfd, w.mhd, &w.now_ms, &w.client_log, msg, sizeof(msg)) !=
+            0) {
             log_error("worker %u: TLS: %s", index, msg);
             exit(WORKER_EXIT_NO_RESPAWN);
         }
