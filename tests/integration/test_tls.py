@@ -142,6 +142,33 @@ def test_curl_rest_and_healthz():
         assert b'"ok"' not in r.stdout, r
 
 
+def test_large_rest_body_to_slow_reader():
+    """A ~600 KB cluster over https to a reader with a 4 KB receive buffer that
+    takes 4 KB every 5 ms: the front waits for it, and the body is whole and exact."""
+    import json
+    desc = "".join("%06d." % i for i in range(85000))  # 595 KB, no escapes
+    with TLSDaemon(workers=1, flags=["--snapshot-max=8388608"],
+                   seed={"big.json": persona_api("big", description=desc)}) as d:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", d.port))
+        t = client_ctx().wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"GET /api/clusters/big HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = t.recv(4096)
+            if not b:
+                break
+            data += b
+            time.sleep(0.005)
+        t.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert json.loads(body)["spec"]["description"] == desc
+
+
 def test_plain_http_to_tls_port_gets_400():
     with TLSDaemon(workers=1) as d:
         workers = d.worker_pids()
@@ -451,7 +478,8 @@ if __name__ == "__main__":
         print("SKIP: built with --disable-tls (%s)" % err.strip())
         sys.exit(77)
     try:
-        run([test_curl_rest_and_healthz, test_plain_http_to_tls_port_gets_400, test_tls_versions,
+        run([test_curl_rest_and_healthz, test_large_rest_body_to_slow_reader,
+             test_plain_http_to_tls_port_gets_400, test_tls_versions,
              test_wss_events_byte_exact_and_close_1000, test_wss_large_message_gets_1009,
              test_wss_burst_to_slow_reader_complete, test_wss_write_deadline_drops_stuck_client,
              test_sigterm_sends_1001_to_every_wss_client,
