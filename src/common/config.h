@@ -29,6 +29,8 @@ struct config {
     char config_file[CONFIG_PATH_MAX]; /* "" when none */
     char web_root[CONFIG_PATH_MAX];    /* "" = the embedded dashboard at / */
     char auth_token_file[CONFIG_PATH_MAX]; /* "" = no bearer tokens needed */
+    char tls_cert[CONFIG_PATH_MAX];    /* "" = plain HTTP; else HTTPS/WSS only */
+    char tls_key[CONFIG_PATH_MAX];     /* the key of tls_cert */
     unsigned workers;                  /* worker processes, 1..256 */
     uint32_t ring_size;                /* events kept in the ring, power of two not required */
     int64_t ping_period_ms;

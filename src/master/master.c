@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
 #if defined(HAVE_SYS_RANDOM_H) && defined(HAVE_GETRANDOM)
 #include <sys/random.h>
 #endif
@@ -64,6 +65,7 @@
 #include "master/pidfile.h"
 #include "common/priv.h"
 #include "common/sig.h"
+#include "common/tls.h"
 #include "master/source.h"
 #include "master/source_dir.h"
 #include "master/store.h"
@@ -267,53 +269,72 @@ note_change(void *arg, const char *option, int live, const char *old_value, cons
  * the same live options to itself and its connections (a worker forked later
  * inherits them).  A file that no longer parses changes nothing anywhere. */
 static void
+hup_workers(struct master *m)
+{
+    for (unsigned i = 0; i < m->cfg->workers; i++)
+        if (m->slots[i].pid != 0 && kill(m->slots[i].pid, SIGHUP) != 0 && errno != ESRCH)
+            log_warn("kill(worker %u, SIGHUP)", i);
+}
+
+/* Returns 1 when live options changed (the workers are to re-read the file). */
+static int
 reload_config(struct master *m)
 {
     struct config next;
     char msg[CONFIG_PATH_MAX + 256];
     if (m->cfg->config_file[0] == '\0') {
         log_info("reload: no --config file; options unchanged");
-        return;
+        return 0;
     }
     if (config_reload(m->cfg, &next, msg, sizeof(msg)) != 0) {
         log_error("reload: %s; keeping the running configuration", msg);
-        return;
+        return 0;
     }
     unsigned changes = 0;
     if (config_update(&m->cfg_own, &next, note_change, &changes) == 0) {
         if (changes == 0)
             log_info("reload: %s: no option changed", m->cfg->config_file);
-        return;
+        return 0;
     }
     const char *warning = config_warning(m->cfg);
     if (warning != NULL)
         log_warnx("reload: %s", warning);
     log_set_level((enum log_level)config_log_level(m->cfg));
     source_dir_set_interval(m->dir, m->cfg->rescan_interval_ms);
-    for (unsigned i = 0; i < m->cfg->workers; i++)
-        if (m->slots[i].pid != 0 && kill(m->slots[i].pid, SIGHUP) != 0 && errno != ESRCH)
-            log_warn("kill(worker %u, SIGHUP)", i);
+    return 1;
+}
+
+/* SIGHUP with --tls-cert: the master loads the files too (it serves nothing,
+ * but a worker it forks later inherits the last good pair); every running
+ * worker loads them itself. */
+static void
+reload_tls(struct master *m)
+{
+    char msg[CONFIG_PATH_MAX + 256];
+    if (tls_serve_load(m->cfg->tls_cert, m->cfg->tls_key, msg, sizeof(msg)) != 0)
+        log_error("reload: TLS: %s; the workers keep the running certificate", msg);
+    else
+        log_info("reload: TLS: new connections get %s", msg);
 }
 
 /* SIGHUP with --auth-token-file: check the file again (the workers serve with
- * it, the master only reads it); a good one is re-read by every worker, sent
- * SIGHUP for it; a bad one changes nothing and is logged once, here. */
-static void
+ * it, the master only reads it).  Returns 1 for a good one, which every worker
+ * re-reads when sent SIGHUP; a bad one changes nothing and is logged once,
+ * here (0). */
+static int
 reload_auth_tokens(struct master *m)
 {
     if (m->cfg->auth_token_file[0] == '\0')
-        return;
+        return 0;
     struct auth_tokens t;
     char msg[CONFIG_PATH_MAX + 256];
     if (auth_tokens_load(&t, m->cfg->auth_token_file, msg, sizeof(msg)) != 0) {
         log_error("reload: --auth-token-file: %s; the workers keep the tokens read before", msg);
-        return;
+        return 0;
     }
     log_info("reload: --auth-token-file: %zu token(s) in %s", t.n, m->cfg->auth_token_file);
     auth_tokens_free(&t);
-    for (unsigned i = 0; i < m->cfg->workers; i++)
-        if (m->slots[i].pid != 0 && kill(m->slots[i].pid, SIGHUP) != 0 && errno != ESRCH)
-            log_warn("kill(worker %u, SIGHUP)", i);
+    return 1;
 }
 
 /* Every source rescans (SIGHUP); commit if one did. */
@@ -809,6 +830,18 @@ master_run(const struct config *cfg)
         }
         auth_tokens_free(&tokens);
     }
+    if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
+        fprintf(stderr, "personad: --tls-cert and --tls-key go together\n");
+        return 1;
+    }
+    if (cfg->tls_cert[0] != '\0') {
+        /* Loaded here: every worker, respawned ones too, inherits it. */
+        if (tls_serve_load(cfg->tls_cert, cfg->tls_key, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "personad: %s\n", msg);
+            return 1;
+        }
+        log_info("TLS: HTTPS and WSS only; %s", msg);
+    }
     m.nlisten = net_listen(cfg->listen_addr, cfg->listen_port, m.listen_fds, (int)cfg->workers, msg,
                            sizeof(msg));
     if (m.nlisten < 0) {
@@ -939,8 +972,15 @@ master_run(const struct config *cfg)
         if (sig_take(SIGHUP)) {
             if (m.ready_sent) /* before READY=1 a reload is part of the start */
                 notify_reloading(&m.notify);
-            reload_config(&m);
-            reload_auth_tokens(&m);
+            int hup = reload_config(&m);
+            if (cfg->tls_cert[0] != '\0') {
+                reload_tls(&m);
+                hup = 1;
+            }
+            if (reload_auth_tokens(&m))
+                hup = 1;
+            if (hup)
+                hup_workers(&m);
             log_info("SIGHUP: rescanning %s", cfg->personas_dir);
             rescan_and_notify(&m); /* a missing directory is retried below */
             if (m.ready_sent)

@@ -299,7 +299,7 @@ http_router_handler(void *cls, struct MHD_Connection *conn, const char *url, con
     } else if ((url = origin_path(url)) == NULL) {
         ret = http_reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid host in the request target");
     } else if (strcmp(url, "/healthz") != 0 &&
-               !http_access_host_ok(&w->access, host, 80 /* 443 once the listener speaks TLS */)) {
+               !http_access_host_ok(&w->access, host, w->tls ? 443 : 80)) {
         if (log_limit_allow(&w->client_log, w->now_ms))
             log_info("worker %u: %s %s: Host '%s' not allowed: 421", w->index, method, url,
                      host != NULL ? host : "(none)");

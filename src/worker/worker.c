@@ -57,6 +57,8 @@
 #include "common/net.h"
 #include "shm/peers.h"
 #include "common/sig.h"
+#include "common/tls.h"
+#include "worker/tls_front.h"
 #include "worker/worker.h"
 
 #define WORKER_EPOLL_EVENTS 256
@@ -130,6 +132,12 @@ mhd_log(void *cls, const char *fmt, va_list ap)
         w->mhd_refusal_expected = 0;
         return;
     }
+    /* Over TLS, MHD's sockets are socketpair ends (tls_front.h): 0.9.75 takes
+     * them for TCP and reports each TCP_NODELAY/TCP_CORK it cannot set
+     * (EOPNOTSUPP), which is no news. */
+    if (w->tls &&
+        (strncmp(buf, "Setting TCP_", 12) == 0 || strncmp(buf, "Failed to push the data", 23) == 0))
+        return;
     if (!log_limit_allow(&w->mhd_log, clock_now_ms()))
         return;
     size_t n = strlen(buf);
@@ -285,10 +293,14 @@ static void
 peer_refuse(struct worker *w, int fd, const uint8_t key[16], uint64_t open)
 {
     char buf[1024];
-    (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-    (void)send(fd, peer_busy_reply, sizeof(peer_busy_reply) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)shutdown(fd, SHUT_WR);
-    (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    /* On a TLS port a plain-text 503 would read as a broken handshake: the
+     * connection is only closed (the client sees the handshake fail). */
+    if (!w->tls) {
+        (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        (void)send(fd, peer_busy_reply, sizeof(peer_busy_reply) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)shutdown(fd, SHUT_WR);
+        (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    }
     close(fd);
     stats_add(w->own_stats, STATS_HTTP_503, 1);
     if (log_limit_allow(&w->client_log, w->now_ms)) {
@@ -313,7 +325,10 @@ mhd_connection_limit(const struct config *cfg)
 uint64_t
 worker_nofile_needed(const struct config *cfg)
 {
-    return (uint64_t)cfg->max_connections + WORKER_HTTP_HEADROOM + WORKER_OWN_FDS;
+    /* Over TLS a stream holds three: the TCP socket and the front's
+     * socketpair (tls_front.h). */
+    uint64_t per_stream = cfg->tls_cert[0] != '\0' ? 3 : 1;
+    return (uint64_t)cfg->max_connections * per_stream + WORKER_HTTP_HEADROOM + WORKER_OWN_FDS;
 }
 
 static void
@@ -460,13 +475,23 @@ accept_pass(struct worker *w)
         }
         w->adding.counted = counted;
         w->adding.pending = 1; /* the connection's context takes the count over */
-        /* MHD closes fd itself when it fails (and logs why). */
-        enum MHD_Result added_ok = MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len);
+        enum MHD_Result added_ok;
+        const char *why = "libmicrohttpd refused a connection";
+        if (w->tls) {
+            /* MHD gets one end of a pair; the front runs TLS on fd (closed on failure). */
+            added_ok = tls_fronts_add(&w->fronts, fd, (struct sockaddr *)&ss, len) == 0 ? MHD_YES
+                                                                                        : MHD_NO;
+            if (added_ok != MHD_YES)
+                why = strerror(errno);
+        } else {
+            /* MHD closes fd itself when it fails (and logs why). */
+            added_ok = MHD_add_connection(w->mhd, fd, (struct sockaddr *)&ss, len);
+        }
         if (w->adding.pending && counted) /* no context took it */
             (void)peers_add(w->own_stats, w->peer_slot_bytes, w->adding.key, -1);
         w->adding.pending = 0;
         if (added_ok != MHD_YES) {
-            accept_pause(w, "libmicrohttpd refused a connection");
+            accept_pause(w, why);
             break;
         }
         in_mhd++;
@@ -613,6 +638,8 @@ next_timeout_ms(struct worker *w)
         next = w->accept_paused_until;
     if (deadline_next_ms(&w->head_list) < next)
         next = deadline_next_ms(&w->head_list);
+    if (w->tls && tls_fronts_next_ms(&w->fronts) < next)
+        next = tls_fronts_next_ms(&w->fronts); /* a handshake's deadline */
     int64_t timeout = next == INT64_MAX ? 60000 : next - clock_now_ms();
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     w->mhd_due_ms = INT64_MAX;
@@ -679,6 +706,15 @@ worker_reload(struct worker *w)
 {
     struct config next;
     char msg[CONFIG_PATH_MAX + 256];
+    if (w->tls) {
+        /* New handshakes get the new pair; a bad one changes nothing. */
+        if (tls_serve_load(w->cfg->tls_cert, w->cfg->tls_key, msg, sizeof(msg)) != 0)
+            log_warnx("worker %u: reload: TLS: %s; keeping the running certificate", w->index, msg);
+        else
+            log_debug("worker %u: reload: TLS: %s", w->index, msg);
+    }
+    if (w->cfg->config_file[0] == '\0')
+        return; /* SIGHUP for the certificate or the tokens only */
     if (config_reload(w->cfg, &next, msg, sizeof(msg)) != 0) {
         log_warnx("worker %u: reload: %s; keeping its options", w->index, msg);
         return;
@@ -724,9 +760,10 @@ on_signal(struct ev_handler *h, uint32_t events)
     if (sig_take(SIGTERM) || sig_take(SIGINT))
         begin_stop(w, "signal");
     if (sig_take(SIGHUP) && !w->stopping) {
+        /* The master sends SIGHUP for the config file, the certificate or the
+         * tokens: each is read again here when it is in use. */
         worker_load_tokens(w);
-        if (w->cfg->config_file[0] != '\0') /* the master forwards SIGHUP for the tokens too */
-            worker_reload(w);
+        worker_reload(w);
     }
 }
 
@@ -755,6 +792,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.now_ms = clock_now_ms();
     w.fanout_last_ms = INT64_MIN / 2; /* long ago: the first event goes at once */
     w.fanout_due_ms = INT64_MAX;
+    w.tls = cfg->tls_cert[0] != '\0';
     snap_cache_init(&w.snap_cache, snap, &w.now_ms, cfg->rest_deadline_ms, index);
     if (http_access_set(&w.access, cfg->allowed_origins, cfg->allowed_hosts) != 0)
         fatalx("worker %u: bad --allowed-origins or --allowed-hosts", index); /* config.c checks */
@@ -780,6 +818,14 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     conn_set_use_ring(&w.set, ring);
     conn_set_use_peers(&w.set, w.peer_slot_bytes);
     worker_start_mhd(&w);
+    if (w.tls) {
+        char msg[256];
+        if (tls_fronts_init(&w.fronts, w.epfd, w.mhd, &w.now_ms, &w.client_log, msg, sizeof(msg)) !=
+            0) {
+            log_error("worker %u: TLS: %s", index, msg);
+            exit(WORKER_EXIT_NO_RESPAWN);
+        }
+    }
     w.ev_doorbell.on_event = on_doorbell;
     epoll_add(&w, doorbell_fd, &w.ev_doorbell);
     w.ev_signal.on_event = on_signal;
@@ -822,6 +868,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
         heads_expire(&w);
         snap_cache_expire(&w.snap_cache);
         conn_set_reap(&w.set);
+        if (w.tls) {
+            tls_fronts_expire(&w.fronts);
+            tls_fronts_reap(&w.fronts);
+        }
         if (w.ping_pending) {
             w.ping_pending = 0;
             report_to_master(&w, WORKER_REPORT_PONG);
@@ -839,7 +889,10 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     }
     /* Whatever is left after the grace period goes now. */
     conn_set_drop_all(&w.set);
+    if (w.tls)
+        tls_fronts_free(&w.fronts);
     MHD_stop_daemon(w.mhd);
+    tls_serve_free();
     log_limit_flush(&w.mhd_log, INT64_MAX); /* report what is still owed */
     log_limit_flush(&w.client_log, INT64_MAX);
     snap_cache_release(&w.snap_cache);

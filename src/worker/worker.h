@@ -29,6 +29,7 @@
 #include "worker/http_access.h"
 #include "common/log.h"
 #include "worker/snap_cache.h"
+#include "worker/tls_front.h"
 
 #define WORKER_EXIT_NO_RESPAWN 2
 
@@ -75,6 +76,8 @@ struct worker {
     struct event_window window; /* encoded events, shared by all connections */
     struct conn_set set;        /* the stream connections and pending handshakes */
     int stopping;
+    int tls;                  /* --tls-cert: every connection through a front */
+    struct tls_fronts fronts; /* the TLS sessions (tls_front.c) */
     int ping_pending;         /* the master pinged: answer after this pass's handlers */
     int64_t now_ms;           /* time of the current loop pass */
     int64_t mhd_due_ms;       /* when MHD's nearest timeout expires (INT64_MAX: none) */

@@ -5,8 +5,9 @@
  * close its copy (MHD_UPGRADE_ACTION_CLOSE).  MHD 0.9.75 only close()s its copy
  * of a plain TCP socket, so our duplicate stays connected and MHD frees the
  * connection's memory pool at once (about 9 KB per connection otherwise).  The
- * integration tests prove on the build host that the socket survives.  TLS would
- * break this (MHD shuts a TLS socket down); personad does not do TLS itself.
+ * integration tests prove on the build host that the socket survives.  MHD's
+ * own TLS would break this (MHD shuts a TLS socket down); with --tls-cert the
+ * socket is the plain end of a tls_front's socketpair, so nothing changes here.
  */
 #include "build_config.h"
 
