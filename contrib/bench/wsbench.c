@@ -43,6 +43,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -592,6 +593,12 @@ main(int argc, char **argv)
     uint64_t t0;
 
     parse_opts(&b->o, argc, argv);
+    /* A write to a connection the server has closed fails with EPIPE and is
+     * counted as a close (conn_flush); SIGPIPE would end the whole run. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        perror("wsbench: signal(SIGPIPE)");
+        return 2;
+    }
     raise_nofile(b->o.clients + 64);
     parse_url(b, b->o.url);
     uint64_t resume_seq = 0;
