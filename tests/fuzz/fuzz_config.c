@@ -4,30 +4,29 @@
  * start, without its printing), then config_update as the master applies a
  * reload (every changed value formatted back).
  *
- * The text is written to one temporary file per process (rewritten for each
- * input; removed at exit).  A file that parses must leave every value in its
- * range: the rest of the daemon trusts struct config without checking.
+ * The text is written to one memfd per process (rewritten for each input),
+ * read through /proc/self/fd/N: a file on disk costs a flush per input (ext4
+ * flushes a file truncated to 0 when it is closed) and ran 50 times slower.  A file that parses
+ * must leave every value in its range: the rest of the daemon trusts struct config without
+ * checking.
  */
+/* memfd_create(2) is outside POSIX: glibc declares it with _GNU_SOURCE. */
+#define _GNU_SOURCE 1
 #include "build_config.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char path[] = "/tmp/fuzz_config.XXXXXX";
+static char path[64];
 static int fd = -1;
-
-static void
-remove_file(void)
-{
-    unlink(path);
-}
 
 static void
 note(void *arg, const char *option, int live, const char *old_value, const char *new_value)
@@ -40,10 +39,10 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (fd < 0) {
-        fd = mkstemp(path);
+        fd = memfd_create("fuzz_config", MFD_CLOEXEC);
         if (fd < 0)
             abort();
-        atexit(remove_file);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     }
     if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
         abort();
