@@ -285,7 +285,7 @@ snapshot_copy(const struct snapshot *s, uint64_t known_gen, uint8_t **blob, size
         if (bytes > s->half_bytes)
             continue;             /* torn or bogus length: never copy past the half */
         size_t n = (size_t)bytes; /* <= half_bytes, which was mapped, so it fits */
-        if (n > cap) {
+        if (buf == NULL || n > cap) { /* 0 bytes (a corrupt header) get a buffer too */
             free(buf);
             buf = malloc(n ? n : 1);
             if (buf == NULL)

@@ -390,6 +390,36 @@ START_TEST(test_corrupt_header_after_init)
 }
 END_TEST
 
+START_TEST(test_copy_zero_length)
+{
+    /* A corrupt header whose current half says 0 bytes (found by
+     * tests/fuzz/fuzz_snapshot: memcpy to a NULL buffer, and SNAPSHOT_OK with
+     * a NULL blob): the copy is an empty buffer, which the reader's
+     * snapshot_blob_valid then refuses. */
+    const uint64_t half = 4096;
+    uint8_t *map;
+    size_t map_bytes;
+    struct snapshot w;
+    (void)guarded_snap(&w, half, &map, &map_bytes);
+    struct snapshot rd = w;
+    size_t l1;
+    uint8_t *b1 = blob_of("one", 1, &l1);
+    ck_assert_int_eq(snapshot_publish(&w, b1, l1), SNAPSHOT_OK);
+    w.hdr->half[1].blob_bytes = 0;
+    uint8_t *copy = NULL;
+    size_t len = 99;
+    uint64_t gen = 0;
+    ck_assert_int_eq(snapshot_copy(&rd, 0, &copy, &len, &gen), SNAPSHOT_OK);
+    ck_assert_ptr_nonnull(copy);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_uint_eq(gen, 1);
+    ck_assert_int_eq(snapshot_blob_valid(copy, len), 0);
+    free(copy);
+    free(b1);
+    munmap(map, map_bytes);
+}
+END_TEST
+
 START_TEST(test_attach_and_bytes)
 {
     struct snapshot w, rd;
@@ -671,6 +701,7 @@ snapshot_suite(void)
     tcase_add_test(tc, test_publish_toobig);
     tcase_add_test(tc, test_blob_valid_rejects);
     tcase_add_test(tc, test_corrupt_header_after_init);
+    tcase_add_test(tc, test_copy_zero_length);
     tcase_add_test(tc, test_attach_and_bytes);
     tcase_add_test(tc, test_epoch);
     suite_add_tcase(s, tc);
