@@ -121,8 +121,7 @@ kube_object_record(const cJSON *obj, const char **name, char **record, size_t *r
     }
     /* References: out does not own spec and status (freed without them). */
     if (!cJSON_AddItemReferenceToObject(out, "spec", (cJSON *)spec) ||
-        (status != NULL && !cJSON_AddItemReferenceToObject(out, "status", (cJSON *)status)) ||
-        (status == NULL && cJSON_AddNullToObject(out, "status") == NULL)) {
+        (status != NULL && !cJSON_AddItemReferenceToObject(out, "status", (cJSON *)status))) {
         cJSON_Delete(out);
         return "out of memory";
     }

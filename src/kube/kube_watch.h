@@ -45,7 +45,7 @@ size_t kube_lines_pending(const struct kube_lines *l);
 
 /* kube_object_record - the record of one ClusterPersona object: *name points
  * into obj (metadata.name), *record is malloc'd {"name","spec","status"}
- * (status null when absent) of *record_len bytes.  Returns NULL, or a static
+ * (no status when absent: the store's empty one) of *record_len bytes.  Returns NULL, or a static
  * string saying what is wrong (no metadata.name, no spec, out of memory). */
 const char *kube_object_record(const cJSON *obj, const char **name, char **record,
                                size_t *record_len);

@@ -532,7 +532,9 @@ ping_overdue(const struct master *m, const struct worker_slot *s, int64_t now)
 static void
 supervise(struct master *m, int64_t now)
 {
-    if (!m->ready_sent && all_ready(m)) {
+    /* Ready: every worker runs, and there is a state to serve (a Kubernetes
+     * source has listed). */
+    if (!m->ready_sent && all_ready(m) && !(m->flags & SNAP_FLAG_KUBE_UNLISTED)) {
         status_text(m, m->status, sizeof(m->status));
         notify_ready(&m->notify, notify_active(&m->notify) ? m->status : NULL);
         m->ready_sent = 1;
