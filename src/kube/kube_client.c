@@ -239,7 +239,11 @@ http_get(struct client *c, const char *url, long timeout_s, curl_write_callback 
     SET(CURLOPT_WRITEFUNCTION, write);
     SET(CURLOPT_WRITEDATA, arg);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85 */
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     SET(CURLOPT_USERAGENT, "personad/" PACKAGE_VERSION);
     if (c->t->ca_file[0] != '\0')
         SET(CURLOPT_CAINFO, c->t->ca_file);
