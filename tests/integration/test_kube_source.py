@@ -488,6 +488,26 @@ async def test_client_sigkill_respawn_no_duplicates():
                 await ws.close()
 
 
+async def test_sighup_relists_silently():
+    with fake() as k:
+        seeded(k, 3)
+        with KubeDaemon(k) as d:
+            ws = await ws_connect(d)
+            try:
+                pid = d.client_pid()
+                n_lists = len(lists(k))
+                d.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 10
+                while len(lists(k)) == n_lists and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert len(lists(k)) > n_lists, "SIGHUP did not list again"
+                await probe(k, ws)   # an unchanged list emits nothing
+                assert d.client_pid() != pid
+                assert d.healthz()[0] == 200
+            finally:
+                await ws.close()
+
+
 async def test_https_with_test_ca_and_in_cluster_env():
     with fake(tls=True, token="sa-token") as k:
         seeded(k, 1)
@@ -562,6 +582,6 @@ if __name__ == "__main__":
          test_api_down_during_operation, test_hanging_api_and_sigterm,
          test_wrong_token_then_rotation, test_ten_thousand_objects_in_pages,
          test_malformed_object_skipped, test_object_over_max_relists,
-         test_client_sigkill_respawn_no_duplicates,
+         test_client_sigkill_respawn_no_duplicates, test_sighup_relists_silently,
          test_https_with_test_ca_and_in_cluster_env, test_options_and_refusals],
         timeout=120.0)
