@@ -101,14 +101,16 @@ START_TEST(object_records)
                                  "\"managedFields\":[{}]},\"spec\":{\"a\":1},"
                                  "\"status\":{\"phase\":\"Ready\"}}",
                                  &rec));
-    ck_assert_str_eq(rec, "{\"name\":\"prod\",\"spec\":{\"a\":1},\"status\":{\"phase\":\"Ready\"}}");
+    ck_assert_str_eq(rec,
+                     "{\"name\":\"prod\",\"spec\":{\"a\":1},\"status\":{\"phase\":\"Ready\"}}");
     free(rec);
     /* metadata only differs: the same record */
     ck_assert_ptr_null(record_of("{\"metadata\":{\"name\":\"prod\",\"resourceVersion\":\"8\","
                                  "\"annotations\":{\"x\":\"y\"}},\"spec\":{\"a\":1},"
                                  "\"status\":{\"phase\":\"Ready\"}}",
                                  &rec));
-    ck_assert_str_eq(rec, "{\"name\":\"prod\",\"spec\":{\"a\":1},\"status\":{\"phase\":\"Ready\"}}");
+    ck_assert_str_eq(rec,
+                     "{\"name\":\"prod\",\"spec\":{\"a\":1},\"status\":{\"phase\":\"Ready\"}}");
     free(rec);
     /* no status: none in the record */
     ck_assert_ptr_null(record_of("{\"metadata\":{\"name\":\"prod\"},\"spec\":{}}", &rec));
@@ -151,9 +153,12 @@ START_TEST(events)
     ck_assert_int_eq(ev.type, KUBE_EVENT_DELETED);
     ck_assert_str_eq(ev.rv, "abc/def==");
     kube_event_free(&ev);
-    static const char *const bad[] = {"", "not json", "{\"type\":\"ADDED\"}",
+    static const char *const bad[] = {"",
+                                      "not json",
+                                      "{\"type\":\"ADDED\"}",
                                       "{\"type\":\"RESYNC\",\"object\":{}}",
-                                      "{\"type\":1,\"object\":{}}", "{\"type\":\"ADDED\",\"object\":[]}",
+                                      "{\"type\":1,\"object\":{}}",
+                                      "{\"type\":\"ADDED\",\"object\":[]}",
                                       "{\"type\":\"ADDED\",\"object\":{"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ck_assert_msg(kube_event_parse(bad[i], strlen(bad[i]), &ev) != NULL, "%s", bad[i]);

@@ -92,7 +92,8 @@ static const struct opt opts[] = {
     {"personas-dir", 'd', "DIR", PERSONAD_DEFAULT_PERSONAS_DIR,
      "directory of persona files\n(default %s)", PATH(personas_dir), OPT_FILE_KEY, OPT_RESTART},
     {"source", 0, "dir|kubernetes", "dir",
-     "where personas come from: DIR's files, or the\nClusterPersonas of a Kubernetes API; default %s\n"
+     "where personas come from: DIR's files, or the\n"
+     "ClusterPersonas of a Kubernetes API; default %s\n"
 #ifdef ENABLE_KUBERNETES
      "(built in: dir, kubernetes)",
 #else
@@ -100,11 +101,13 @@ static const struct opt opts[] = {
 #endif
      CHOICE(source), OPT_FILE_KEY, OPT_RESTART},
     {"kube-api", 0, "URL", NULL,
-     "the Kubernetes API (\"http://127.0.0.1:8001\" for\nkubectl proxy); default: in-cluster, from\n"
+     "the Kubernetes API (\"http://127.0.0.1:8001\" for\n"
+     "kubectl proxy); default: in-cluster, from\n"
      "KUBERNETES_SERVICE_HOST and _PORT",
      PATH(kube_api), OPT_FILE_KEY, OPT_RESTART},
     {"kube-token-file", 0, "FILE", NULL,
-     "bearer token for the API, re-read when it changes\n(default in-cluster: the service account's)",
+     "bearer token for the API, read before each request\n"
+     "(default in-cluster: the service account's)",
      PATH(kube_token_file), OPT_FILE_KEY, OPT_RESTART},
     {"kube-ca-file", 0, "FILE", NULL,
      "CA certificates for an https API (default in-cluster:\nthe service account's ca.crt)",

@@ -35,9 +35,9 @@
 
 /* What a request ended with. */
 enum step {
-    STEP_OK,      /* done: go on */
-    STEP_RELIST,  /* list again (410, a line too long) */
-    STEP_RETRY,   /* a problem (noted): back off, then the same step */
+    STEP_OK,     /* done: go on */
+    STEP_RELIST, /* list again (410, a line too long) */
+    STEP_RETRY,  /* a problem (noted): back off, then the same step */
 };
 
 struct body {
@@ -51,8 +51,8 @@ struct client {
     size_t max_object;
     int out;
     CURL *curl;
-    char *rv;     /* owned: the last resourceVersion seen; NULL before a list */
-    char *token;  /* owned: the last token read, for the header */
+    char *rv;                         /* owned: the last resourceVersion seen; NULL before a list */
+    char *token;                      /* owned: the last token read, for the header */
     char problem[KUBE_PROBLEM_BYTES]; /* "" while healthy */
     int64_t backoff_ms;
     /* One watch: */
@@ -85,8 +85,8 @@ out_frame(struct client *c, int type, const char *key, const char *data, size_t 
 
 /* --- problems and back-off ---------------------------------------------------- */
 
-static void
-note_problem(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_problem(struct client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 note_problem(struct client *c, const char *fmt, ...)
@@ -268,9 +268,8 @@ make_url(struct client *c, const char *q, const char *key, const char *val)
                (key != NULL ? strlen(key) + 2 : 0) + (esc != NULL ? strlen(esc) : 0) + 2;
     char *url = malloc(n);
     if (url != NULL)
-        snprintf(url, n, "%s%s?%s%s%s%s%s", c->t->api, KUBE_COLLECTION, q,
-                 key != NULL ? "&" : "", key != NULL ? key : "", key != NULL ? "=" : "",
-                 esc != NULL ? esc : "");
+        snprintf(url, n, "%s%s?%s%s%s%s%s", c->t->api, KUBE_COLLECTION, q, key != NULL ? "&" : "",
+                 key != NULL ? key : "", key != NULL ? "=" : "", esc != NULL ? esc : "");
     curl_free(esc);
     return url;
 }

@@ -34,7 +34,7 @@
 
 struct kube_frame {
     int type;
-    const char *key; /* PUT, REMOVE: NUL-terminated, inside the reader's buffer */
+    const char *key;  /* PUT, REMOVE: NUL-terminated, inside the reader's buffer */
     const char *data; /* PUT: the record (NUL-terminated too); else NULL */
     size_t len;       /* of data */
 };

@@ -23,8 +23,7 @@ kube_target_resolve(const struct config *cfg, char *(*getenv_fn)(const char *),
     if (cfg->kube_api[0] != '\0') {
         if (strncmp(cfg->kube_api, "http://", 7) != 0 &&
             strncmp(cfg->kube_api, "https://", 8) != 0) {
-            snprintf(msg, msg_size, "--kube-api=%s: not an http:// or https:// URL",
-                     cfg->kube_api);
+            snprintf(msg, msg_size, "--kube-api=%s: not an http:// or https:// URL", cfg->kube_api);
             return -1;
         }
         (void)copy(t->api, sizeof(t->api), cfg->kube_api);

@@ -35,8 +35,7 @@ void kube_lines_reset(struct kube_lines *l);
  * Returns 0, the callback's value, or -1 when a line grows past max or
  * memory runs out (*err says which; what is held is dropped). */
 int kube_lines_feed(struct kube_lines *l, const char *data, size_t n,
-                    int (*line)(void *arg, char *text, size_t len), void *arg,
-                    const char **err);
+                    int (*line)(void *arg, char *text, size_t len), void *arg, const char **err);
 
 /* kube_lines_pending - bytes of a partial line held. */
 size_t kube_lines_pending(const struct kube_lines *l);

@@ -775,8 +775,8 @@ open_source(struct master *m, char *msg, size_t msg_size)
         return -1;
 #endif
     }
-    m->dir = source_dir_open(m->cfg->personas_dir, m->store, m->cfg->rescan_interval_ms, msg,
-                             msg_size);
+    m->dir =
+        source_dir_open(m->cfg->personas_dir, m->store, m->cfg->rescan_interval_ms, msg, msg_size);
     if (m->dir == NULL)
         return -1;
     m->sources[m->nsources++] = source_dir_source(m->dir);

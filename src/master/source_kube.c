@@ -26,7 +26,7 @@
 #include "master/source_kube.h"
 
 #define SOURCE_KUBE_WHAT "ClusterPersona"
-#define SOURCE_KUBE_READS 16          /* read calls per on_ready */
+#define SOURCE_KUBE_READS 16 /* read calls per on_ready */
 #define SOURCE_KUBE_MIN_LIFETIME_MS 1000
 
 struct source_kube {
@@ -37,16 +37,16 @@ struct source_kube {
     size_t max_object;
     void (*in_child)(void *);
     void *in_child_arg;
-    pid_t pid;      /* the client child, 0 when none */
-    int rd;         /* its pipe's read end, -1 once at EOF */
+    pid_t pid; /* the client child, 0 when none */
+    int rd;    /* its pipe's read end, -1 once at EOF */
     int64_t started_ms;
     int64_t respawn_at; /* 0: none pending */
     unsigned quick_fails;
     struct kube_pipe_reader reader;
-    int in_sync;  /* between BEGIN and END/CANCEL */
-    int listed;   /* a first list was published */
-    int changed;  /* frames applied since the last commit */
-    int held;     /* whole frames are held, left for on_timer (after the baseline) */
+    int in_sync; /* between BEGIN and END/CANCEL */
+    int listed;  /* a first list was published */
+    int changed; /* frames applied since the last commit */
+    int held;    /* whole frames are held, left for on_timer (after the baseline) */
     char name[CONFIG_PATH_MAX + 16];
 };
 
@@ -328,9 +328,11 @@ source_kube_reaped(struct source_kube *sk, pid_t pid, int status)
         log_error("kubernetes: API client (pid %ld) exited with status %d; respawning", (long)pid,
                   WEXITSTATUS(status));
     if (now - sk->started_ms < SOURCE_KUBE_MIN_LIFETIME_MS) {
-        int64_t delay = (int64_t)SOURCE_KUBE_RESPAWN_MIN_MS << (sk->quick_fails < 6 ? sk->quick_fails : 6);
+        int64_t delay = (int64_t)SOURCE_KUBE_RESPAWN_MIN_MS
+                        << (sk->quick_fails < 6 ? sk->quick_fails : 6);
         sk->quick_fails++;
-        sk->respawn_at = now + (delay > SOURCE_KUBE_RESPAWN_MAX_MS ? SOURCE_KUBE_RESPAWN_MAX_MS : delay);
+        sk->respawn_at =
+            now + (delay > SOURCE_KUBE_RESPAWN_MAX_MS ? SOURCE_KUBE_RESPAWN_MAX_MS : delay);
     } else {
         sk->quick_fails = 0;
         sk->respawn_at = now;
