@@ -281,7 +281,7 @@ note_http(struct client *c, const char *what, long status, const struct body *b)
     cJSON *root = NULL;
     const char *msg = b->buf != NULL ? kube_status_message(b->buf, b->len, &root) : NULL;
     const char *hint = status == 401   ? " (is the token right? --kube-token-file)"
-                       : status == 403 ? " (does the service account may list and watch "
+                       : status == 403 ? " (may the account list and watch "
                                          "clusterpersonas.dorgu.io?)"
                                        : "";
     note_problem(c, "%s: HTTP %ld%s%s%s", what, status, msg != NULL ? ": " : "",
