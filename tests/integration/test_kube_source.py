@@ -366,6 +366,23 @@ async def test_api_down_during_operation():
                 await ws2.close()
 
 
+async def test_403_then_500_one_line_per_state():
+    with fake() as k:
+        seeded(k, 1)
+        k.set_error(403)
+        with KubeDaemon(k, ready=False) as d:
+            line = d.wait_log(lambda ln: "HTTP 403" in ln, 10)
+            assert line and "list and watch" in line, line
+            k.set_error(500)
+            assert d.wait_log(lambda ln: "HTTP 500" in ln, 15)
+            k.set_error(None)
+            d.wait_ready(40)
+            assert names(d) == ["c0"]
+            log = d.log_text()
+            assert log.count("HTTP 403") == 1 and log.count("HTTP 500") == 1, log
+            assert log.count("answers again") == 1, log
+
+
 async def test_hanging_api_and_sigterm():
     with fake() as k:
         seeded(k, 1)
@@ -579,7 +596,8 @@ if __name__ == "__main__":
          test_status_only_and_metadata_only, test_bookmark_advances_rv_only,
          test_watch_timeout_and_cut_rewatch, test_410_relists_with_exact_diff,
          test_continue_expired_restarts_list, test_api_down_at_start,
-         test_api_down_during_operation, test_hanging_api_and_sigterm,
+         test_api_down_during_operation, test_403_then_500_one_line_per_state,
+         test_hanging_api_and_sigterm,
          test_wrong_token_then_rotation, test_ten_thousand_objects_in_pages,
          test_malformed_object_skipped, test_object_over_max_relists,
          test_client_sigkill_respawn_no_duplicates, test_sighup_relists_silently,
