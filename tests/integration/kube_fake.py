@@ -22,12 +22,16 @@ Run as a script for manual use (prints its URL, serves until Ctrl-C):
 
 API (all methods are thread-safe; names are ClusterPersona names):
 
-  FakeKube(token=None, tls=False, certdir=None, port=0, bookmark_interval=None)
+  FakeKube(token=None, tls=False, certdir=None, port=0, bookmark_interval=None,
+           watch_max_seconds=None, host="127.0.0.1")
       token: when not None, every request needs "Authorization: Bearer TOKEN"
       (else 401 with a Status body).  tls: serve https with a certificate from
       make_test_certs(certdir) (a temp dir when None); .ca_file names the CA.
       bookmark_interval: seconds between BOOKMARK events on watches that asked
       for them (allowWatchBookmarks=true); None: only send_bookmark() sends one.
+      watch_max_seconds: the server ends every watch after this (as the API
+      server's --min-request-timeout does), whatever timeoutSeconds asked.
+      host: the address to listen on ("::1" works too; the URL brackets it).
   .start() -> base URL        .stop()        .url  .port  .ca_file
   .create(name, spec, status=None, labels=None, raw=None) -> object
       raw: a dict merged over the object as stored (e.g. {"spec": 42} for a
@@ -41,12 +45,16 @@ API (all methods are thread-safe; names are ClusterPersona names):
   .compact()  lists with continue tokens and watches from any
       resourceVersion older than now get 410 Expired (like etcd compaction).
   .expire_continue()  every continue token given out so far answers 410.
-  .cut_watches(mid_line=False)  drop every open watch connection (no final
-      chunk); mid_line: first write the first half of the next line (the next
-      pending event when one is queued, e.g. under set_hang, else a BOOKMARK).
-  .set_down(down, mode="refuse")  refuse: connections are refused (the port
-      stays bound, not listening); "503": every request answers 503.  Open
-      watches are cut.  set_down(False) serves again on the same port.
+  .cut_watches(mid_line=False, reset=False)  drop every open watch connection
+      (no final chunk; a FIN, or with reset a TCP RST); mid_line: first write
+      the first half of the next line (the next pending event when one is
+      queued, e.g. under set_hang, else a BOOKMARK).
+  .end_watches()  end every open watch cleanly (the final chunk), as at the
+      server's timeout; events not yet sent stay for the next watch.
+  .set_down(down, mode="refuse")  refuse: open connections are shut down and
+      new ones refused (the port stays bound, not listening); "503": every
+      request answers 503.  Open watches are cut.  set_down(False) serves
+      again on the same port.
   .set_hang(hang)  new requests are read and never answered; open watches
       stop sending (events are held, not lost) until set_hang(False).
   .set_error(code)  every request answers `code` with a Status (None: off).
@@ -59,11 +67,17 @@ API (all methods are thread-safe; names are ClusterPersona names):
   .inject_raw_line(data)  every open watch gets `data` (bytes) and a newline.
   .send_bookmark()  every open watch that asked for bookmarks gets one now.
   .requests  list of dicts {method, path, query (dict, first values),
-      raw_query, auth (the Authorization header or None), accept, time}.
+      raw_query, auth (the Authorization header or None), accept, headers
+      (dict), time}.
   .watch_count() -> open watches    .wait_watches(n, timeout=10) -> bool
   .wait_request(pred, timeout=10) -> the first request with pred(r) true, or None
   make_test_certs(dirpath) -> {"ca", "cert", "key"} paths (openssl; server
       cert for 127.0.0.1, ::1 and localhost).
+  find_kubectl() -> $KUBECTL, else kubectl on PATH, else None.
+  KubectlProxy(kube, token=None, kubectl=None)  the real `kubectl proxy` in
+      front of the fake (its kubeconfig: the fake's URL, CA, and token, by
+      default the fake's): .start() -> "http://127.0.0.1:PORT", .stop(); a
+      context manager.  For the `--kube-api=http://127.0.0.1:8001` set-up.
 
 Served (GET only; anything else is 405):
   /version, /api, /api/v1, /apis, /apis/dorgu.io, /apis/dorgu.io/v1 (discovery,
@@ -89,7 +103,9 @@ import http.server
 import json
 import os
 import socket
+import shutil
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -176,6 +192,8 @@ _GROUPS = {
         _res("services", "service", True, "Service", _RW, ["svc"]),
     ]},
     "apps": {"v1": [_res("deployments", "deployment", True, "Deployment", _RW, ["deploy"])]},
+    "policy": {"v1": [_res("poddisruptionbudgets", "poddisruptionbudget", True,
+                           "PodDisruptionBudget", _RW, ["pdb"])]},
     "rbac.authorization.k8s.io": {"v1": [
         _res("clusterroles", "clusterrole", False, "ClusterRole", _RW),
         _res("clusterrolebindings", "clusterrolebinding", False, "ClusterRoleBinding", _RW),
@@ -212,28 +230,42 @@ def _discovery_resources(g, v):
             "groupVersion": (g + "/" + v) if g else v, "resources": _GROUPS[g][v]}
 
 
+def _age(ts):
+    try:
+        t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return "<unknown>"
+    s = int((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= 2 * n:
+            return "%d%s" % (s // n, unit)
+    return "%ds" % max(s, 0)
+
+
 def _table(objs, list_meta):
     """A minimal meta.k8s.io/v1 Table with the CRD's printer columns."""
-    cols = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-             "description": "Name"},
-            {"name": "Environment", "type": "string", "format": "", "priority": 0,
-             "description": "spec.environment"},
-            {"name": "Phase", "type": "string", "format": "", "priority": 0,
-             "description": "status.phase"},
-            {"name": "Age", "type": "date", "format": "", "priority": 0,
-             "description": "creationTimestamp"}]
+    cols = [("Name", "string", "name"), ("Environment", "string", ""),
+            ("Phase", "string", ""), ("Nodes", "integer", ""), ("Apps", "integer", ""),
+            ("Age", "date", "")]
+    defs = [{"name": n, "type": t, "format": f, "description": n, "priority": 0}
+            for n, t, f in cols]
     rows = []
     for o in objs:
         spec = o.get("spec") if isinstance(o.get("spec"), dict) else {}
         status = o.get("status") if isinstance(o.get("status"), dict) else {}
-        rows.append({"cells": [o["metadata"]["name"], spec.get("environment", ""),
-                               status.get("phase", ""),
-                               o["metadata"].get("creationTimestamp", "")],
+        summary = status.get("resourceSummary")
+        summary = summary if isinstance(summary, dict) else {}
+        cell = lambda v: "" if v is None else v  # noqa: E731
+        rows.append({"cells": [o["metadata"]["name"], cell(spec.get("environment")),
+                               cell(status.get("phase")), cell(summary.get("nodeCount")),
+                               cell(status.get("applicationCount")),
+                               _age(o["metadata"].get("creationTimestamp"))],
                      "object": {"kind": "PartialObjectMetadata",
                                 "apiVersion": "meta.k8s.io/v1",
                                 "metadata": o["metadata"]}})
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
-            "columnDefinitions": cols, "rows": rows}
+            "columnDefinitions": defs, "rows": rows}
 
 
 # --- the server -------------------------------------------------------------
@@ -247,6 +279,7 @@ class _Watch:
         self.extra = []        # injected lines (bytes), in order
         self.end_after_extra = False
         self.want_bookmark = False
+        self.reset = False     # cut with a TCP RST instead of a FIN
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -256,6 +289,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def __init__(self, addr, handler, fake):
         self.fake = fake
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(addr, handler)
 
     def get_request(self):
@@ -273,7 +308,7 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class FakeKube:
     def __init__(self, token=None, tls=False, certdir=None, port=0, bookmark_interval=None,
-                 host="127.0.0.1"):
+                 watch_max_seconds=None, host="127.0.0.1"):
         self._lock = threading.Condition(threading.RLock())
         self._token = token
         self._tls = tls
@@ -281,6 +316,7 @@ class FakeKube:
         self._host = host
         self.port = port
         self.bookmark_interval = bookmark_interval
+        self.watch_max_seconds = watch_max_seconds
         self._rv = 1000
         self._objs = {}            # name -> object (latest)
         self._log = []             # (rv, type, object) for every change
@@ -288,6 +324,7 @@ class FakeKube:
         self._snapshots = {}       # id -> (rv, [objects]) for continue tokens
         self._snap_next = 1
         self._watches = set()
+        self._conns = set()        # open client connections (sockets)
         self._down = None          # None, "refuse", "503"
         self._hang = False
         self._error = None
@@ -315,7 +352,8 @@ class FakeKube:
             ctx.load_cert_chain(certs["cert"], certs["key"])
             self._sslctx = ctx
         self._serve()
-        self.url = "%s://%s:%d" % ("https" if self._tls else "http", self._host, self.port)
+        host = "[%s]" % self._host if ":" in self._host else self._host
+        self.url = "%s://%s:%d" % ("https" if self._tls else "http", host, self.port)
         return self.url
 
     def _serve(self):
@@ -333,6 +371,16 @@ class FakeKube:
             self._thread.join(5)
             self._server = None
 
+    def _drop_connections(self):
+        """Shut down every open client connection (keep-alive ones too)."""
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def stop(self):
         with self._lock:
             self._stopping = True
@@ -341,6 +389,7 @@ class FakeKube:
                 w.cut = w.cut or "clean"
             self._lock.notify_all()
         self._unserve()
+        self._drop_connections()
         if self._placeholder is not None:
             self._placeholder.close()
             self._placeholder = None
@@ -438,10 +487,17 @@ class FakeKube:
         with self._lock:
             self._snapshots.clear()
 
-    def cut_watches(self, mid_line=False):
+    def cut_watches(self, mid_line=False, reset=False):
         with self._lock:
             for w in self._watches:
                 w.cut = "mid_line" if mid_line else "clean"
+                w.reset = reset
+            self._lock.notify_all()
+
+    def end_watches(self):
+        with self._lock:
+            for w in self._watches:
+                w.cut = w.cut or "end"
             self._lock.notify_all()
 
     def set_down(self, down, mode="refuse"):
@@ -455,6 +511,7 @@ class FakeKube:
                 self._lock.notify_all()
             if mode == "refuse" and self._server is not None:
                 self._unserve()
+                self._drop_connections()
                 # Bound, not listening: a connect() gets ECONNREFUSED and
                 # nobody else takes the port meanwhile.
                 s = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
@@ -550,6 +607,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if os.environ.get("KUBE_FAKE_VERBOSE"):
             sys.stderr.write("kube_fake: %s\n" % (fmt % args))
 
+    def setup(self):
+        super().setup()
+        fake = self.server.fake
+        with fake._lock:
+            fake._conns.add(self.connection)
+
+    def finish(self):
+        fake = self.server.fake
+        with fake._lock:
+            fake._conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
     # --- responses ---
 
     def _send_json(self, code, body, ctype="application/json"):
@@ -582,7 +654,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         r = {"method": self.command, "path": u.path,
              "query": {k: v[0] for k, v in q.items()}, "raw_query": u.query,
              "auth": self.headers.get("Authorization"), "accept": self.headers.get("Accept"),
-             "time": time.time()}
+             "headers": dict(self.headers.items()), "time": time.time()}
         fake = self.server.fake
         with fake._lock:
             fake.requests.append(r)
@@ -778,6 +850,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if fake.watch_max_seconds and (timeout <= 0 or timeout > fake.watch_max_seconds):
+            timeout = fake.watch_max_seconds
         deadline = time.monotonic() + timeout if timeout > 0 else None
         next_bm = None
         if bookmarks and fake.bookmark_interval:
@@ -841,6 +915,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                 next_bm = time.monotonic() + fake.bookmark_interval
                         if not lines and deadline is not None and time.monotonic() >= deadline:
                             end_now = True
+                if cut == "end":
+                    return self._end(w, clean=True)
                 if cut:
                     if pending is not None:
                         self._chunk(pending[:max(1, len(pending) // 2)])
@@ -861,8 +937,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _bookmark_line(fake):
         return json.dumps({"type": "BOOKMARK", "object": {
             "kind": KIND, "apiVersion": GV,
-            "metadata": {"resourceVersion": str(fake._rv),
-                         "annotations": {"k8s.io/initial-events-end": "true"}}}}).encode()
+            "metadata": {"resourceVersion": str(fake._rv)}}}).encode()
 
     def _end(self, w, clean):
         fake = self.server.fake
@@ -879,9 +954,89 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             try:
                 self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
+                if w.reset:
+                    # SO_LINGER 0: close() sends a RST
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:
+                    self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def find_kubectl():
+    return os.environ.get("KUBECTL") or shutil.which("kubectl")
+
+
+class KubectlProxy:
+    """`kubectl proxy` on a free loopback port, in front of a FakeKube."""
+
+    def __init__(self, kube, token=None, kubectl=None):
+        self.kube = kube
+        self.token = token if token is not None else kube._token
+        self.kubectl = kubectl or find_kubectl()
+        self.proc = None
+        self.url = None
+        self._dir = None
+
+    def start(self, timeout=30):
+        if not self.kubectl:
+            raise RuntimeError("no kubectl (set $KUBECTL)")
+        self._dir = tempfile.TemporaryDirectory(prefix="kube_fake_proxy.")
+        cluster = {"server": self.kube.url}
+        if self.kube.ca_file:
+            cluster["certificate-authority"] = self.kube.ca_file
+        cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
+               "clusters": [{"name": "fake", "cluster": cluster}],
+               "users": [{"name": "u", "user": {"token": self.token} if self.token else {}}],
+               "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}]}
+        conf = os.path.join(self._dir.name, "config")
+        with open(conf, "w") as f:
+            json.dump(cfg, f)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env.update(HOME=self._dir.name, KUBECONFIG=conf)
+        # --port=0: kubectl picks a port and prints "Starting to serve on 127.0.0.1:P"
+        self.proc = subprocess.Popen([self.kubectl, "proxy", "--address=127.0.0.1", "--port=0"],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        seen, ready = [], threading.Event()
+
+        def drain(f):
+            # reads everything (so that kubectl never blocks on a full pipe)
+            for line in f:
+                seen.append(line)
+                if "Starting to serve on" in line:
+                    self.url = "http://" + line.rsplit(" ", 1)[1].strip()
+                    ready.set()
+            ready.set()
+        threading.Thread(target=drain, args=(self.proc.stdout,), daemon=True).start()
+        ready.wait(timeout)
+        if self.url is None:
+            self.stop()
+            raise RuntimeError("kubectl proxy did not start: %r" % "".join(seen))
+        return self.url
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def _load_dir(kube, d):
