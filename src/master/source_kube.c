@@ -20,7 +20,6 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/sig.h"
-#include "kube/kube_client.h"
 #include "kube/kube_pipe.h"
 #include "kube/kube_target.h"
 #include "master/source_kube.h"
@@ -48,7 +47,42 @@ struct source_kube {
     int changed; /* frames applied since the last commit */
     int held;    /* whole frames are held, left for on_timer (after the baseline) */
     char name[CONFIG_PATH_MAX + 16];
+    char client_path[CONFIG_PATH_MAX + 32]; /* personad-kube-client */
+    int log_level;                          /* passed on to it */
+    int log_syslog;
 };
+
+/* The client's descriptor for its pipe (kube_main.c). */
+#define KUBE_CLIENT_FD 3
+#define KUBE_CLIENT_NAME "personad-kube-client"
+
+#ifndef PERSONAD_KUBE_CLIENT_PATH
+#define PERSONAD_KUBE_CLIENT_PATH "/usr/local/libexec/personad/" KUBE_CLIENT_NAME
+#endif
+
+/* Where personad-kube-client is: beside the running personad (a build tree),
+ * else where make install puts it.  Returns 0, or -1 with msg set. */
+static int
+client_find(char *out, size_t size, char *msg, size_t msg_size)
+{
+    char self[CONFIG_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            int w = snprintf(out, size, "%s/%s", self, KUBE_CLIENT_NAME);
+            if (w > 0 && (size_t)w < size && access(out, X_OK) == 0)
+                return 0;
+        }
+    }
+    snprintf(out, size, "%s", PERSONAD_KUBE_CLIENT_PATH);
+    if (access(out, X_OK) == 0)
+        return 0;
+    snprintf(msg, msg_size, "--source=kubernetes: the API client %s: %s", out, strerror(errno));
+    return -1;
+}
 
 static struct source_kube *
 kube_of(struct source *s)
@@ -92,12 +126,26 @@ child_spawn(struct source_kube *sk)
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the master */
 #endif
         close(p[0]);
-        /* in_child closes every source, this one too: keep what the client needs. */
-        static struct kube_target target;
-        target = sk->target;
-        size_t max_object = sk->max_object;
+        /* The client is a program of its own: libcurl is mapped in this child
+         * only.  in_child closes every source, this one too. */
+        static char name[] = KUBE_CLIENT_NAME, max[32], level[8], target[8];
+        static char path[CONFIG_PATH_MAX + 32];
+        static struct kube_target t;
+        t = sk->target;
+        memcpy(path, sk->client_path, sizeof(path));
+        snprintf(max, sizeof(max), "%zu", sk->max_object);
+        snprintf(level, sizeof(level), "%d", sk->log_level);
+        snprintf(target, sizeof(target), "%s", sk->log_syslog ? "syslog" : "stderr");
+        int fd = p[1];
         sk->in_child(sk->in_child_arg);
-        kube_client_main(&target, max_object, p[1]);
+        if (fd != KUBE_CLIENT_FD && (dup2(fd, KUBE_CLIENT_FD) < 0 || close(fd) != 0)) {
+            log_warn("kubernetes: dup2(the API client's pipe)");
+            _exit(1);
+        }
+        char *argv[] = {name, t.api, t.token_file, t.ca_file, max, level, target, NULL};
+        execv(path, argv);
+        log_warn("kubernetes: execv(%s)", path);
+        _exit(1);
     }
     close(p[1]);
     if (net_set_nonblock(p[0]) != 0 || net_set_cloexec(p[0]) != 0)
@@ -367,7 +415,8 @@ source_kube_open(const struct config *cfg, struct store *st, void (*in_child)(vo
         snprintf(msg, msg_size, "kubernetes: out of memory");
         return NULL;
     }
-    if (kube_target_resolve(cfg, getenv, &sk->target, msg, msg_size) != 0) {
+    if (kube_target_resolve(cfg, getenv, &sk->target, msg, msg_size) != 0 ||
+        client_find(sk->client_path, sizeof(sk->client_path), msg, msg_size) != 0) {
         free(sk);
         return NULL;
     }
@@ -376,6 +425,8 @@ source_kube_open(const struct config *cfg, struct store *st, void (*in_child)(vo
     sk->st = st;
     sk->rd = -1;
     sk->max_object = cfg->kube_max_object_bytes;
+    sk->log_level = config_log_level(cfg);
+    sk->log_syslog = cfg->log_target == CONFIG_LOG_SYSLOG;
     sk->in_child = in_child;
     sk->in_child_arg = arg;
     kube_pipe_reader_init(&sk->reader, sk->max_object + KUBE_PIPE_KEY_ROOM);

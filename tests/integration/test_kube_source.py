@@ -163,6 +163,11 @@ async def test_baseline_silent_and_rest():
                 await probe(k, ws)
             finally:
                 await ws.close()
+            # libcurl (and the TLS client) is mapped by the API client only.
+            maps = lambda pid: open("/proc/%d/maps" % pid).read()  # noqa: E731
+            assert "libcurl" in maps(d.client_pid())
+            for pid in [d.pid] + d.workers_only():
+                assert "libcurl" not in maps(pid), pid
             ls = lists(k)
             assert ls and ls[0]["query"].get("limit") == "500", ls[:1]
             w = watches(k)[0]["query"]
