@@ -28,6 +28,7 @@
 
 /* Bits of snap_header.flags: the state of the data source, for /healthz. */
 #define SNAP_FLAG_DIR_MISSING 1u /* personas directory gone: serving its last state */
+#define SNAP_FLAG_KUBE_UNLISTED 2u /* the Kubernetes API not listed yet: nothing to serve */
 
 /* The run's epoch (stream positions are "epoch:seq"): 1-32 of [A-Za-z0-9_-]. */
 #define SNAP_EPOCH_MAX 32

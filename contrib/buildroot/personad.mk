@@ -14,6 +14,9 @@ PERSONAD_DEPENDENCIES = host-pkgconf libmicrohttpd wslay cjson nettle
 # Buildroot's toolchain wrapper applies the hardening the configuration asks
 # for (BR2_SSP_*, BR2_RELRO_*, BR2_PIC_PIE); personad adds none of its own.
 PERSONAD_CONF_OPTS = --disable-hardening
+# The Kubernetes source (libcurl, personad-kube-client) is not packaged here:
+# off explicitly, so the result does not depend on what the sysroot holds.
+PERSONAD_CONF_OPTS += --disable-kubernetes
 
 ifeq ($(BR2_PACKAGE_PERSONAD_DASHBOARD),y)
 PERSONAD_CONF_OPTS += --enable-dashboard

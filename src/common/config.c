@@ -95,6 +95,30 @@ static const struct opt opts[] = {
      OPT_FILE_KEY, OPT_RESTART},
     {"personas-dir", 'd', "DIR", PERSONAD_DEFAULT_PERSONAS_DIR,
      "directory of persona files\n(default %s)", PATH(personas_dir), OPT_FILE_KEY, OPT_RESTART},
+    {"source", 0, "dir|kubernetes", "dir",
+     "where personas come from: DIR's files, or the\n"
+     "ClusterPersonas of a Kubernetes API; default %s\n"
+#ifdef ENABLE_KUBERNETES
+     "(built in: dir, kubernetes)",
+#else
+     "(built in: dir; kubernetes was configured out)",
+#endif
+     CHOICE(source), OPT_FILE_KEY, OPT_RESTART},
+    {"kube-api", 0, "URL", NULL,
+     "the Kubernetes API (\"http://127.0.0.1:8001\" for\n"
+     "kubectl proxy); default: in-cluster, from\n"
+     "KUBERNETES_SERVICE_HOST and _PORT",
+     PATH(kube_api), OPT_FILE_KEY, OPT_RESTART},
+    {"kube-token-file", 0, "FILE", NULL,
+     "bearer token for the API, read before each request\n"
+     "(default in-cluster: the service account's)",
+     PATH(kube_token_file), OPT_FILE_KEY, OPT_RESTART},
+    {"kube-ca-file", 0, "FILE", NULL,
+     "CA certificates for an https API (default in-cluster:\nthe service account's ca.crt)",
+     PATH(kube_ca_file), OPT_FILE_KEY, OPT_RESTART},
+    {"kube-max-object", 0, "BYTES", "1048576",
+     "longest ClusterPersona (a watch line) accepted,\ndefault %s",
+     COUNT(kube_max_object_bytes, 4096, 64u << 20), OPT_FILE_KEY, OPT_RESTART},
     {"workers", 'w', "N", NULL, "worker processes (default: online CPUs)", COUNT(workers, 1, 256),
      OPT_FILE_KEY, OPT_RESTART},
     {"ring-size", 0, "N", "4096", "events kept in the shared-memory ring (default %s)",

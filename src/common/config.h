@@ -54,6 +54,11 @@ struct config {
     int log_target;              /* enum config_log_target */
     int log_level;               /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
     int check_config;            /* --check-config: print the configuration and exit */
+    int source;                  /* enum config_source: where personas come from */
+    char kube_api[CONFIG_PATH_MAX];        /* --kube-api URL; "" = in-cluster */
+    char kube_token_file[CONFIG_PATH_MAX]; /* "" = none (in-cluster: the service account's) */
+    char kube_ca_file[CONFIG_PATH_MAX];    /* "" = the system's (in-cluster: the pod's) */
+    uint32_t kube_max_object_bytes;        /* longest watch line / listed object */
     /* The command line given at start (main's argv: lives as long as the process), which
      * a reload parses again so that its options keep their precedence over the file. */
     int argc;
@@ -61,6 +66,7 @@ struct config {
 };
 
 enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
+enum config_source { CONFIG_SOURCE_DIR, CONFIG_SOURCE_KUBERNETES };
 
 /* config_parse - fill cfg from argv (and the config file it names).
  * Returns 0 to run, 1 when --help/--version was printed (exit 0), -1 on error

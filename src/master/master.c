@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -68,6 +69,9 @@
 #include "common/tls.h"
 #include "master/source.h"
 #include "master/source_dir.h"
+#ifdef ENABLE_KUBERNETES
+#include "master/source_kube.h"
+#endif
 #include "master/store.h"
 #include "worker/worker.h"
 
@@ -114,7 +118,10 @@ struct master {
     uint32_t flags;     /* the SNAP_FLAG_* word last published */
     /* cfg points here; a reload updates its live options. */
     struct config cfg_own;
-    struct source_dir *dir; /* sources[0], for a reload's rescan interval */
+    struct source_dir *dir; /* sources[0] with --source=dir, for a reload's rescan interval */
+#ifdef ENABLE_KUBERNETES
+    struct source_kube *kube; /* sources[0] with --source=kubernetes: its child is reaped here */
+#endif
     struct notify notify;
     struct pidfile pidfile;
     struct priv priv;         /* --user: workers drop at once, the master once started */
@@ -183,9 +190,9 @@ stats_update(struct master *m)
 /* Commit; the figures are in the stats area before any worker hears of the
  * events (a client that got an event finds it counted). */
 static void
-commit_and_notify(struct master *m)
+commit_and_notify(struct master *m, int baseline)
 {
-    int n = store_commit(m->store, 0);
+    int n = store_commit(m->store, baseline);
     stats_update(m);
     if (n > 0)
         ring_doorbell(m);
@@ -300,7 +307,8 @@ reload_config(struct master *m)
     if (warning != NULL)
         log_warnx("reload: %s", warning);
     log_set_level((enum log_level)config_log_level(m->cfg));
-    source_dir_set_interval(m->dir, m->cfg->rescan_interval_ms);
+    if (m->dir != NULL)
+        source_dir_set_interval(m->dir, m->cfg->rescan_interval_ms);
     return 1;
 }
 
@@ -346,7 +354,7 @@ rescan_and_notify(struct master *m)
         if (m->sources[i]->ops->rescan(m->sources[i]) == 0)
             done = 1;
     if (done)
-        commit_and_notify(m);
+        commit_and_notify(m, 0);
 }
 
 static void
@@ -435,8 +443,12 @@ reap_children(struct master *m)
         unsigned i;
         for (i = 0; i < m->cfg->workers && m->slots[i].pid != pid; i++)
             ;
-        if (i == m->cfg->workers)
+        if (i == m->cfg->workers) {
+#ifdef ENABLE_KUBERNETES
+            (void)source_kube_reaped(m->kube, pid, status);
+#endif
             continue;
+        }
         struct worker_slot *s = &m->slots[i];
         s->pid = 0;
         stats_set_pid(&m->stats, i + 1, 0);
@@ -573,7 +585,9 @@ ping_overdue(const struct master *m, const struct worker_slot *s, int64_t now)
 static void
 supervise(struct master *m, int64_t now)
 {
-    if (!m->ready_sent && all_ready(m)) {
+    /* Ready: every worker runs, and there is a state to serve (a Kubernetes
+     * source has listed). */
+    if (!m->ready_sent && all_ready(m) && !(m->flags & SNAP_FLAG_KUBE_UNLISTED)) {
         status_text(m, m->status, sizeof(m->status));
         notify_ready(&m->notify, notify_active(&m->notify) ? m->status : NULL);
         m->ready_sent = 1;
@@ -767,6 +781,61 @@ next_wakeup(const struct master *m)
     return next;
 }
 
+#ifdef ENABLE_KUBERNETES
+/* In the Kubernetes API client's child: nothing of the master's stays, but
+ * the log (stderr or syslog): no listening socket, worker socket, shared
+ * memory or source.  The network's input is parsed in a process that can
+ * write nothing anyone else reads but its pipe. */
+static void
+kube_child_setup(void *arg)
+{
+    struct master *m = arg;
+    for (unsigned k = 0; k < m->cfg->workers; k++)
+        if (m->slots != NULL && m->slots[k].doorbell_wr >= 0)
+            close(m->slots[k].doorbell_wr);
+    for (int k = 0; k < m->nlisten; k++)
+        if (m->listen_fds[k] >= 0)
+            close(m->listen_fds[k]);
+    close_sources(m);
+    notify_child(&m->notify);
+    if (m->ring.hdr != NULL)
+        (void)munmap(m->ring.hdr, ring_bytes(m->cfg->ring_size));
+    if (m->snap.hdr != NULL)
+        (void)munmap(m->snap.hdr, snapshot_bytes(m->cfg->snapshot_max_bytes));
+    if (m->stats.hdr != NULL)
+        (void)munmap(m->stats.hdr, stats_bytes(m->stats.nslots, m->stats.page_bytes));
+    int ro[] = {m->ring_ro_fd, m->snap_ro_fd, m->stats_ro_fd};
+    for (size_t k = 0; k < sizeof(ro) / sizeof(ro[0]); k++)
+        if (ro[k] >= 0)
+            close(ro[k]);
+}
+#endif
+
+/* The source --source names (exit 1 when it cannot be opened). */
+static int
+open_source(struct master *m, char *msg, size_t msg_size)
+{
+    if (m->cfg->source == CONFIG_SOURCE_KUBERNETES) {
+#ifdef ENABLE_KUBERNETES
+        m->kube = source_kube_open(m->cfg, m->store, kube_child_setup, m, msg, msg_size);
+        if (m->kube == NULL)
+            return -1;
+        m->sources[m->nsources++] = source_kube_source(m->kube);
+        return 0;
+#else
+        snprintf(msg, msg_size,
+                 "--source=kubernetes: not built in (configured with --disable-kubernetes)");
+        return -1;
+#endif
+    }
+    m->dir =
+        source_dir_open(m->cfg->personas_dir, m->store, m->cfg->rescan_interval_ms, msg, msg_size);
+    if (m->dir == NULL)
+        return -1;
+    m->sources[m->nsources++] = source_dir_source(m->dir);
+    return 0;
+}
+
 int
 master_run(const struct config *cfg)
 {
@@ -793,14 +862,10 @@ master_run(const struct config *cfg)
     m.store = store_new(&m.snap, &m.ring);
     if (m.store == NULL)
         fatalx("out of memory");
-    struct source_dir *dir =
-        source_dir_open(cfg->personas_dir, m.store, cfg->rescan_interval_ms, msg, sizeof(msg));
-    if (dir == NULL) {
+    if (open_source(&m, msg, sizeof(msg)) != 0) {
         fprintf(stderr, "personad: %s\n", msg);
         return 1;
     }
-    m.dir = dir;
-    m.sources[m.nsources++] = source_dir_source(dir);
     /* The workers open --web-root per request (a new build renamed into place
      * is served at once); it must be a directory at start. */
     int web_root =
@@ -899,6 +964,7 @@ master_run(const struct config *cfg)
      * start with an empty list (the error is logged) and retry at each change. */
     if (store_commit(m.store, 1) != 0 && store_publish_empty(m.store) != 0)
         fatalx("cannot publish even an empty snapshot");
+    publish_flags(&m); /* before any worker answers /healthz */
     stats_update(&m);
     for (unsigned i = 0; i < cfg->workers; i++)
         spawn_worker(&m, i);
@@ -924,11 +990,12 @@ master_run(const struct config *cfg)
         m.next_watchdog_ms = clock_now_ms() + m.notify.watchdog_ms;
     struct store_stats ss;
     store_get_stats(m.store, &ss);
-    int watched = m.sources[0]->ops->fd(m.sources[0]) >= 0; /* the directory, by inotify */
+    int watched = m.dir == NULL || m.sources[0]->ops->fd(m.sources[0]) >= 0; /* by inotify */
     log_info("personad %s listening on %s:%u (%u workers, %s), %u clusters from %s%s",
              PACKAGE_VERSION, cfg->listen_addr[0] ? cfg->listen_addr : "*",
              (unsigned)cfg->listen_port, cfg->workers,
-             m.nlisten > 1 ? "SO_REUSEPORT" : "shared socket", ss.clusters, cfg->personas_dir,
+             m.nlisten > 1 ? "SO_REUSEPORT" : "shared socket", ss.clusters,
+             m.dir != NULL ? cfg->personas_dir : "the Kubernetes API (listing)",
              watched ? "" : " (no inotify: periodic rescans only)");
 
     /* The signal pipe, the sources, the workers' sockets (their reports). */
@@ -981,7 +1048,7 @@ master_run(const struct config *cfg)
                 hup = 1;
             if (hup)
                 hup_workers(&m);
-            log_info("SIGHUP: rescanning %s", cfg->personas_dir);
+            log_info("SIGHUP: rescanning %s", m.sources[0]->name);
             rescan_and_notify(&m); /* a missing directory is retried below */
             if (m.ready_sent)
                 notify_send(&m.notify, "READY=1");
@@ -991,14 +1058,17 @@ master_run(const struct config *cfg)
         for (int i = 0; i < m.nsources; i++) {
             struct source *s = m.sources[i];
             /* The fd polled, if the source still has it (a rescan may have let it go). */
-            if (pfd[1 + i].fd >= 0 && (pfd[1 + i].revents & POLLIN) &&
-                pfd[1 + i].fd == s->ops->fd(s) && s->ops->on_ready(s))
-                commit_and_notify(&m);
+            int commit;
+            if (pfd[1 + i].fd >= 0 && (pfd[1 + i].revents & (POLLIN | POLLHUP)) &&
+                pfd[1 + i].fd == s->ops->fd(s) && (commit = s->ops->on_ready(s)) != 0)
+                commit_and_notify(&m, commit == SOURCE_COMMIT_BASELINE);
         }
         int64_t now = clock_now_ms();
-        for (int i = 0; i < m.nsources; i++)
-            if (m.sources[i]->ops->on_timer(m.sources[i], now))
-                commit_and_notify(&m);
+        for (int i = 0; i < m.nsources; i++) {
+            int commit = m.sources[i]->ops->on_timer(m.sources[i], now);
+            if (commit != 0)
+                commit_and_notify(&m, commit == SOURCE_COMMIT_BASELINE);
+        }
         publish_flags(&m);
         stats_update(&m);
         for (unsigned i = 0; i < cfg->workers; i++)
@@ -1010,6 +1080,9 @@ master_run(const struct config *cfg)
     free(pfd);
 out:
     notify_send(&m.notify, "STOPPING=1");
+#ifdef ENABLE_KUBERNETES
+    source_kube_stop(m.kube); /* never waits on the network: SIGKILL and reap */
+#endif
     stop_workers(&m);
     pidfile_remove(&m.pidfile);
     close_sources(&m);

@@ -15,7 +15,8 @@
  * flags into the snapshot header (what /healthz reports), and closes them at
  * exit and in every forked worker.  Operations run in the master's one
  * thread and must not block for long: they check store_interrupted between
- * records.  Implementations: source_dir.h (the personas directory).
+ * records.  Implementations: source_dir.h (the personas directory),
+ * source_kube.h (a Kubernetes API, through a child process).
  */
 #ifndef PERSONAD_SOURCE_H
 #define PERSONAD_SOURCE_H
@@ -24,12 +25,17 @@
 
 struct source;
 
+/* What on_ready and on_timer return for a commit of the baseline. */
+#define SOURCE_COMMIT_BASELINE 2
+
 struct source_ops {
     /* fd - the descriptor to poll for input, or -1 (none now; asked again on
      * every turn of the loop, so it may change). */
     int (*fd)(const struct source *s);
     /* on_ready - the fd is readable: take one bounded batch of input (the
-     * loop comes back while it stays readable).  Returns 1 to commit, else 0. */
+     * loop comes back while it stays readable).  Returns 1 to commit,
+     * SOURCE_COMMIT_BASELINE to commit without events (a first listing that
+     * arrived after start-up), else 0. */
     int (*on_ready)(struct source *s);
     /* rescan - resync everything now (start-up, SIGHUP).  Returns 0 (commit)
      * or -1 (nothing to commit: failed, interrupted, or not possible now; a
@@ -39,7 +45,7 @@ struct source_ops {
      * time), or INT64_MAX. */
     int64_t (*next_timer_ms)(const struct source *s);
     /* on_timer - do what is due at now_ms (called on every turn, due or not).
-     * Returns 1 to commit, else 0. */
+     * Returns 1 to commit, SOURCE_COMMIT_BASELINE (as on_ready), else 0. */
     int (*on_timer)(struct source *s, int64_t now_ms);
     /* flags - SNAP_FLAG_* bits this source wants set (e.g. "missing"). */
     uint32_t (*flags)(const struct source *s);

@@ -45,6 +45,12 @@ rest_api_healthz(struct worker *w, struct MHD_Connection *conn, struct http_requ
                  const char *path, const char *method)
 {
     (void)rq, (void)path, (void)method;
+    /* 503 until a Kubernetes source has published its first list: there is
+     * no state to serve yet. */
+    if (snapshot_flags(w->snap) & SNAP_FLAG_KUBE_UNLISTED)
+        return http_reply_queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                http_json_response("{\"status\":\"starting\",\"reason\":"
+                                                   "\"kubernetes API not listed yet\"}"));
     /* Still 200 while the personas directory is missing: the last state is
      * served meanwhile. */
     return http_reply_queue(conn, MHD_HTTP_OK,
