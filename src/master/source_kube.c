@@ -224,9 +224,14 @@ child_restart(struct source_kube *sk, const char *why)
 
 /* Apply the whole frames held.  The first complete list stops the batch: it
  * is committed alone, as the baseline, and what follows it is news (*baseline
- * set).  Returns 1 while whole frames are left held. */
+ * set).  So does each watch event after it (*stop set): the store turns the
+ * differences at a commit into events, so an ADDED then DELETED applied in one
+ * commit would be no event at all, where a watcher of the API saw two; one
+ * watch event per commit gives each its event.  A relist (BEGIN ... END) is
+ * still one commit: its differences are what changed meanwhile.  Returns 1
+ * while whole frames are left held. */
 static int
-frames_apply(struct source_kube *sk, int *baseline)
+frames_apply(struct source_kube *sk, int *baseline, int *stop)
 {
     struct kube_frame f;
     const char *err = NULL;
@@ -236,6 +241,12 @@ frames_apply(struct source_kube *sk, int *baseline)
         if (f.type == KUBE_FRAME_END && !sk->listed) {
             sk->listed = 1;
             *baseline = 1;
+            *stop = 1;
+            return kube_pipe_pending(&sk->reader) > 0;
+        }
+        if (sk->listed && !sk->in_sync &&
+            (f.type == KUBE_FRAME_PUT || f.type == KUBE_FRAME_REMOVE)) {
+            *stop = 1;
             return kube_pipe_pending(&sk->reader) > 0;
         }
     }
@@ -261,8 +272,8 @@ static int
 op_on_ready(struct source *s)
 {
     struct source_kube *sk = kube_of(s);
-    int baseline = 0;
-    for (int i = 0; i < SOURCE_KUBE_READS && sk->rd >= 0 && !baseline; i++) {
+    int baseline = 0, stop = sk->held; /* frames held: on_timer applies them first */
+    for (int i = 0; i < SOURCE_KUBE_READS && sk->rd >= 0 && !stop; i++) {
         size_t room = 0;
         unsigned char *at = kube_pipe_reader_space(&sk->reader, &room);
         if (at == NULL) {
@@ -278,13 +289,13 @@ op_on_ready(struct source *s)
             if (n < 0)
                 log_warn("kubernetes: read(the API client's pipe)");
             /* EOF: the frames held are the child's last; a partial one is lost with it. */
-            (void)frames_apply(sk, &baseline);
-            if (!baseline)
+            sk->held = frames_apply(sk, &baseline, &stop);
+            if (!sk->held)
                 pipe_close(sk);
             break;
         }
         kube_pipe_reader_commit(&sk->reader, (size_t)n);
-        sk->held = frames_apply(sk, &baseline);
+        sk->held = frames_apply(sk, &baseline, &stop);
     }
     return commit_due(sk, baseline);
 }
@@ -322,8 +333,8 @@ op_on_timer(struct source *s, int64_t now_ms)
 {
     struct source_kube *sk = kube_of(s);
     if (sk->held) {
-        int baseline = 0;
-        sk->held = frames_apply(sk, &baseline);
+        int baseline = 0, stop = 0;
+        sk->held = frames_apply(sk, &baseline, &stop);
         return commit_due(sk, baseline);
     }
     if (sk->pid == 0 && sk->rd < 0 && sk->respawn_at != 0 && now_ms >= sk->respawn_at)

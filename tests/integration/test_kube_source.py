@@ -196,6 +196,34 @@ async def test_create_modify_delete_exact():
                 await ws.close()
 
 
+async def test_back_to_back_changes_each_an_event():
+    """Changes the API streams back to back (likely read in one chunk) are
+    still one event each: the store diffs at a commit, so the source commits
+    after every watch event (an ADDED then DELETED in one commit would be no
+    event at all)."""
+    with fake() as k:
+        seeded(k, 1)
+        with KubeDaemon(k) as d:
+            ws = await ws_connect(d)
+            try:
+                for _ in range(3):
+                    k.create("y", spec("y"))
+                    k.modify("y", spec=spec("y", nodes=9))
+                    k.delete("y")
+                    for kind in ("added", "updated", "deleted"):
+                        assert await recv(ws, 5) == \
+                            '{"type":"cluster.%s","data":{"name":"y"}}' % kind, kind
+                k.create("z1", spec("z1"))
+                k.delete("z1")
+                k.create("z2", spec("z2"))
+                for kind, name in (("added", "z1"), ("deleted", "z1"), ("added", "z2")):
+                    assert await recv(ws, 5) == \
+                        '{"type":"cluster.%s","data":{"name":"%s"}}' % (kind, name), (kind, name)
+                await probe(k, ws)
+            finally:
+                await ws.close()
+
+
 async def test_status_only_and_metadata_only():
     with fake() as k:
         seeded(k, 2)
@@ -599,6 +627,7 @@ if __name__ == "__main__":
         print("SKIP: configured with --disable-kubernetes")
         sys.exit(77)
     run([test_baseline_silent_and_rest, test_create_modify_delete_exact,
+         test_back_to_back_changes_each_an_event,
          test_status_only_and_metadata_only, test_bookmark_advances_rv_only,
          test_watch_timeout_and_cut_rewatch, test_410_relists_with_exact_diff,
          test_continue_expired_restarts_list, test_api_down_at_start,
