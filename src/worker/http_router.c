@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shm/snapshot.h"
 #include "worker/http_access.h"
 #include "worker/http_auth.h"
 #include "worker/http_reply.h"
@@ -202,6 +203,17 @@ http_router_dispatch(const struct http_route *table, size_t n, struct worker *w,
     if (w->auth_on && !http_auth_request_ok(&w->auth, conn, path, method))
         return http_reply_queue(conn, MHD_HTTP_UNAUTHORIZED,
                                 http_access_with_cors(http_auth_response(), rq->cors_origin));
+    /* --source=kubernetes before its first list is published: there is no
+     * state yet, and the list comes as a baseline without events, so a stream
+     * or a list taken now would stay without it.  503 until /healthz is 200. */
+    if (status == HTTP_ROUTER_FOUND && (row->stream || row->cors) &&
+        (snapshot_flags(w->snap) & SNAP_FLAG_KUBE_UNLISTED))
+        return http_reply_queue(
+            conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+            http_with_header(http_access_with_cors(http_error_response("starting: the Kubernetes "
+                                                                       "API is not listed yet"),
+                                                   rq->cors_origin),
+                             MHD_HTTP_HEADER_RETRY_AFTER, "1"));
     switch (status) {
     case HTTP_ROUTER_FOUND:
         rq->done = row->done;

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__f
                                 "tests", "integration"))
 from harness import Daemon, children, expect, expect_silence, recv, run, ws_connect  # noqa: E402
 import kube_fake  # noqa: E402
+import websockets.exceptions  # noqa: E402
 from kube_fake import FakeKube  # noqa: E402
 
 
@@ -363,6 +364,18 @@ async def test_api_down_at_start():
             assert st == 503 and b"not listed" in body, (st, body)
             await asyncio.sleep(2.5)  # a few attempts, with back-off
             assert d.healthz()[0] == 503
+            # Nothing to serve yet: the list and the streams say so (a stream
+            # opened now would never get the baseline, which has no events).
+            st, body, r = d.http("GET", "/api/clusters")
+            assert st == 503 and b"not listed yet" in body and r.getheader("Retry-After") == "1", (
+                st, body)
+            assert d.http("GET", "/api/events")[0] == 503
+            try:
+                ws = await ws_connect(d)
+                await ws.close()
+                raise AssertionError("/ws upgraded before the first list")
+            except websockets.exceptions.InvalidStatusCode as e:
+                assert e.status_code == 503, e
             assert d.proc.poll() is None
             problems = [ln for ln in d.log_text().splitlines() if "retrying with back-off" in ln]
             assert len(problems) == 1, problems  # one line per change of state
@@ -370,6 +383,12 @@ async def test_api_down_at_start():
             d.wait_ready(40)
             assert names(d) == ["c0", "c1"]
             assert d.wait_log(lambda ln: "answers again" in ln, 5)
+            ws = await ws_connect(d)
+            try:
+                k.create("late", spec("late"))
+                assert await recv(ws, 5) == '{"type":"cluster.added","data":{"name":"late"}}'
+            finally:
+                await ws.close()
 
 
 async def test_api_down_during_operation():
