@@ -1,7 +1,7 @@
 #!/bin/sh
 # embed-assets.sh - turn the dashboard's files into a C table for http_static.c
 #
-# usage: embed-assets.sh SRCDIR FILE... > dashboard_assets.c
+# usage: embed-assets.sh [-z GZIP] SRCDIR FILE... > dashboard_assets.c
 #
 # Each FILE (relative to SRCDIR) becomes one struct http_static_asset: served at
 # "/FILE", except index.html which is served at "/".  The Content-Type comes from
@@ -9,21 +9,31 @@
 # A .js or .css file is embedded without what a browser ignores (indentation,
 # comments on lines of their own: contrib/min-assets.awk, beside this script),
 # or as it is when that script refuses it; other files as they are.
-# Portable: POSIX sh, od, sed, awk and cksum only, so cross builds need nothing
-# compiled for the build machine.
+# With -z GZIP (configure's --enable-compressed-assets) each file is embedded
+# as `GZIP -9n` makes it (its own ETag: the identity one with "-gz"), with the
+# identity length, the CRC-32 from the gzip trailer and an offset into the
+# worker's inflated buffer (http_static_plain_total bytes in all).
+# Portable: POSIX sh, od, sed, awk and cksum only (and gzip with -z), so cross
+# builds need nothing compiled for the build machine.
 set -e
 LC_ALL=C
 export LC_ALL
 
+gzip=
+if [ "$1" = -z ]; then
+    gzip=$2
+    shift 2
+fi
 if [ $# -lt 2 ]; then
-    echo "usage: $0 SRCDIR FILE..." >&2
+    echo "usage: $0 [-z GZIP] SRCDIR FILE..." >&2
     exit 2
 fi
 srcdir=$1
 shift
 minawk=$(dirname "$0")/min-assets.awk
 tmp=$(mktemp "${TMPDIR:-/tmp}/embed-assets.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
+tmpgz=$tmp.gz
+trap 'rm -f "$tmp" "$tmpgz"' EXIT
 trap 'exit 1' HUP INT TERM
 
 cat <<'HEAD'
@@ -34,9 +44,11 @@ cat <<'HEAD'
 
 extern const struct http_static_asset http_static_assets[];
 extern const size_t http_static_assets_count;
+extern const size_t http_static_plain_total;
 HEAD
 
 n=0
+off=0
 table=
 for f in "$@"; do
     path=$srcdir/$f
@@ -80,16 +92,47 @@ for f in "$@"; do
     len=${len%% *}
     etag=$(printf '%08x-%x' "$crc" "$len")
 
+    if [ -n "$gzip" ]; then
+        "$gzip" -9n < "$path" > "$tmpgz"
+        # The gzip trailer: CRC-32 and length (mod 2^32), both little-endian.
+        trailer=$(od -An -v -t u1 "$tmpgz" | awk '
+            { for (i = 1; i <= NF; i++) b[n++] = $i }
+            END {
+                if (n < 18) exit 1
+                c = 0; s = 0
+                for (i = 4; i >= 1; i--) { c = c * 256 + b[n - 8 - 1 + i]; s = s * 256 + b[n - 1 - 4 + i] }
+                printf "%.0f %.0f %.0f\n", c, s, n
+            }')
+        gzcrc=${trailer%% *}
+        gzsize=${trailer#* }
+        gzlen=${gzsize#* }
+        gzsize=${gzsize%% *}
+        if [ "$gzsize" != "$len" ]; then
+            echo "$0: $f: gzip says $gzsize bytes, cksum $len" >&2
+            exit 1
+        fi
+        embed=$tmpgz
+    else
+        embed=$path
+    fi
+
     echo
     echo "/* $f */"
     echo "static const unsigned char asset_${n}[] = {"
     # Hex bytes, 16 a line; a trailing 0 keeps empty files legal C (not counted in len).
-    od -An -v -t x1 "$path" | awk '
+    od -An -v -t x1 "$embed" | awk '
         { line = "   "; for (i = 1; i <= NF; i++) line = line " 0x" $i ","; print line }
         END { print "    0x00" }'
     echo "};"
-    table="$table    {\"$url\", \"$type\", asset_$n, $len, \"\\\"$etag\\\"\"},
+    if [ -n "$gzip" ]; then
+        table="$table    {\"$url\", \"$type\", NULL, $len, \"\\\"$etag\\\"\",
+     asset_$n, $gzlen, \"\\\"$etag-gz\\\"\", ${gzcrc}u, $off},
 "
+        off=$((off + len))
+    else
+        table="$table    {\"$url\", \"$type\", asset_$n, $len, \"\\\"$etag\\\"\", NULL, 0, NULL, 0, 0},
+"
+    fi
     n=$((n + 1))
 done
 
@@ -99,3 +142,4 @@ printf '%s' "$table"
 echo "};"
 echo
 echo "const size_t http_static_assets_count = $n;"
+echo "const size_t http_static_plain_total = $off;"

@@ -15,6 +15,14 @@ http_static_find(const char *url)
     return NULL;
 }
 
+/* http_static_plain_free - nothing to free: never filled. */
+void
+http_static_plain_free(struct http_static_plain *p)
+{
+    p->buf = NULL;
+    p->failed = 0;
+}
+
 /* http_static_handle - never routed to (no path is an asset): 404. */
 enum MHD_Result
 http_static_handle(struct worker *w, struct MHD_Connection *conn, struct http_request *rq,

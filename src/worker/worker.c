@@ -898,6 +898,7 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     snap_cache_release(&w.snap_cache);
     event_window_free(&w.window);
     auth_tokens_free(&w.auth);
+    http_static_plain_free(&w.static_plain);
     log_debug("worker %u exiting", index);
     exit(0);
 }

@@ -27,6 +27,7 @@
 #include "worker/ev.h"
 #include "worker/event_window.h"
 #include "worker/http_access.h"
+#include "worker/http_static.h"
 #include "common/log.h"
 #include "worker/snap_cache.h"
 #include "worker/tls_front.h"
@@ -110,6 +111,7 @@ struct worker {
      * protected request refused until a reload reads a good file). */
     int auth_on;
     struct auth_tokens auth;
+    struct http_static_plain static_plain; /* compressed dashboard: identity copies */
 };
 
 /* worker_mhd_run_again - libmicrohttpd must run once more in this pass: an
