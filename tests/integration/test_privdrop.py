@@ -18,9 +18,11 @@ are skipped.
 import os
 import pwd
 import grp
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
@@ -173,14 +175,39 @@ def as_nobody():
     os.setuid(nobody.pw_uid)
 
 
+def binary_for_nobody():
+    """A copy of personad that nobody can run: the build tree may sit where
+    nobody cannot reach it (a clone in /root, mode 0700, on a fresh machine)."""
+    d = tempfile.mkdtemp(prefix="personad-nobody-")
+    os.chmod(d, 0o755)
+    exe = os.path.join(d, "personad")
+    shutil.copy(personad_path(), exe)
+    os.chmod(exe, 0o755)
+    return exe
+
+
 def test_not_root():
     """Not root: another user is refused; oneself is fine (nothing to drop)."""
     need_root()
-    start_fails(["--user=root"], "only root can switch", preexec=as_nobody)
-    d = Daemon(workers=1)
-    open_for(d, 0, 0)
-    d.flags += ["--user=nobody"]
+    exe = binary_for_nobody()
+    before = os.environ.get("PERSONAD")
+    os.environ["PERSONAD"] = exe  # start_fails and the Daemon below run this copy
+    try:
+        start_fails(["--user=root"], "only root can switch", preexec=as_nobody)
+        d = Daemon(workers=1)
+        open_for(d, 0, 0)
+        d.flags += ["--user=nobody"]
+        run_as_nobody(d)
+    finally:
+        if before is None:
+            del os.environ["PERSONAD"]
+        else:
+            os.environ["PERSONAD"] = before
+        shutil.rmtree(os.path.dirname(exe), ignore_errors=True)
 
+
+def run_as_nobody(d):
+    """d started by nobody, with --user=nobody: nothing to drop."""
     def spawn_as_nobody():
         d.errf = open(d.log_path, "ab")
         d.outf = open(d.out_path, "ab")

@@ -66,7 +66,7 @@ async def test_everything_at_once():
     d = TLSDaemon(workers=2, seed={"a.json": persona_api("a")})
     tokens = os.path.join(d.tmp, "tokens")
     write_file(tokens, "# the operator's token\n%s\n" % TOKEN)
-    d.flags += ["--auth-token-file=" + tokens, "--allowed-hosts=localhost",
+    d.flags += ["--auth-token-file=" + tokens, "--allowed-hosts=127.0.0.1",
                 "--max-connections-per-ip=16"]
     if as_root:
         nobody = pwd.getpwnam("nobody")
@@ -80,7 +80,7 @@ async def test_everything_at_once():
         if as_root:
             for pid in [d.pid] + d.wait_workers(2):
                 assert uid_of(pid) == [nobody.pw_uid] * 4, (pid, uid_of(pid))
-        origin = "https://localhost:%d" % d.port
+        origin = "https://127.0.0.1:%d" % d.port
         url = d.ws_url + "?access_token=" + TOKEN
         ws = await wss(url, extra_headers={"Origin": origin})
         try:

@@ -86,7 +86,7 @@ class TLSDaemon(Daemon):
             os.rename(dst + ".new", dst)
 
     def http(self, method, path, headers=None, body=None, timeout=5.0):
-        c = http.client.HTTPSConnection("localhost", self.port, timeout=timeout,
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
                                         context=client_ctx())
         try:
             c.request(method, path, body=body, headers=headers or {})
@@ -97,7 +97,7 @@ class TLSDaemon(Daemon):
 
     @property
     def ws_url(self):
-        return "wss://localhost:%d/ws" % self.port
+        return "wss://127.0.0.1:%d/ws" % self.port
 
 
 async def wss(d, **kw):
@@ -107,7 +107,7 @@ async def wss(d, **kw):
 
 def curl(d, path, *extra):
     return subprocess.run(["curl", "-sS", "--cacert", CA, "--max-time", "5", *extra,
-                           "https://localhost:%d%s" % (d.port, path)],
+                           "https://127.0.0.1:%d%s" % (d.port, path)],
                           capture_output=True, timeout=15)
 
 
@@ -311,7 +311,7 @@ async def test_wss_write_deadline_drops_stuck_client():
 def test_sse_over_https():
     with TLSDaemon(workers=1) as d:
         p = subprocess.Popen(["curl", "-sSN", "-i", "--cacert", CA, "--max-time", "4",
-                              "https://localhost:%d/api/events" % d.port],
+                              "https://127.0.0.1:%d/api/events" % d.port],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(1.0)
         d.write("c.json", persona_api("c"))
@@ -358,7 +358,7 @@ NODE_WSS = r"""
 const WebSocket = require('ws');
 const fs = require('fs');
 const [port, ca] = process.argv.slice(1);
-const ws = new WebSocket('wss://localhost:' + port + '/ws', { ca: fs.readFileSync(ca) });
+const ws = new WebSocket('wss://127.0.0.1:' + port + '/ws', { ca: fs.readFileSync(ca) });
 ws.on('open', () => console.log('open'));
 ws.on('message', (m) => { console.log('message ' + m); ws.close(1000); });
 ws.on('close', (code) => { console.log('close ' + code); process.exit(0); });
@@ -438,7 +438,7 @@ def test_dashboard_in_chromium_over_https():
                                       "--user-data-dir=" + os.path.join(d.tmp, "profile%d" % attempt),
                                       "--ignore-certificate-errors-spki-list=" + spki_hash(d.cert),
                                       "--virtual-time-budget=15000",
-                                      "--dump-dom", "https://localhost:%d/" % d.port],
+                                      "--dump-dom", "https://127.0.0.1:%d/" % d.port],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
                 try:
