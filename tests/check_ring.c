@@ -912,14 +912,15 @@ xp_consumer(struct ring *r, struct xp_shared *sh, int out_fd)
 START_TEST(test_two_processes)
 {
     xp_mode = (unsigned)_i;
-    /* Under qemu-user (CI's cross runs set PERSONAD_QEMU_USER) the all-maximum
-     * mode gets SIGKILLed, from neither Check nor the OOM killer: first seen
-     * under qemu-arm, then under qemu-aarch64 on a loaded machine; not
-     * understood yet.  The other two modes run there, and
-     * all three natively. */
-    if (_i == 2 && getenv("PERSONAD_QEMU_USER") != NULL) {
-        fprintf(stderr, "qemu-%s: the all-maximum race mode is left out\n",
-                getenv("PERSONAD_QEMU_USER"));
+    /* Not under qemu-user (CI's cross runs set PERSONAD_QEMU_USER): there the
+     * emulated CPU's loads and stores run on the host's stronger (x86, TSO)
+     * ordering, so this race cannot catch a missing barrier of the target, and
+     * on a loaded machine its processes were SIGKILLed (from neither Check nor
+     * the OOM killer; first under qemu-arm, then under qemu-aarch64).  It runs
+     * natively, in all three modes. */
+    if (getenv("PERSONAD_QEMU_USER") != NULL) {
+        fprintf(stderr, "qemu-%s: the two-process race (mode %d) is left out\n",
+                getenv("PERSONAD_QEMU_USER"), _i);
         return;
     }
     size_t bytes = ring_bytes(XP_SLOTS) + 4096;
