@@ -74,7 +74,8 @@ access_parse_host(const char *s, size_t len, struct access_addr *out)
         for (size_t i = 0; i < host_end; i++) {
             if (!name_char((unsigned char)s[i]))
                 return -1;
-            a.host[i] = (char)tolower((unsigned char)s[i]);
+            /* DNS names compare in ASCII case, whatever the locale. */
+            a.host[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
         }
     }
     if (host_end < len && parse_port(s + host_end + 1, len - host_end - 1, &a.port) != 0)

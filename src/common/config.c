@@ -222,22 +222,31 @@ config_usage(FILE *out)
             fprintf(out, "=%s", o->metavar);
             n += 1 + strlen(o->metavar);
         }
-        if (n + 2 > HELP_COLUMN) {
-            fputc('\n', out);
-            n = 0;
-        }
-        fprintf(out, "%*s", (int)(HELP_COLUMN - n), "");
-        for (const char *h = o->help; *h != '\0'; h++) {
+        if (n + 2 > HELP_COLUMN)
+            fprintf(out, "\n%*s", HELP_COLUMN, "");
+        else
+            fprintf(out, "%*s", (int)(HELP_COLUMN - n), "");
+        /* The help in spans, "%s" standing for the default and "\n" for an indented
+         * line break.  Spans, not characters: fputc would be one more import. */
+        for (const char *h = o->help;;) {
+            size_t span = strcspn(h, "%\n");
+            if (h[span] == '\0') {
+                fprintf(out, "%.*s\n", (int)span, h);
+                break;
+            }
+            fprintf(out, "%.*s", (int)span, h);
+            h += span;
             if (h[0] == '%' && h[1] == 's') {
                 fputs(o->def != NULL ? o->def : "", out);
-                h++;
-            } else if (*h == '\n') {
+                h += 2;
+            } else if (h[0] == '\n') {
                 fprintf(out, "\n%*s", HELP_COLUMN, "");
+                h++;
             } else {
-                fputc(*h, out);
+                fprintf(out, "%.1s", h);
+                h++;
             }
         }
-        fputc('\n', out);
     }
 }
 
@@ -287,7 +296,8 @@ parse_seconds(const char *s, uint64_t min_ms, uint64_t max_ms, int64_t *out_ms)
         *out_ms = 0;
         return 0;
     }
-    int64_t ms = (int64_t)llround(v * 1000.0);
+    /* v >= 0 and bounded by max_ms, so adding a half rounds it (no libm). */
+    int64_t ms = (int64_t)(v * 1000.0 + 0.5);
     *out_ms = ms < 1 ? 1 : ms;
     return 0;
 }

@@ -248,9 +248,9 @@ log_emit(int prio, const char *level, int with_errno, int saved_errno, const cha
     if (log_syslog_fd >= 0) {
         /* RFC 3164 as syslog(3) writes it; the level is in the priority. */
         char stamp[32] = "";
-        time_t t = time(NULL);
+        struct timespec now;
         struct tm tm;
-        if (localtime_r(&t, &tm) == NULL || strftime(stamp, sizeof(stamp), "%b %e %T", &tm) == 0)
+        if (clock_gettime(CLOCK_REALTIME, &now) != 0 || localtime_r(&now.tv_sec, &tm) == NULL || strftime(stamp, sizeof(stamp), "%b %e %T", &tm) == 0)
             stamp[0] = '\0';
         n = snprintf(line, sizeof(line), "<%d>%s personad[%ld]: ", LOG_DAEMON | prio, stamp,
                      (long)getpid());

@@ -930,8 +930,11 @@ master_run(const struct config *cfg)
     size_t stats_len = stats_bytes(cfg->workers + 1, page_bytes);
     if (stats_len == SIZE_MAX)
         fatalx("no stats area for %u workers", cfg->workers);
+    struct timespec started;
+    if (clock_gettime(CLOCK_REALTIME, &started) != 0)
+        fatal("clock_gettime");
     stats_init(&m.stats, map_or_die(cfg, "stats", stats_len, &m.stats_ro_fd), cfg->workers + 1,
-               page_bytes, (uint64_t)time(NULL));
+               page_bytes, (uint64_t)started.tv_sec);
     stats_set(stats_slot(&m.stats, 0), STATS_PID, (uint64_t)getpid());
     stats_set_pid(&m.stats, 0, (uint64_t)getpid());
     char epoch[EPOCH_CHARS + 1];

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +32,14 @@ read_pid(const char *path)
     if (r <= 0)
         return 0;
     buf[r] = '\0';
+    if (buf[0] < '1' || buf[0] > '9') /* no sign, no blank, no 0 */
+        return 0;
     char *end;
     errno = 0;
-    long pid = strtol(buf, &end, 10);
-    if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') || pid <= 0)
+    unsigned long long pid = strtoull(buf, &end, 10);
+    if (errno != 0 || (*end != '\n' && *end != '\0') || pid > LONG_MAX)
         return 0;
-    return pid;
+    return (long)pid;
 }
 
 /* /proc/PID/comm without its newline into out; 0 or -1. */

@@ -266,9 +266,10 @@ resolve_beneath(int dir_fd, const char *fn, struct resolved *r)
     r->at_owned = 0;
     r->why = "file name too long";
     r->err = 0;
-    if (strlen(fn) >= sizeof(r->path))
+    size_t fn_len = strlen(fn);
+    if (fn_len >= sizeof(r->path))
         return res;
-    strcpy(r->path, fn);
+    memcpy(r->path, fn, fn_len + 1);
     char *rest = r->path;
     for (;;) {
         char *comp = rest + strspn(rest, "/");

@@ -54,6 +54,25 @@ def test_help_version():
     for opt in ("--listen", "--personas-dir", "--workers", "--ping-period", "--pong-wait",
                 "--write-deadline", "--max-message", "--ring-size", "--config"):
         assert opt in out, "--help does not mention %s:\n%s" % (opt, out)
+    # The layout: each option's help starts in column 33 (on the next line when
+    # the option is longer), its continuation lines are indented to it, and
+    # the "%s" of a default is replaced.
+    assert "%s" not in out and out.endswith("\n"), out
+    entries = 0
+    for line in out.splitlines()[3:]:
+        if line.startswith("  -") or line.startswith("      --"):
+            entries += 1
+            opt_end = line.index(" ", line.index("--"))  if " " in line[line.index("--"):] \
+                else len(line)
+            if opt_end + 2 <= 33:
+                assert len(line) > 33 and line[opt_end:33].strip() == "" and line[33] != " ", \
+                    "help not in column 33: %r" % line
+            else:
+                assert opt_end == len(line), "a long option's help not on the next line: %r" % line
+        else:
+            assert line.startswith(" " * 33) and line[33] != " ", "continuation: %r" % line
+    assert entries >= 30, out
+    assert "(default 4096)" in out and "Default 0.005\n" in out, out
     rc, out, err = personad("-h")
     assert rc == 0, "-h exit %d" % rc
     rc, out, err = personad("--version")
