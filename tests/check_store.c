@@ -323,13 +323,11 @@ snap_count(struct fx *f)
 /* Require exactly these new events ("added:NAME", "updated:NAME", "deleted:NAME",
  * NULL-terminated) in ring order since the last call, with exact payloads. */
 static void
-expect_events(struct fx *f, ...)
+expect_event_list(struct fx *f, const char *const *specs)
 {
-    va_list ap;
-    va_start(ap, f);
     const char *spec;
     static uint8_t buf[RING_PAYLOAD_MAX + 1];
-    while ((spec = va_arg(ap, const char *)) != NULL) {
+    while ((spec = *specs++) != NULL) {
         const char *colon = strchr(spec, ':');
         ck_assert_ptr_nonnull(colon);
         size_t kind_len = (size_t)(colon - spec);
@@ -349,9 +347,22 @@ expect_events(struct fx *f, ...)
         ck_assert_uint_eq(type, want_type);
         f->cursor++;
     }
-    va_end(ap);
     ck_assert_msg(ring_head(&f->ring) == f->cursor - 1, "%llu unexpected extra event(s)",
                   (unsigned long long)(ring_head(&f->ring) - (f->cursor - 1)));
+}
+
+static void
+expect_events(struct fx *f, ...)
+{
+    const char *specs[64];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, f);
+    do
+        ck_assert_uint_lt(n, sizeof(specs) / sizeof(specs[0]));
+    while ((specs[n++] = va_arg(ap, const char *)) != NULL);
+    va_end(ap);
+    expect_event_list(f, specs);
 }
 
 /* store_commit, then check its return value, that a changing commit published
@@ -997,6 +1008,135 @@ END_TEST
  * new generation, no event; the changes stay pending) or everything (the
  * snapshot and all its events).  Before the events were serialised ahead of
  * the publish, failing the serialisation after it panicked the master. */
+/* --- a random history against a model ---------------------------------------------
+ * Two sources, 24 keys each, 8 cluster names (so claims collide often), three
+ * contents per name and bad content now and then; puts, removes and full syncs
+ * in random order, a commit every few steps.  After each commit the snapshot
+ * must be the model's desired state (per name: the claim of the first source,
+ * then the smallest key), and the new events its difference from the previous
+ * one: deletions, additions, updates, each by name.  This is what keeps the
+ * commit's shortcuts (claims still published keep their place, equal versions
+ * skip the name comparison) honest. */
+#define RM_KEYS 24
+#define RM_NAMES 8
+
+struct rm_claim {
+    int name; /* -1: none (never good) */
+    int v;
+};
+
+struct rm_state {
+    int obj_v[RM_NAMES]; /* the published v of each name, -1: absent */
+};
+
+static void
+rm_desired(const struct rm_claim good[2][RM_KEYS], struct rm_state *out)
+{
+    for (int n = 0; n < RM_NAMES; n++)
+        out->obj_v[n] = -1;
+    /* Walking (source, key) in order, the first claim of a name wins. */
+    int taken[RM_NAMES] = {0};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < RM_KEYS; k++)
+            if (good[s][k].name >= 0 && !taken[good[s][k].name]) {
+                taken[good[s][k].name] = 1;
+                out->obj_v[good[s][k].name] = good[s][k].v;
+            }
+}
+
+static uint32_t rm_seed = 12345;
+
+static uint32_t
+rm_rand(uint32_t n)
+{
+    rm_seed = rm_seed * 1103515245u + 12345u;
+    return (rm_seed >> 16) % n;
+}
+
+START_TEST(test_random_against_model)
+{
+    struct fx f;
+    fx_open(&f, FX_HALF_BYTES);
+    log_capture();
+    int src1 = store_add_source(f.st, "cluster persona");
+    ck_assert_int_eq(src1, 1);
+    const int srcs[2] = {f.src, src1};
+    struct rm_claim good[2][RM_KEYS];
+    int present[2][RM_KEYS] = {{0}};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < RM_KEYS; k++)
+            good[s][k] = (struct rm_claim){-1, 0};
+    struct rm_state pub;
+    rm_desired(good, &pub);
+    commit(&f, 1, 0);
+    char key[16], name[16];
+    for (int step = 0; step < 4000; step++) {
+        int s = (int)rm_rand(2), k = (int)rm_rand(RM_KEYS);
+        snprintf(key, sizeof(key), "k%02d", k);
+        uint32_t op = rm_rand(20);
+        if (op < 13) { /* a good content */
+            int n = (int)rm_rand(RM_NAMES), v = (int)rm_rand(3);
+            snprintf(name, sizeof(name), "n%d", n);
+            const char *json = persona_json(name, v);
+            ck_assert_int_eq(store_put(f.st, srcs[s], key, json, strlen(json)), 0);
+            good[s][k] = (struct rm_claim){n, v};
+            present[s][k] = 1;
+        } else if (op < 15) { /* bad: the last good one is kept */
+            ck_assert_int_eq(store_put(f.st, srcs[s], key, "{", 1), 0);
+            present[s][k] = 1;
+        } else if (op < 19) {
+            store_remove(f.st, srcs[s], key);
+            good[s][k] = (struct rm_claim){-1, 0};
+            present[s][k] = 0;
+        } else { /* a full sync of source s that drops one key and touches the rest */
+            int drop = (int)rm_rand(RM_KEYS);
+            store_sync_begin(f.st, srcs[s]);
+            for (int j = 0; j < RM_KEYS; j++) {
+                snprintf(key, sizeof(key), "k%02d", j);
+                if (present[s][j] && j != drop)
+                    ck_assert_int_eq(store_touch(f.st, srcs[s], key), 0);
+            }
+            store_sync_end(f.st, srcs[s]);
+            good[s][drop] = (struct rm_claim){-1, 0};
+            present[s][drop] = 0;
+        }
+        if (rm_rand(3) != 0)
+            continue;
+        struct rm_state want;
+        rm_desired(good, &want);
+        /* The expected events, in the commit's order. */
+        char specs[3 * RM_NAMES][32];
+        const char *list[3 * RM_NAMES + 1];
+        int nspec = 0;
+        for (int kind = 0; kind < 3; kind++)
+            for (int n = 0; n < RM_NAMES; n++) {
+                int was = pub.obj_v[n], is = want.obj_v[n];
+                const char *what = kind == 0 && was >= 0 && is < 0    ? "deleted"
+                                   : kind == 1 && was < 0 && is >= 0  ? "added"
+                                   : kind == 2 && was >= 0 && is >= 0 && was != is ? "updated"
+                                                                                     : NULL;
+                if (what != NULL) {
+                    snprintf(specs[nspec], sizeof(specs[nspec]), "%s:n%d", what, n);
+                    list[nspec] = specs[nspec];
+                    nspec++;
+                }
+            }
+        list[nspec] = NULL;
+        commit(&f, 0, nspec);
+        expect_event_list(&f, list);
+        uint32_t count = 0;
+        for (int n = 0; n < RM_NAMES; n++) {
+            snprintf(name, sizeof(name), "n%d", n);
+            expect_obj(&f, name, want.obj_v[n] >= 0 ? obj_of(name, want.obj_v[n]) : NULL);
+            count += want.obj_v[n] >= 0;
+        }
+        ck_assert_uint_eq(snap_count(&f), count);
+        pub = want;
+    }
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_commit_out_of_memory)
 {
     struct fx f;
@@ -1067,6 +1207,7 @@ store_suite(void)
     tcase_add_test(tc, test_first_source_wins_a_name);
     tcase_add_test(tc, test_sources_max);
     tcase_add_test(tc, test_commit_out_of_memory);
+    tcase_add_test(tc, test_random_against_model);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,11 +10,16 @@
  * against the published blob compares canonical bytes, so formatting and key
  * order never produce events, and the blob is the only second copy.
  *
- * O(n log n) per commit with n records: fine for thousands; commits happen
- * once per batch of changes, not per record.
+ * A commit that changes k of n records sorts only those k: a record whose
+ * persona is still the one published knows its place (pub_index), so the
+ * desired state costs O(n + k log n) name comparisons and the diff compares
+ * names only where versions differ.  What stays O(n) per commit is integer
+ * work and the copy of the snapshot blob.  At 400 commits a second over 8 000
+ * records the sort and the comparisons were half of the master's CPU.
  */
 #include "build_config.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,8 @@ struct store_record {
     uint64_t bad_hash;   /* bad: snapshot_hash of that content, or the source's tag */
     int seen;            /* put or touched since store_sync_begin */
     int conflict_warned; /* lost a name to a record ordered before it; warned */
+    uint64_t pub_version; /* good.version as published at pub_index; 0: not published */
+    uint32_t pub_index;   /* its entry in the published blob, when pub_version is set */
 };
 
 struct store_source {
@@ -64,6 +71,7 @@ struct store {
 struct claim {
     const struct persona *p;
     struct store_record *rec;
+    int fresh; /* not the record's published persona: its place was searched for */
 };
 
 struct store *
@@ -335,22 +343,83 @@ claim_cmp(const void *a, const void *b)
     return c;
 }
 
+static int
+name_eq(const struct claim *a, const struct claim *b)
+{
+    return snapshot_name_cmp(a->p->name, a->p->name_len, b->p->name, b->p->name_len) == 0;
+}
+
+/* Every claim of records[], in (name, source, key) order, into out (room for
+ * nrecords); returns the count.  The claims still published as they were are
+ * in that order already, by their published index; only the fresh ones are
+ * sorted and then searched into place.  -1 on ENOMEM. */
+static ptrdiff_t
+claims_sorted(struct store *st, struct claim *out)
+{
+    size_t nold = st->published ? snapshot_blob_header(st->published)->count : 0;
+    struct claim *kept = calloc(nold ? nold : 1, sizeof(*kept));
+    struct claim *fresh = malloc((st->nrecords ? st->nrecords : 1) * sizeof(*fresh));
+    if (kept == NULL || fresh == NULL) {
+        free(kept);
+        free(fresh);
+        return -1;
+    }
+    size_t nfresh = 0, nkept = 0;
+    for (size_t i = 0; i < st->nrecords; i++) {
+        struct store_record *r = &st->records[i];
+        if (r->good.name == NULL)
+            continue;
+        struct claim c = {&r->good, r, 0};
+        /* Versions are unique: the same version is the same parse, so the same
+         * name, which was a winner and in order at pub_index. */
+        if (r->pub_version != 0 && r->pub_version == r->good.version && r->pub_index < nold &&
+            kept[r->pub_index].p == NULL) {
+            kept[r->pub_index] = c;
+        } else {
+            c.fresh = 1;
+            fresh[nfresh++] = c;
+        }
+    }
+    for (size_t i = 0; i < nold; i++)
+        if (kept[i].p != NULL)
+            kept[nkept++] = kept[i];
+    qsort(fresh, nfresh, sizeof(*fresh), claim_cmp);
+    size_t from = 0, k = 0;
+    for (size_t f = 0; f < nfresh; f++) {
+        size_t lo = from, hi = nkept; /* the first kept claim after fresh[f] */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (claim_cmp(&kept[mid], &fresh[f]) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        memcpy(out + k, kept + from, (lo - from) * sizeof(*out));
+        k += lo - from;
+        from = lo;
+        out[k++] = fresh[f];
+    }
+    memcpy(out + k, kept + from, (nkept - from) * sizeof(*out));
+    k += nkept - from;
+    free(kept);
+    free(fresh);
+    return (ptrdiff_t)k;
+}
+
 /* The desired clusters, sorted by name, one per name; *n set.  NULL on ENOMEM. */
 static struct claim *
 desired_state(struct store *st, size_t *n)
 {
     struct claim *c = malloc((st->nrecords ? st->nrecords : 1) * sizeof(*c));
-    if (c == NULL)
+    ptrdiff_t k = c != NULL ? claims_sorted(st, c) : -1;
+    if (k < 0) {
+        free(c);
         return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < st->nrecords; i++)
-        if (st->records[i].good.name != NULL)
-            c[k++] = (struct claim){&st->records[i].good, &st->records[i]};
-    qsort(c, k, sizeof(*c), claim_cmp);
+    }
     size_t out = 0;
-    for (size_t i = 0; i < k; i++) {
-        if (out > 0 && snapshot_name_cmp(c[out - 1].p->name, c[out - 1].p->name_len, c[i].p->name,
-                                         c[i].p->name_len) == 0) {
+    for (size_t i = 0; i < (size_t)k; i++) {
+        /* Two claims still published as they were have different names. */
+        if (out > 0 && (c[out - 1].fresh || c[i].fresh) && name_eq(&c[out - 1], &c[i])) {
             struct store_record *loser = c[i].rec, *winner = c[out - 1].rec;
             if (!loser->conflict_warned) {
                 if (loser->src == winner->src)
@@ -407,6 +476,8 @@ diff_states(const uint8_t *old, const uint64_t *old_versions, const struct claim
             c = 1;
         else if (j == nwant)
             c = -1;
+        else if (old_versions[i] == want[j].p->version)
+            c = 0; /* the same parse: the same name */
         else
             c = snapshot_name_cmp(old + e[i].name_off, e[i].name_len, want[j].p->name,
                                   want[j].p->name_len);
@@ -565,6 +636,12 @@ store_commit(struct store *st, int baseline)
         st->published_versions = versions;
         blob = NULL;
         versions = NULL;
+        for (size_t i = 0; i < st->nrecords; i++)
+            st->records[i].pub_version = 0;
+        for (size_t i = 0; i < nwant; i++) {
+            want[i].rec->pub_version = want[i].p->version;
+            want[i].rec->pub_index = (uint32_t)i;
+        }
     }
     if (ev != NULL)
         events_free(ev, nev);
