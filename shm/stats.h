@@ -116,6 +116,7 @@ enum stats_id {
     /* Appended: the values above keep their places. */
     STATS_WRITES,        /* writev calls on stream connections (one carries >= 1 frame) */
     STATS_FANOUT_PASSES, /* fan-out passes over the set (fewer than doorbells when coalescing) */
+    STATS_FANOUT_BEHIND, /* passes that ended with new events already waiting (behind) */
 
     STATS_IDS
 };

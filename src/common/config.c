@@ -129,7 +129,7 @@ static const struct opt opts[] = {
      OPT_LIVE},
     {"write-deadline", 0, "SECONDS", "10", "default %s", SECONDS(write_deadline_ms, DAY_MS),
      OPT_FILE_KEY, OPT_LIVE},
-    {"coalesce-delay", 0, "SECONDS", "0.005",
+    {"coalesce-delay", 0, "SECONDS", "0.02",
      "under load, hold a client's events up to this long\nto send them in one write; 0: off.  "
      "Default %s",
      SECONDS_OR_OFF(coalesce_delay_ms, 1000), OPT_FILE_KEY, OPT_LIVE},

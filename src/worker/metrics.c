@@ -242,6 +242,10 @@ metrics_render(const struct metrics_view *v, size_t *len)
     head(&b, "personad_worker_fanout_passes_total", "counter",
          "Fan-out passes over the connections (--coalesce-delay merges them under load).");
     sample(&b, "personad_worker_fanout_passes_total", stats_sum(s, STATS_FANOUT_PASSES, W, END));
+    head(&b, "personad_worker_fanout_behind_total", "counter",
+         "Fan-out passes that ended with new events already waiting: the worker is behind, and "
+         "--coalesce-delay holds the next pass for all of it.");
+    sample(&b, "personad_worker_fanout_behind_total", stats_sum(s, STATS_FANOUT_BEHIND, W, END));
 
     static const struct row codes[] = {
         {"101", STATS_HTTP_101}, {"200", STATS_HTTP_200}, {"304", STATS_HTTP_304},

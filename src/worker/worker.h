@@ -86,6 +86,7 @@ struct worker {
      * fanout_due_ms, at most the delay after the previous pass (fanout_last_ms). */
     int64_t fanout_last_ms;
     int64_t fanout_due_ms; /* INT64_MAX: no pass owed */
+    int fanout_behind;     /* the last pass ended with new events already in the ring */
     /* Rate limits of libmicrohttpd's messages and of per-connection lines (the set's). */
     struct log_limit mhd_log, client_log;
     int64_t trim_due_ms;      /* malloc_trim at most once a second, after churn */

@@ -72,7 +72,7 @@ def test_help_version():
         else:
             assert line.startswith(" " * 33) and line[33] != " ", "continuation: %r" % line
     assert entries >= 30, out
-    assert "(default 4096)" in out and "Default 0.005\n" in out, out
+    assert "(default 4096)" in out and "Default 0.02\n" in out, out
     rc, out, err = personad("-h")
     assert rc == 0, "-h exit %d" % rc
     rc, out, err = personad("--version")
