@@ -43,19 +43,20 @@ def counters(d):
 async def paced(d, ws, prefix, n, gap_s, conns=1):
     """Write n personas gap_s apart while ws (one of conns clients) receives
     them; returns (the counters' growth, the worst delay from write to arrival
-    in s)."""
+    in s).  The names are zero-padded: a commit that takes several files at once
+    (a busy master) emits their additions in name order."""
     before = counters(d)
     written, arrived = [], []
 
     async def reader():
         for i in range(n):
             got = await recv(ws, 10.0)
-            assert got == ev("added", "%s-%d" % (prefix, i)), (i, got)  # in order, no gap
+            assert got == ev("added", "%s-%03d" % (prefix, i)), (i, got)  # in order, no gap
             arrived.append(time.monotonic())
 
     task = asyncio.ensure_future(reader())
     for i in range(n):
-        name = "%s-%d" % (prefix, i)
+        name = "%s-%03d" % (prefix, i)
         written.append(d.write(name + ".json", persona_api(name)))
         await asyncio.sleep(gap_s)
     await task
