@@ -9,7 +9,7 @@
  *
  * Coalescing (--coalesce-delay=D): a pass writes every event of its window in
  * one writev per connection, so passes are what cost (the kernel's TCP path,
- * about 12 us a writev on loopback here).  Two holds:
+ * about 12 us a writev on loopback on the development VM).  Two holds:
  * - events in quick succession: one that arrives less than D/4 after the
  *   previous pass waits until D/4 after it;
  * - a worker behind: when the previous pass ended with new events already in
