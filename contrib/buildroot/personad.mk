@@ -18,10 +18,20 @@ PERSONAD_CONF_OPTS = --disable-hardening
 # off explicitly, so the result does not depend on what the sysroot holds.
 PERSONAD_CONF_OPTS += --disable-kubernetes
 
+# Every switch whose default depends on what the sysroot holds is given
+# explicitly, so the result is what the configuration says.
 ifeq ($(BR2_PACKAGE_PERSONAD_DASHBOARD),y)
-PERSONAD_CONF_OPTS += --enable-dashboard
+PERSONAD_DEPENDENCIES += zlib
+PERSONAD_CONF_OPTS += --enable-dashboard --enable-compressed-assets
 else
-PERSONAD_CONF_OPTS += --disable-dashboard
+PERSONAD_CONF_OPTS += --disable-dashboard --disable-compressed-assets
+endif
+
+ifeq ($(BR2_PACKAGE_PERSONAD_TLS),y)
+PERSONAD_DEPENDENCIES += gnutls
+PERSONAD_CONF_OPTS += --enable-tls
+else
+PERSONAD_CONF_OPTS += --disable-tls
 endif
 
 define PERSONAD_INSTALL_INIT_SYSV

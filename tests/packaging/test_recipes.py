@@ -3,9 +3,11 @@
 configure and the real daemon.  No Buildroot or OpenWrt tree can be fetched
 here, so each recipe's makefile is evaluated by GNU make with the build
 system's entry points stubbed (autotools-package; rules.mk, package.mk,
-BuildPackage), once per value of its dashboard option, and what it would hand
-to configure must be configure's own switches (configure accepts an unknown
---enable-X with a warning only: a renamed switch would go unnoticed).  The
+BuildPackage), once per combination of its dashboard and TLS options, and what
+it would hand to configure must be configure's own switches (configure accepts
+an unknown --enable-X with a warning only: a renamed switch would go
+unnoticed), with every switch whose default depends on what the sysroot holds
+given explicitly (a recipe's result must not depend on what else was built).  The
 shipped daemon configurations are started: /etc/personad.conf through
 --config, and /etc/config/personad through the procd init script's own
 start_service (procd's and UCI's shell functions stubbed) - every option must
@@ -34,6 +36,27 @@ def configure_switches():
     pkgs = set(re.findall(r"^\s+--with(?:out)?-([a-z0-9-]+)", out, re.M))
     assert "dashboard" in feats, "configure --help lists no --disable-dashboard:\n" + out
     return feats, pkgs
+
+
+def configure_auto_switches():
+    """The features whose default is decided by what configure finds
+    ("default: on when pkg-config finds gnutls", "... when zlib is found")."""
+    out = subprocess.run(["sh", os.path.join(TOP, "configure"), "--help"], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    auto = set()
+    for m in re.finditer(r"^\s+--(?:enable|disable)-([a-z0-9-]+)(.*(?:\n {20,}.*)*)", out, re.M):
+        text = " ".join(m.group(2).split())
+        if re.search(r"default: [^)]*when [^)]*(?:finds|found)", text):
+            auto.add(m.group(1))
+    assert {"tls", "compressed-assets", "kubernetes"} <= auto, auto
+    return auto
+
+
+def check_explicit(args, where):
+    given = {re.sub(r"^--(?:enable|disable)-", "", a) for a in args
+             if re.match(r"--(?:enable|disable)-", a)}
+    missing = configure_auto_switches() - given
+    assert not missing, "%s leaves %s to what the sysroot holds" % (where, sorted(missing))
 
 
 def personad_long_options():
@@ -80,21 +103,28 @@ def make_eval(stub, variables, assign):
 
 # --- Buildroot ---------------------------------------------------------------
 
-def br_eval(dashboard):
+def br_eval(dashboard, tls=False):
     stub = "autotools-package =\ninclude %s\n" % os.path.join(BR, "personad.mk")
     return make_eval(stub, ["PERSONAD_CONF_OPTS", "PERSONAD_DEPENDENCIES", "PERSONAD_SOURCE",
                             "PERSONAD_INSTALL_INIT_SYSV"],
-                     {"BR2_PACKAGE_PERSONAD_DASHBOARD": "y" if dashboard else ""})
+                     {"BR2_PACKAGE_PERSONAD_DASHBOARD": "y" if dashboard else "",
+                      "BR2_PACKAGE_PERSONAD_TLS": "y" if tls else ""})
 
 
 def test_buildroot_conf_opts():
     for dashboard in (True, False):
-        v = br_eval(dashboard)
-        opts = v["PERSONAD_CONF_OPTS"].split()
-        check_switches(opts, "personad.mk")
-        want = "--enable-dashboard" if dashboard else "--disable-dashboard"
-        assert want in opts and len({o for o in opts if "dashboard" in o}) == 1, (dashboard, opts)
-        assert v["PERSONAD_SOURCE"] == "personad-0.1.0.tar.gz", v
+        for tls in (True, False):
+            v = br_eval(dashboard, tls)
+            opts = v["PERSONAD_CONF_OPTS"].split()
+            deps = v["PERSONAD_DEPENDENCIES"].split()
+            check_switches(opts, "personad.mk")
+            check_explicit(opts, "personad.mk")
+            want = "--enable-dashboard" if dashboard else "--disable-dashboard"
+            assert want in opts and len({o for o in opts if "-dashboard" in o}) == 1, \
+                (dashboard, opts)
+            assert ("--enable-tls" if tls else "--disable-tls") in opts, (tls, opts)
+            assert ("gnutls" in deps) == tls and ("zlib" in deps) == dashboard, (deps, opts)
+            assert v["PERSONAD_SOURCE"] == "personad-0.1.0.tar.gz", v
 
 
 def test_buildroot_config_in():
@@ -108,7 +138,7 @@ def test_buildroot_config_in():
     used = set(re.findall(r"\b(BR2_PACKAGE_PERSONAD_\w+)", mk))
     assert defined and defined == used, (defined, used)
     selected = {s.lower() for s in re.findall(r"^\s+select BR2_PACKAGE_(\w+)", cfg, re.M)}
-    deps = set(br_eval(True)["PERSONAD_DEPENDENCIES"].split())
+    deps = set(br_eval(True, True)["PERSONAD_DEPENDENCIES"].split())
     assert deps - {"host-pkgconf"} == selected and "host-pkgconf" in deps, (deps, selected)
     for lib in ("libmicrohttpd", "wslay", "cjson", "nettle"):
         assert lib in deps, deps
@@ -137,20 +167,24 @@ def test_buildroot_init_files_and_conf():
 
 # --- OpenWrt -----------------------------------------------------------------
 
-def ow_eval(dashboard):
+def ow_eval(dashboard, tls=False):
     stub = "TOPDIR = @TMP@\nINCLUDE_DIR = @TMP@\ninclude %s\n" % os.path.join(OW, "Makefile")
     return make_eval(stub, ["CONFIGURE_ARGS", "PKG_NAME", "PKG_SOURCE"],
-                     {"CONFIG_PERSONAD_DASHBOARD": "y" if dashboard else ""})
+                     {"CONFIG_PERSONAD_DASHBOARD": "y" if dashboard else "",
+                      "CONFIG_PERSONAD_TLS": "y" if tls else ""})
 
 
 def test_openwrt_configure_args():
     for dashboard in (True, False):
-        v = ow_eval(dashboard)
-        args = v["CONFIGURE_ARGS"].split()
-        check_switches(args, "contrib/openwrt/Makefile")
-        want = "--enable-dashboard" if dashboard else "--disable-dashboard"
-        assert want in args, (dashboard, args)
-        assert v["PKG_SOURCE"] == "personad-0.1.0.tar.gz", v
+        for tls in (True, False):
+            v = ow_eval(dashboard, tls)
+            args = v["CONFIGURE_ARGS"].split()
+            check_switches(args, "contrib/openwrt/Makefile")
+            check_explicit(args, "contrib/openwrt/Makefile")
+            want = "--enable-dashboard" if dashboard else "--disable-dashboard"
+            assert want in args, (dashboard, args)
+            assert ("--enable-tls" if tls else "--disable-tls") in args, (tls, args)
+            assert v["PKG_SOURCE"] == "personad-0.1.0.tar.gz", v
     with open(os.path.join(OW, "Makefile")) as f:
         mk = f.read()
     for name in re.findall(r"\./files/([\w.-]+)", mk):
