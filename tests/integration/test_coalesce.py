@@ -14,18 +14,17 @@ after its file was written, and a hold is seen to be one (longer than a
 fraction of its window)."""
 
 import asyncio
-import base64
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import Daemon, ev, persona_api, personad_path, recv, run, ws_connect  # noqa: E402
+from harness import (Daemon, RawWS, ev, persona_api, personad_path, recv, run,  # noqa: E402
+                     ws_connect)
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$', re.M)
 MARGIN_S = 2.0
@@ -95,35 +94,19 @@ async def test_coalesces_under_load():
         assert worst >= delay / 8, "nothing was held (%.3f s)" % worst
 
 
-def silent_client(d):
-    """A WebSocket client that completes its handshake and then reads nothing
-    (a raw socket: a library would stall closing with unread frames)."""
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n" % (d.port, key)).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        assert chunk, "closed during the handshake: %r" % head
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
-
-
 async def test_behind_holds_for_the_delay():
     # A pass over 301 connections is 301 writevs; events written 1 ms apart
     # come in while one runs, so the worker is behind and holds the next pass
     # for the whole delay: some event waits longer than the quick window
     # (a quarter of the delay) could have held it.  The 300 other clients
-    # read nothing: 200 events fit their socket buffers.
+    # (RawWS: handshake, then nothing read) take 200 events in their socket
+    # buffers.
     delay = 1.0
     with Daemon(workers=1, flags=["--coalesce-delay=%g" % delay, "--rescan-interval=60"]) as d:
         others = []
         try:
             for _ in range(300):
-                others.append(silent_client(d))
+                others.append(RawWS(d.port, timeout=10))
             ws = await ws_connect(d)
             try:
                 grown, worst = await paced(d, ws, "behind", 200, 0.001, conns=301)
