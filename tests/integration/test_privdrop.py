@@ -61,6 +61,15 @@ def assert_runs_as(pid, uid, gid, groups, what):
         what, pid, grps, groups)
 
 
+def wait_serving(d, pid, since=0):
+    """Wait for worker pid's "ready" line (-v): it drops before it logs it, so
+    its ids are final from then on.  (Read before that, a freshly forked
+    worker still shows the master's root ids.)"""
+    line = d.wait_log(lambda ln: ln.startswith("personad[%d]:" % pid) and ln.endswith(" ready"),
+                      5, since=since)
+    assert line is not None, "worker %d never reported ready:\n%s" % (pid, d.log_text()[since:])
+
+
 def open_for(d, uid, gid):
     """The daemon's temp dir and personas dir readable by uid (mkdtemp made it
     0700); a directory owned by uid for the pidfile."""
@@ -83,11 +92,12 @@ async def test_user_nobody():
     with open(conf, "w") as f:
         f.write("rest-deadline = 30\n")
     os.chmod(conf, 0o644)
-    d.flags += ["--user=nobody", "--pidfile=" + pf, "-c", conf]
+    d.flags += ["-v", "--user=nobody", "--pidfile=" + pf, "-c", conf]
     with d:
         workers = d.wait_workers(2)
         assert_runs_as(d.pid, uid, gid, groups, "master")
         for w in workers:
+            wait_serving(d, w)
             assert_runs_as(w, uid, gid, groups, "worker")
         with open(pf) as f:
             assert f.read() == "%d\n" % d.pid
@@ -109,6 +119,7 @@ async def test_user_nobody():
         finally:
             await ws.close()
         # A worker respawned by the dropped master runs as nobody too.
+        off = len(d.log_text())
         os.kill(workers[0], signal.SIGKILL)
         t0 = time.monotonic()
         while True:
@@ -118,6 +129,7 @@ async def test_user_nobody():
                 break
             assert time.monotonic() - t0 < 10, "worker not respawned: %r" % now
             time.sleep(0.05)
+        wait_serving(d, new[0], since=off)
         assert_runs_as(new[0], uid, gid, groups, "respawned worker")
         st, _, _ = d.http("GET", "/healthz")
         assert st == 200, st
@@ -136,9 +148,10 @@ async def test_group_option():
         return
     d = Daemon(workers=1)
     open_for(d, nobody.pw_uid, daemon_gid)
-    d.flags += ["--user=nobody", "--group=daemon"]
+    d.flags += ["-v", "--user=nobody", "--group=daemon"]
     with d:
         (w,) = d.wait_workers(1)
+        wait_serving(d, w)
         assert_runs_as(d.pid, nobody.pw_uid, daemon_gid, [], "master")
         assert_runs_as(w, nobody.pw_uid, daemon_gid, [], "worker")
         ws = await ws_connect(d)
