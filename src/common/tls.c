@@ -2,12 +2,12 @@
  * tls - see tls.h.
  *
  * The serving pair is the one piece of process-wide state here: GnuTLS calls
- * the certificate callback with the session only, and libmicrohttpd puts
- * nothing of ours in it.  A handshake in progress holds pointers into the pair
- * the callback returned (GnuTLS does not copy it), so a reload does not free
- * the pair it replaces: the last TLS_RETIRED_KEPT replaced pairs stay, which
- * covers every handshake still running (libmicrohttpd's connection timeout
- * ends a stalled one long before that many reloads).
+ * the certificate callback with the session only.  A handshake in progress
+ * holds pointers into the pair the callback returned (GnuTLS does not copy
+ * it), so a reload does not free the pair it replaces: the last
+ * TLS_RETIRED_KEPT replaced pairs stay, which covers every handshake still
+ * running (TLS_FRONT_HANDSHAKE_MS ends a stalled one long before that many
+ * reloads).
  */
 #include "build_config.h"
 
@@ -20,12 +20,9 @@
 #include <unistd.h>
 
 #include "common/tls.h"
+#include "common/tls_lib.h"
 
 #ifdef ENABLE_TLS
-
-#include <gnutls/abstract.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 
 #define TLS_FILE_MAX (1024 * 1024) /* a PEM file larger than this is not a certificate */
 #define TLS_CHAIN_MAX 16           /* certificates in --tls-cert (leaf first) */
@@ -41,12 +38,6 @@ static struct tls_serving {
     struct tls_pair *cur;
     struct tls_pair *retired[TLS_RETIRED_KEPT]; /* [0] the most recently replaced */
 } serving;
-
-int
-tls_built_in(void)
-{
-    return 1;
-}
 
 /* Read a whole regular file of at most TLS_FILE_MAX bytes into d (malloc'd,
  * NUL-terminated for GnuTLS's PEM parser).  0, or -1 with msg. */
@@ -99,8 +90,9 @@ read_file(const char *what, const char *path, gnutls_datum_t *d, char *msg, size
 static void
 datum_wipe_free(gnutls_datum_t *d)
 {
+    const struct tls_lib *g = tls_lib();
     if (d->data != NULL) {
-        gnutls_memset(d->data, 0, d->size);
+        g->gnutls_memset(d->data, 0, d->size);
         free(d->data);
     }
     d->data = NULL;
@@ -110,12 +102,13 @@ datum_wipe_free(gnutls_datum_t *d)
 static void
 pair_free(struct tls_pair *p)
 {
+    const struct tls_lib *g = tls_lib();
     if (p == NULL)
         return;
     for (unsigned i = 0; i < p->npcert; i++)
-        gnutls_pcert_deinit(&p->pcert[i]);
+        g->gnutls_pcert_deinit(&p->pcert[i]);
     if (p->key != NULL)
-        gnutls_privkey_deinit(p->key);
+        g->gnutls_privkey_deinit(p->key);
     free(p);
 }
 
@@ -123,16 +116,17 @@ pair_free(struct tls_pair *p)
 static int
 key_matches(gnutls_pcert_st *cert, gnutls_privkey_t key)
 {
+    const struct tls_lib *g = tls_lib();
     gnutls_pubkey_t pub;
     unsigned char a[64], b[64];
     size_t alen = sizeof(a), blen = sizeof(b);
-    if (gnutls_pubkey_init(&pub) < 0)
+    if (g->gnutls_pubkey_init(&pub) < 0)
         return 0;
-    int ok = gnutls_pubkey_import_privkey(pub, key, 0, 0) == 0 &&
-             gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &alen) == 0 &&
-             gnutls_pubkey_get_key_id(cert->pubkey, GNUTLS_KEYID_USE_SHA256, b, &blen) == 0 &&
+    int ok = g->gnutls_pubkey_import_privkey(pub, key, 0, 0) == 0 &&
+             g->gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &alen) == 0 &&
+             g->gnutls_pubkey_get_key_id(cert->pubkey, GNUTLS_KEYID_USE_SHA256, b, &blen) == 0 &&
              alen == blen && memcmp(a, b, alen) == 0;
-    gnutls_pubkey_deinit(pub);
+    g->gnutls_pubkey_deinit(pub);
     return ok;
 }
 
@@ -140,25 +134,34 @@ key_matches(gnutls_pcert_st *cert, gnutls_privkey_t key)
 static void
 describe(gnutls_pcert_st *cert, char *msg, size_t msg_size)
 {
+    const struct tls_lib *g = tls_lib();
     gnutls_x509_crt_t crt;
-    if (msg_size == 0 || gnutls_pcert_export_x509(cert, &crt) < 0)
+    if (msg_size == 0 || g->gnutls_pcert_export_x509(cert, &crt) < 0)
         return;
     gnutls_datum_t dn = {NULL, 0};
     unsigned char serial[64];
     size_t slen = sizeof(serial);
     char hex[2 * sizeof(serial) + 1] = "?";
-    if (gnutls_x509_crt_get_serial(crt, serial, &slen) == 0)
+    if (g->gnutls_x509_crt_get_serial(crt, serial, &slen) == 0)
         for (size_t i = 0; i < slen; i++)
             snprintf(hex + 2 * i, 3, "%02x", serial[i]);
-    (void)gnutls_x509_crt_get_dn3(crt, &dn, 0);
+    (void)g->gnutls_x509_crt_get_dn3(crt, &dn, 0);
     snprintf(msg, msg_size, "subject %s, serial %s", dn.data != NULL ? (char *)dn.data : "?", hex);
-    gnutls_free(dn.data);
-    gnutls_x509_crt_deinit(crt);
+    (*g->free_fn)(dn.data);
+    g->gnutls_x509_crt_deinit(crt);
 }
 
+/* Load the pair, with GnuTLS loaded first (the first pair of the process
+ * loads it). */
 static struct tls_pair *
 pair_load(const char *cert_file, const char *key_file, char *msg, size_t msg_size)
 {
+    char why[256];
+    if (tls_lib_load(NULL, why, sizeof(why)) != 0) {
+        snprintf(msg, msg_size, "--tls-cert: %s", why);
+        return NULL;
+    }
+    const struct tls_lib *g = tls_lib();
     gnutls_datum_t cert = {NULL, 0}, key = {NULL, 0};
     struct tls_pair *p = NULL;
     int rc;
@@ -171,22 +174,22 @@ pair_load(const char *cert_file, const char *key_file, char *msg, size_t msg_siz
         goto fail;
     }
     p->npcert = TLS_CHAIN_MAX;
-    rc = gnutls_pcert_list_import_x509_raw(p->pcert, &p->npcert, &cert, GNUTLS_X509_FMT_PEM, 0);
+    rc = g->gnutls_pcert_list_import_x509_raw(p->pcert, &p->npcert, &cert, GNUTLS_X509_FMT_PEM, 0);
     if (rc < 0 || p->npcert == 0) {
         p->npcert = 0;
         snprintf(msg, msg_size, "--tls-cert %s: no PEM certificate (chain of at most %d): %s",
-                 cert_file, TLS_CHAIN_MAX, rc < 0 ? gnutls_strerror(rc) : "empty");
+                 cert_file, TLS_CHAIN_MAX, rc < 0 ? g->gnutls_strerror(rc) : "empty");
         goto fail;
     }
-    if ((rc = gnutls_privkey_init(&p->key)) < 0) {
+    if ((rc = g->gnutls_privkey_init(&p->key)) < 0) {
         p->key = NULL;
-        snprintf(msg, msg_size, "--tls-key: %s", gnutls_strerror(rc));
+        snprintf(msg, msg_size, "--tls-key: %s", g->gnutls_strerror(rc));
         goto fail;
     }
-    rc = gnutls_privkey_import_x509_raw(p->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    rc = g->gnutls_privkey_import_x509_raw(p->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
     if (rc < 0) {
         snprintf(msg, msg_size, "--tls-key %s: no unencrypted PEM private key: %s", key_file,
-                 gnutls_strerror(rc));
+                 g->gnutls_strerror(rc));
         goto fail;
     }
     if (!key_matches(&p->pcert[0], p->key)) {
@@ -203,16 +206,6 @@ fail:
     datum_wipe_free(&key);
     pair_free(p);
     return NULL;
-}
-
-int
-tls_check(const char *cert_file, const char *key_file, char *msg, size_t msg_size)
-{
-    struct tls_pair *p = pair_load(cert_file, key_file, msg, msg_size);
-    if (p == NULL)
-        return -1;
-    pair_free(p);
-    return 0;
 }
 
 int
@@ -264,23 +257,11 @@ tls_cert_callback(void)
 #else /* !ENABLE_TLS */
 
 int
-tls_built_in(void)
-{
-    return 0;
-}
-
-int
-tls_check(const char *cert_file, const char *key_file, char *msg, size_t msg_size)
+tls_serve_load(const char *cert_file, const char *key_file, char *msg, size_t msg_size)
 {
     (void)cert_file, (void)key_file;
     snprintf(msg, msg_size, "--tls-cert/--tls-key: not built in (configured with --disable-tls)");
     return -1;
-}
-
-int
-tls_serve_load(const char *cert_file, const char *key_file, char *msg, size_t msg_size)
-{
-    return tls_check(cert_file, key_file, msg, msg_size);
 }
 
 void

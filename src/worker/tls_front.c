@@ -28,12 +28,11 @@
 
 #include "common/net.h"
 #include "common/tls.h"
+#include "common/tls_lib.h"
 #include "worker/ev.h"
 #include "worker/tls_front.h"
 
 #ifdef ENABLE_TLS
-
-#include <gnutls/gnutls.h>
 
 #define TLS_FRONT_CHUNK (16 * 1024)  /* a TLS record's largest plaintext */
 #define TLS_FRONT_CHUNKS_PER_PASS 8  /* app -> client per wake-up, then the others */
@@ -130,11 +129,12 @@ set_mask(struct tls_front *c, int fd, uint32_t *mask, uint32_t want, struct ev_h
 static void
 update_masks(struct tls_front *c)
 {
+    const struct tls_lib *g = c->set->lib;
     if (c->dead)
         return;
     uint32_t tcp = 0, app = 0;
     if (c->handshaking) {
-        tcp = c->peeked && gnutls_record_get_direction(c->s) == 1 ? EPOLLOUT : EPOLLIN;
+        tcp = c->peeked && g->gnutls_record_get_direction(c->s) == 1 ? EPOLLOUT : EPOLLIN;
     } else {
         if (!c->tcp_eof && c->in_len == 0)
             tcp |= EPOLLIN;
@@ -194,9 +194,10 @@ flush_in(struct tls_front *c)
 static void
 pump_in(struct tls_front *c)
 {
+    const struct tls_lib *g = c->set->lib;
     struct tls_fronts *f = c->set;
     while (!c->dead && !c->tcp_eof && c->in_len == 0) {
-        ssize_t r = gnutls_record_recv(c->s, f->scratch, TLS_FRONT_CHUNK);
+        ssize_t r = g->gnutls_record_recv(c->s, f->scratch, TLS_FRONT_CHUNK);
         if (r == GNUTLS_E_AGAIN)
             return;
         if (r == GNUTLS_E_INTERRUPTED)
@@ -209,7 +210,7 @@ pump_in(struct tls_front *c)
         if (r < 0) {
             /* A TCP end without close_notify is the usual browser goodbye. */
             if (r != GNUTLS_E_PREMATURE_TERMINATION)
-                front_log(f, "connection ended", gnutls_strerror((int)r));
+                front_log(f, "connection ended", g->gnutls_strerror((int)r));
             front_close(c);
             return;
         }
@@ -241,7 +242,8 @@ pump_in(struct tls_front *c)
 static void
 app_done(struct tls_front *c)
 {
-    (void)gnutls_bye(c->s, GNUTLS_SHUT_WR); /* best effort: non-blocking */
+    const struct tls_lib *g = c->set->lib;
+    (void)g->gnutls_bye(c->s, GNUTLS_SHUT_WR); /* best effort: non-blocking */
     front_close(c);
 }
 
@@ -249,6 +251,7 @@ app_done(struct tls_front *c)
 static void
 pump_out(struct tls_front *c)
 {
+    const struct tls_lib *g = c->set->lib;
     struct tls_fronts *f = c->set;
     for (int i = 0; i < TLS_FRONT_CHUNKS_PER_PASS && !c->dead && !c->out_pending; i++) {
         ssize_t r = read(c->app, f->scratch, TLS_FRONT_CHUNK);
@@ -260,7 +263,7 @@ pump_out(struct tls_front *c)
             app_done(c);
             return;
         }
-        ssize_t s = gnutls_record_send(c->s, f->scratch, (size_t)r);
+        ssize_t s = g->gnutls_record_send(c->s, f->scratch, (size_t)r);
         if (s == GNUTLS_E_AGAIN || s == GNUTLS_E_INTERRUPTED) {
             c->out_pending = 1; /* GnuTLS holds the record: resent with NULL, 0 */
             return;
@@ -275,7 +278,8 @@ pump_out(struct tls_front *c)
 static void
 flush_out(struct tls_front *c)
 {
-    ssize_t s = gnutls_record_send(c->s, NULL, 0);
+    const struct tls_lib *g = c->set->lib;
+    ssize_t s = g->gnutls_record_send(c->s, NULL, 0);
     if (s == GNUTLS_E_AGAIN || s == GNUTLS_E_INTERRUPTED)
         return;
     if (s < 0) {
@@ -288,6 +292,7 @@ flush_out(struct tls_front *c)
 static void
 handshake(struct tls_front *c)
 {
+    const struct tls_lib *g = c->set->lib;
     struct tls_fronts *f = c->set;
     if (!c->peeked) {
         /* A plain HTTP request gets a plain answer, not a TLS alert. */
@@ -312,11 +317,11 @@ handshake(struct tls_front *c)
         }
         c->peeked = 1;
     }
-    int r = gnutls_handshake(c->s);
+    int r = g->gnutls_handshake(c->s);
     if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
         return;
     if (r < 0) {
-        front_log(f, "handshake failed", gnutls_strerror(r));
+        front_log(f, "handshake failed", g->gnutls_strerror(r));
         front_close(c);
         return;
     }
@@ -374,27 +379,32 @@ tls_fronts_init(struct tls_fronts *f, int epfd, struct MHD_Daemon *mhd, const in
     f->mhd = mhd;
     f->now_ms = now_ms;
     f->log = log;
+    const struct tls_lib *g = f->lib = tls_lib();
+    if (g == NULL) {
+        snprintf(msg, msg_size, "GnuTLS is not loaded (no --tls-cert pair was loaded)");
+        return -1;
+    }
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t prio;
     const char *err_pos = NULL;
-    int rc = gnutls_certificate_allocate_credentials(&cred);
+    int rc = g->gnutls_certificate_allocate_credentials(&cred);
     if (rc < 0) {
-        snprintf(msg, msg_size, "GnuTLS credentials: %s", gnutls_strerror(rc));
+        snprintf(msg, msg_size, "GnuTLS credentials: %s", g->gnutls_strerror(rc));
         return -1;
     }
-    gnutls_certificate_set_retrieve_function2(cred, tls_cert_callback());
-    rc = gnutls_priority_init(&prio, TLS_PRIORITIES, &err_pos);
+    g->gnutls_certificate_set_retrieve_function2(cred, tls_cert_callback());
+    rc = g->gnutls_priority_init(&prio, TLS_PRIORITIES, &err_pos);
     if (rc < 0) {
         snprintf(msg, msg_size, "GnuTLS priorities \"%s\": %s", TLS_PRIORITIES,
-                 gnutls_strerror(rc));
-        gnutls_certificate_free_credentials(cred);
+                 g->gnutls_strerror(rc));
+        g->gnutls_certificate_free_credentials(cred);
         return -1;
     }
     f->scratch = malloc(TLS_FRONT_CHUNK);
     if (f->scratch == NULL) {
         snprintf(msg, msg_size, "out of memory");
-        gnutls_priority_deinit(prio);
-        gnutls_certificate_free_credentials(cred);
+        g->gnutls_priority_deinit(prio);
+        g->gnutls_certificate_free_credentials(cred);
         return -1;
     }
     f->cred = cred;
@@ -419,6 +429,7 @@ tcp_setup(int fd)
 int
 tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, socklen_t len)
 {
+    const struct tls_lib *g = f->lib;
     int sp[2];
     struct tls_front *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -433,29 +444,29 @@ tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, sockle
         errno = e;
         return -1;
     }
-    int rc = gnutls_init(&c->s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+    int rc = g->gnutls_init(&c->s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
     if (rc >= 0)
-        rc = gnutls_priority_set(c->s, (gnutls_priority_t)f->prio);
+        rc = g->gnutls_priority_set(c->s, (gnutls_priority_t)f->prio);
     if (rc >= 0)
-        rc = gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE,
-                                    (gnutls_certificate_credentials_t)f->cred);
+        rc = g->gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE,
+                                       (gnutls_certificate_credentials_t)f->cred);
     if (rc < 0) {
-        log_warnx("tls: a new session: %s", gnutls_strerror(rc));
-        gnutls_deinit(c->s);
+        log_warnx("tls: a new session: %s", g->gnutls_strerror(rc));
+        g->gnutls_deinit(c->s);
         free(c);
         close(fd), close(sp[0]), close(sp[1]);
         errno = ENOMEM;
         return -1;
     }
-    gnutls_certificate_server_set_request(c->s, GNUTLS_CERT_IGNORE);
-    gnutls_handshake_set_timeout(c->s, 0); /* ours: TLS_FRONT_HANDSHAKE_MS */
-    gnutls_transport_set_int(c->s, fd);
+    g->gnutls_certificate_server_set_request(c->s, GNUTLS_CERT_IGNORE);
+    g->gnutls_handshake_set_timeout(c->s, 0); /* ours: TLS_FRONT_HANDSHAKE_MS */
+    g->gnutls_transport_set_int2(c->s, fd, fd);
     if (net_set_nonblock(fd) != 0)
         log_warn("tls: fcntl(O_NONBLOCK)");
     tcp_setup(fd);
     /* MHD makes its end non-blocking and closes it itself when it fails. */
     if (MHD_add_connection(f->mhd, sp[1], addr, len) != MHD_YES) {
-        gnutls_deinit(c->s);
+        g->gnutls_deinit(c->s);
         free(c);
         close(fd), close(sp[0]);
         errno = EMFILE;
@@ -501,10 +512,11 @@ tls_fronts_next_ms(const struct tls_fronts *f)
 void
 tls_fronts_reap(struct tls_fronts *f)
 {
+    const struct tls_lib *g = f->lib;
     while (f->dead != NULL) {
         struct tls_front *c = f->dead;
         f->dead = c->dead_next;
-        gnutls_deinit(c->s);
+        g->gnutls_deinit(c->s);
         free(c->in);
         free(c);
     }
@@ -513,17 +525,18 @@ tls_fronts_reap(struct tls_fronts *f)
 void
 tls_fronts_free(struct tls_fronts *f)
 {
+    const struct tls_lib *g = f->lib;
     while (f->conns != NULL) {
         struct tls_front *c = f->conns;
         if (c->out_pending)
-            (void)gnutls_record_send(c->s, NULL, 0); /* a last try for a goodbye */
+            (void)g->gnutls_record_send(c->s, NULL, 0); /* a last try for a goodbye */
         front_close(c);
     }
     tls_fronts_reap(f);
     if (f->prio != NULL)
-        gnutls_priority_deinit((gnutls_priority_t)f->prio);
+        g->gnutls_priority_deinit((gnutls_priority_t)f->prio);
     if (f->cred != NULL)
-        gnutls_certificate_free_credentials((gnutls_certificate_credentials_t)f->cred);
+        g->gnutls_certificate_free_credentials((gnutls_certificate_credentials_t)f->cred);
     free(f->scratch);
     memset(f, 0, sizeof(*f));
 }

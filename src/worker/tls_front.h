@@ -40,8 +40,10 @@
 
 struct MHD_Daemon;
 struct tls_front;
+struct tls_lib;
 
 struct tls_fronts {
+    const struct tls_lib *lib;   /* GnuTLS (common/tls_lib.h) */
     void *cred;                  /* gnutls_certificate_credentials_t */
     void *prio;                  /* gnutls_priority_t */
     int epfd;                    /* the worker's */
