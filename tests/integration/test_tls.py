@@ -457,6 +457,52 @@ def test_dashboard_in_chromium_over_https():
         assert "event #" in head and " · " in head, head
 
 
+def mapped_gnutls(d):
+    """{pid: [paths]} of the GnuTLS libraries each process of d maps."""
+    out = {}
+    for pid in [d.pid] + d.worker_pids():
+        with open("/proc/%d/maps" % pid) as f:
+            out[pid] = sorted({ln.split()[-1] for ln in f
+                               if "/libgnutls" in ln.rsplit(None, 1)[-1]})
+    return out
+
+
+def mhd_links_gnutls(d):
+    """Whether the libmicrohttpd the daemon runs with links GnuTLS itself."""
+    with open("/proc/%d/maps" % d.pid) as f:
+        paths = {ln.split()[-1] for ln in f if "libmicrohttpd" in ln}
+    assert len(paths) == 1, paths
+    dyn = subprocess.run(["readelf", "-d", paths.pop()], capture_output=True, text=True,
+                         timeout=10).stdout
+    return "libgnutls" in dyn
+
+
+def test_gnutls_loaded_only_for_tls_cert():
+    """personad loads GnuTLS (dlopen) when --tls-cert is given, not before:
+    without it, with a TLS-less libmicrohttpd (the firmware configuration),
+    no process maps GnuTLS; with it, every process does."""
+    plain = Daemon(workers=2)
+    with plain:
+        plain.wait_workers(2)
+        if mhd_links_gnutls(plain):
+            assert os.environ.get("PERSONAD_TEST_MHD") != "notls", \
+                "PERSONAD_TEST_MHD=notls, but this libmicrohttpd links GnuTLS"
+            print("this libmicrohttpd links GnuTLS: its constructor loads it in every "
+                  "process, so only the TLS side is checked (CI runs this test with a "
+                  "TLS-less one, contrib/mhd-notls)")
+        else:
+            m = mapped_gnutls(plain)
+            assert not any(m.values()), "GnuTLS mapped without --tls-cert: %r" % m
+            print("no --tls-cert: no process maps GnuTLS")
+    with TLSDaemon(workers=2) as d:
+        d.wait_workers(2)
+        m = mapped_gnutls(d)
+        assert len(m) == 3 and all(m.values()), "GnuTLS not mapped with --tls-cert: %r" % m
+        st, body, _ = d.http("GET", "/healthz")
+        assert st == 200, (st, body)
+        print("--tls-cert: GnuTLS mapped in all %d processes, HTTPS answers" % len(m))
+
+
 def start_fails(flags):
     tmp = tempfile.mkdtemp(prefix="personad-tls-bad-")
     try:
@@ -497,7 +543,8 @@ if __name__ == "__main__":
              test_wss_burst_to_slow_reader_complete, test_wss_write_deadline_drops_stuck_client,
              test_sigterm_sends_1001_to_every_wss_client,
              test_sse_over_https, test_sighup_reloads_certificate, test_node_ws_over_wss,
-             test_dashboard_in_chromium_over_https, test_bad_files_at_start],
+             test_dashboard_in_chromium_over_https, test_bad_files_at_start,
+             test_gnutls_loaded_only_for_tls_cert],
             timeout=90)
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
