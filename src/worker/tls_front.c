@@ -56,9 +56,11 @@ struct tls_front {
     int tcp, app;                /* the client's socket; our end of the pair */
     uint32_t tcp_mask, app_mask; /* registered (0: not in the epoll set) */
     unsigned handshaking : 1, peeked : 1, tcp_eof : 1, app_shut : 1, out_pending : 1, dead : 1,
-        lingering : 1;
+        lingering : 1, refusing : 1;
     unsigned char *in; /* client plaintext the pair has not taken (TLS_FRONT_CHUNK) */
     uint32_t in_off, in_len;
+    const char *reply; /* refusing: the answer (no pair, no MHD), until sent */
+    uint32_t reply_len;
 };
 
 static void
@@ -90,7 +92,10 @@ front_close(struct tls_front *c)
     if (c->app_mask != 0)
         (void)ev_del(f->epfd, c->app);
     close(c->tcp);
-    close(c->app);
+    if (c->app >= 0)
+        close(c->app);
+    if (c->refusing)
+        f->refusing--;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -135,6 +140,8 @@ update_masks(struct tls_front *c)
     uint32_t tcp = 0, app = 0;
     if (c->handshaking) {
         tcp = c->peeked && g->gnutls_record_get_direction(c->s) == 1 ? EPOLLOUT : EPOLLIN;
+    } else if (c->refusing) {
+        tcp = EPOLLIN | (c->out_pending ? EPOLLOUT : 0);
     } else {
         if (!c->tcp_eof && c->in_len == 0)
             tcp |= EPOLLIN;
@@ -289,6 +296,41 @@ flush_out(struct tls_front *c)
     c->out_pending = 0;
 }
 
+/* A refused connection after its handshake: what the client sends is read
+ * and dropped, the answer goes out (one record: GnuTLS sends it or holds it
+ * whole), then a close_notify, and the front lingers until the client
+ * closes or TLS_FRONT_LINGER_MS: closing with its request unread would reset
+ * the connection, and the answer with it. */
+static void
+refuse_pump(struct tls_front *c)
+{
+    const struct tls_lib *g = c->set->lib;
+    struct tls_fronts *f = c->set;
+    for (;;) {
+        ssize_t r = g->gnutls_record_recv(c->s, f->scratch, TLS_FRONT_CHUNK);
+        if (r == GNUTLS_E_AGAIN)
+            break;
+        if (r <= 0 && r != GNUTLS_E_INTERRUPTED) {
+            front_close(c); /* its goodbye, EOF or an error: nothing more to answer */
+            return;
+        }
+    }
+    if (c->reply_len > 0) {
+        ssize_t s = g->gnutls_record_send(c->s, c->reply, c->reply_len);
+        if (s < 0 && s != GNUTLS_E_AGAIN && s != GNUTLS_E_INTERRUPTED) {
+            front_close(c);
+            return;
+        }
+        c->reply_len = 0;
+        c->out_pending = s < 0; /* held: flush_out sends it */
+    }
+    if (!c->out_pending && !c->lingering) {
+        (void)g->gnutls_bye(c->s, GNUTLS_SHUT_WR); /* best effort: non-blocking */
+        c->lingering = 1;
+        deadline_arm_force(&f->linger, &c->dl, *f->now_ms);
+    }
+}
+
 static void
 handshake(struct tls_front *c)
 {
@@ -326,7 +368,10 @@ handshake(struct tls_front *c)
         return;
     }
     hs_unlink(c);
-    pump_in(c); /* the request may have come with the last flight */
+    if (c->refusing)
+        refuse_pump(c);
+    else
+        pump_in(c); /* the request may have come with the last flight */
 }
 
 static void
@@ -337,6 +382,11 @@ on_tcp(struct ev_handler *h, uint32_t events)
         return;
     if (c->handshaking) {
         handshake(c);
+    } else if (c->refusing) {
+        if (c->out_pending)
+            flush_out(c);
+        if (!c->dead)
+            refuse_pump(c);
     } else {
         if (c->out_pending) {
             flush_out(c);
@@ -426,23 +476,16 @@ tcp_setup(int fd)
 #endif
 }
 
-int
-tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, socklen_t len)
+/* A front on fd with a new server session, handshaking, not yet linked; NULL
+ * (errno ENOMEM, fd left open) when GnuTLS or malloc refused it. */
+static struct tls_front *
+front_new(struct tls_fronts *f, int fd)
 {
     const struct tls_lib *g = f->lib;
-    int sp[2];
     struct tls_front *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        close(fd);
         errno = ENOMEM;
-        return -1;
-    }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0) {
-        int e = errno;
-        free(c);
-        close(fd);
-        errno = e;
-        return -1;
+        return NULL;
     }
     int rc = g->gnutls_init(&c->s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
     if (rc >= 0)
@@ -454,9 +497,8 @@ tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, sockle
         log_warnx("tls: a new session: %s", g->gnutls_strerror(rc));
         g->gnutls_deinit(c->s);
         free(c);
-        close(fd), close(sp[0]), close(sp[1]);
         errno = ENOMEM;
-        return -1;
+        return NULL;
     }
     g->gnutls_certificate_server_set_request(c->s, GNUTLS_CERT_IGNORE);
     g->gnutls_handshake_set_timeout(c->s, 0); /* ours: TLS_FRONT_HANDSHAKE_MS */
@@ -464,27 +506,70 @@ tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, sockle
     if (net_set_nonblock(fd) != 0)
         log_warn("tls: fcntl(O_NONBLOCK)");
     tcp_setup(fd);
-    /* MHD makes its end non-blocking and closes it itself when it fails. */
-    if (MHD_add_connection(f->mhd, sp[1], addr, len) != MHD_YES) {
-        g->gnutls_deinit(c->s);
-        free(c);
-        close(fd), close(sp[0]);
-        errno = EMFILE;
-        return -1;
-    }
     c->ev_tcp.on_event = on_tcp;
     c->ev_app.on_event = on_app;
     c->set = f;
     c->tcp = fd;
-    c->app = sp[0];
+    c->app = -1;
     c->handshaking = 1;
+    return c;
+}
+
+/* Into the set, with its handshake deadline and its registration. */
+static void
+front_link(struct tls_fronts *f, struct tls_front *c)
+{
     deadline_arm_force(&f->hs, &c->dl, *f->now_ms);
     c->next = f->conns;
     if (f->conns != NULL)
         f->conns->prev = c;
     f->conns = c;
     f->n++;
-    update_masks(c); /* on failure the front is closed: MHD reads EOF */
+    update_masks(c); /* on failure the front is closed (MHD reads EOF) */
+}
+
+int
+tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    struct tls_front *c = front_new(f, fd);
+    if (c == NULL) {
+        close(fd), close(sp[0]), close(sp[1]);
+        errno = ENOMEM;
+        return -1;
+    }
+    /* MHD makes its end non-blocking and closes it itself when it fails. */
+    if (MHD_add_connection(f->mhd, sp[1], addr, len) != MHD_YES) {
+        f->lib->gnutls_deinit(c->s);
+        free(c);
+        close(fd), close(sp[0]);
+        errno = EMFILE;
+        return -1;
+    }
+    c->app = sp[0];
+    front_link(f, c);
+    return 0;
+}
+
+int
+tls_fronts_refuse(struct tls_fronts *f, int fd, const char *reply, size_t len)
+{
+    if (f->refusing >= TLS_FRONT_REFUSING_MAX || len == 0 || len > TLS_FRONT_CHUNK)
+        return -1;
+    struct tls_front *c = front_new(f, fd);
+    if (c == NULL)
+        return -1;
+    c->refusing = 1;
+    c->reply = reply;
+    c->reply_len = (uint32_t)len;
+    f->refusing++;
+    front_link(f, c);
     return 0;
 }
 
@@ -550,6 +635,13 @@ tls_fronts_init(struct tls_fronts *f, int epfd, struct MHD_Daemon *mhd, const in
     (void)epfd, (void)mhd, (void)now_ms, (void)log;
     memset(f, 0, sizeof(*f));
     snprintf(msg, msg_size, "not built with TLS");
+    return -1;
+}
+
+int
+tls_fronts_refuse(struct tls_fronts *f, int fd, const char *reply, size_t len)
+{
+    (void)f, (void)fd, (void)reply, (void)len;
     return -1;
 }
 

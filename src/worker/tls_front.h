@@ -22,6 +22,10 @@
  * finish within TLS_FRONT_HANDSHAKE_MS; a failed one (a plain HTTP request,
  * TLS 1.0/1.1, garbage) closes the TCP connection and is logged at info,
  * rate-limited.
+ *
+ * A connection the worker refuses (--max-connections-per-ip) gets a front
+ * without a pair: its answer goes over TLS after the handshake, as plain
+ * HTTP gets it in clear (tls_fronts_refuse).
  */
 #ifndef PERSONAD_TLS_FRONT_H
 #define PERSONAD_TLS_FRONT_H
@@ -37,6 +41,10 @@
 /* A stream that ended while the client was not taking its last bytes: they
  * wait this long for the client, then the connection goes. */
 #define TLS_FRONT_LINGER_MS 2000
+/* Refused connections (tls_fronts_refuse) answered at once per worker; past
+ * that, under a flood from one address, a refused connection is only closed.
+ * Each holds a GnuTLS session (about 10 KB) for its handshake and linger. */
+#define TLS_FRONT_REFUSING_MAX 64
 
 struct MHD_Daemon;
 struct tls_front;
@@ -53,6 +61,7 @@ struct tls_fronts {
     struct deadline_list linger; /* ended streams' last bytes, TLS_FRONT_LINGER_MS */
     struct tls_front *dead;      /* closed in this pass, freed by tls_fronts_reap */
     uint32_t n;
+    uint32_t refusing;      /* fronts answering a refusal (at most TLS_FRONT_REFUSING_MAX) */
     unsigned char *scratch; /* one buffer for all reads (TLS_FRONT_CHUNK bytes) */
     const int64_t *now_ms;
     struct log_limit *log;
@@ -66,6 +75,14 @@ int tls_fronts_init(struct tls_fronts *f, int epfd, struct MHD_Daemon *mhd, cons
 /* tls_fronts_add - a front for the accepted socket fd (closed on failure).
  * 0, or -1 (logged) when MHD or the system refused it. */
 int tls_fronts_add(struct tls_fronts *f, int fd, const struct sockaddr *addr, socklen_t len);
+
+/* tls_fronts_refuse - answer the accepted socket fd over TLS with reply (an
+ * HTTP response of at most TLS_FRONT_CHUNK bytes, static: it is sent from
+ * where it is) and close it: the handshake, the reply, a close_notify, a
+ * linger for the client's goodbye; no pair, MHD never sees it.  0, or -1 (fd
+ * left open, for the caller to close) when TLS_FRONT_REFUSING_MAX are
+ * already answering or the session cannot be made. */
+int tls_fronts_refuse(struct tls_fronts *f, int fd, const char *reply, size_t len);
 
 /* tls_fronts_expire - close the handshakes older than TLS_FRONT_HANDSHAKE_MS
  * and the lingers older than TLS_FRONT_LINGER_MS; tls_fronts_next_ms - when

@@ -294,20 +294,24 @@ peers_total(const struct worker *w, const uint8_t key[16])
 
 /* Past --max-connections-per-ip: 503 and close, without MHD.  What the client
  * sent already is read first (a close with unread data would reset the
- * connection before the client reads the answer). */
+ * connection before the client reads the answer).  On a TLS port the 503
+ * goes over TLS (a front without a pair does the handshake and lingers);
+ * past TLS_FRONT_REFUSING_MAX such answers at once the connection is only
+ * closed, so a flood from one address costs no more than that many sessions. */
 static void
 peer_refuse(struct worker *w, int fd, const uint8_t key[16], uint64_t open)
 {
     char buf[1024];
-    /* On a TLS port a plain-text 503 would read as a broken handshake: the
-     * connection is only closed (the client sees the handshake fail). */
     if (!w->tls) {
         (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
         (void)send(fd, peer_busy_reply, sizeof(peer_busy_reply) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         (void)shutdown(fd, SHUT_WR);
         (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        close(fd);
+    } else if (tls_fronts_refuse(&w->fronts, fd, peer_busy_reply, sizeof(peer_busy_reply) - 1) !=
+               0) {
+        close(fd);
     }
-    close(fd);
     stats_add(w->own_stats, STATS_HTTP_503, 1);
     if (log_limit_allow(&w->client_log, w->now_ms)) {
         char addr[INET6_ADDRSTRLEN] = "?";
@@ -485,8 +489,8 @@ accept_pass(struct worker *w)
         const char *why = "libmicrohttpd refused a connection";
         if (w->tls) {
             /* MHD gets one end of a pair; the front runs TLS on fd (closed on failure). */
-            added_ok = tls_fronts_add(&w->fronts, fd, (struct sockaddr *)&ss, len) == 0 ? MHD_YES
-                                                                                        : MHD_NO;
+            added_ok =
+                tls_fronts_add(&w->fronts, fd, (struct sockaddr *)&ss, len) == 0 ? MHD_YES : MHD_NO;
             if (added_ok != MHD_YES)
                 why = strerror(errno);
         } else {

@@ -457,6 +457,70 @@ def test_dashboard_in_chromium_over_https():
         assert "event #" in head and " · " in head, head
 
 
+async def test_per_ip_limit_answers_503_over_tls():
+    """Past --max-connections-per-ip, a TLS port answers what plain HTTP does,
+    over TLS (503, Retry-After, the JSON error), to curl and python ssl.  At
+    most TLS_FRONT_REFUSING_MAX (64) such answers are under way at once per
+    worker: past that, under a flood of handshakes that never finish, a
+    refused connection is only closed, and once the flood is gone the answer
+    comes back.  A place freed admits again."""
+    want_body = b'{"error":"too many connections from this address"}'
+    with TLSDaemon(workers=1, flags=["--max-connections-per-ip=2"]) as d:
+        a, b = await wss(d), await wss(d)
+        try:
+            p = curl(d, "/api/clusters", "-i")
+            out = p.stdout.replace(b"\r\n", b"\n")
+            assert p.returncode == 0, (p.returncode, p.stderr)
+            assert out.startswith(b"HTTP/1.1 503 "), out[:200]
+            assert b"\nRetry-After: 10\n" in out, out
+            assert out.endswith(b"\n\n" + want_body), out
+            st, got, r = d.http("GET", "/healthz")
+            assert (st, got, r.getheader("Retry-After")) == (503, want_body, "10"), (st, got)
+            # A flood of TCP connections that never start a handshake: the
+            # first 64 are each held for theirs; the next is closed at once.
+            flood = [socket.create_connection(("127.0.0.1", d.port), timeout=5)
+                     for _ in range(64)]
+            try:
+                time.sleep(0.5)
+                extra = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+                t0 = time.monotonic()
+                try:
+                    assert extra.recv(1) == b"", "the 65th refusal was answered"
+                finally:
+                    extra.close()
+                assert time.monotonic() - t0 < 2, "the 65th refusal was not closed at once"
+                flood[0].settimeout(0.2)
+                try:
+                    got = flood[0].recv(1)
+                    raise AssertionError("a held refusal was closed: %r" % got)
+                except socket.timeout:
+                    pass
+            finally:
+                for s_ in flood:
+                    s_.close()
+            deadline = time.monotonic() + 5
+            while True:  # the flood's fronts go as the daemon sees them close
+                st, got, _ = d.http("GET", "/healthz")
+                if st == 503 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert (st, got) == (503, want_body), "no answer after the flood: %r" % ((st, got),)
+        finally:
+            await a.close()
+        # a's place is free once the daemon has closed its side
+        deadline = time.monotonic() + 5
+        while True:
+            st, _, _ = d.http("GET", "/healthz")
+            if st == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert st == 200, "a freed place does not admit: %d" % st
+        await b.close()
+        log = d.log_text()
+        assert "refused a connection from 127.0.0.1: 2 open from it" in log, log[-2000:]
+        print("503 over TLS to curl and python ssl; the 65th of a flood closed at once")
+
+
 def mapped_gnutls(d):
     """{pid: [paths]} of the GnuTLS libraries each process of d maps."""
     out = {}
@@ -544,7 +608,7 @@ if __name__ == "__main__":
              test_sigterm_sends_1001_to_every_wss_client,
              test_sse_over_https, test_sighup_reloads_certificate, test_node_ws_over_wss,
              test_dashboard_in_chromium_over_https, test_bad_files_at_start,
-             test_gnutls_loaded_only_for_tls_cert],
+             test_gnutls_loaded_only_for_tls_cert, test_per_ip_limit_answers_503_over_tls],
             timeout=90)
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
