@@ -70,6 +70,13 @@ def wait_serving(d, pid, since=0):
     assert line is not None, "worker %d never reported ready:\n%s" % (pid, d.log_text()[since:])
 
 
+def wait_master_dropped(d):
+    """Wait for the master's "running as user" line: it drops after forking
+    the workers and writing the pidfile, and logs that line right after."""
+    line = d.wait_log(lambda ln: "running as user " in ln, 5)
+    assert line is not None, "the master never said it dropped:\n%s" % d.log_text()
+
+
 def open_for(d, uid, gid):
     """The daemon's temp dir and personas dir readable by uid (mkdtemp made it
     0700); a directory owned by uid for the pidfile."""
@@ -95,6 +102,7 @@ async def test_user_nobody():
     d.flags += ["-v", "--user=nobody", "--pidfile=" + pf, "-c", conf]
     with d:
         workers = d.wait_workers(2)
+        wait_master_dropped(d)
         assert_runs_as(d.pid, uid, gid, groups, "master")
         for w in workers:
             wait_serving(d, w)
@@ -152,6 +160,7 @@ async def test_group_option():
     with d:
         (w,) = d.wait_workers(1)
         wait_serving(d, w)
+        wait_master_dropped(d)
         assert_runs_as(d.pid, nobody.pw_uid, daemon_gid, [], "master")
         assert_runs_as(w, nobody.pw_uid, daemon_gid, [], "worker")
         ws = await ws_connect(d)
