@@ -458,9 +458,17 @@ def stalled_client_is_closed(flags, n_events, limit_s):
                     "stalled SSE client still open %.1fs after the burst: %s" %
                     (limit_s, tcp_sockets(d.port).get(stuck.local_port)))
                 time.sleep(0.1)
-            st, metrics, _ = d.http("GET", "/metrics")
-            assert st == 200, st
-            return d.log_text(), metrics.decode()
+            # The stream counts as open while it is closing (its goodbye and
+            # the linger for it), a little after its socket has gone: scrape
+            # until the gauge has let it go, at most 5 s.
+            deadline = time.monotonic() + 5
+            while True:
+                st, metrics, _ = d.http("GET", "/metrics")
+                assert st == 200, st
+                if ('personad_connections{protocol="sse"} 1' in metrics.decode().splitlines()
+                        or time.monotonic() > deadline):
+                    return d.log_text(), metrics.decode()
+                time.sleep(0.1)
         finally:
             stuck.close()
             good.close()
