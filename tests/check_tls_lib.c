@@ -52,7 +52,7 @@ START_TEST(test_loads_every_function_once)
     ck_assert_int_eq(tls_lib_load(NULL, msg, sizeof(msg)), 0);
     const struct tls_lib *g = tls_lib();
     ck_assert_ptr_nonnull(g);
-#define CHECK_SLOT(name) ck_assert_msg(g->name != NULL, #name " not resolved");
+#define CHECK_SLOT(name) ck_assert_msg(g->gnutls_##name != NULL, "gnutls_" #name " not resolved");
     TLS_LIB_FUNCTIONS(CHECK_SLOT)
 #undef CHECK_SLOT
     ck_assert_ptr_nonnull(g->free_fn);

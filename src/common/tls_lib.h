@@ -24,43 +24,44 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-/* Every GnuTLS function personad calls. */
+/* Every GnuTLS function personad calls, without its gnutls_ prefix (the
+ * table's member is gnutls_NAME; the loader adds the prefix to the name). */
 #define TLS_LIB_FUNCTIONS(X)                                                                       \
-    X(gnutls_bye)                                                                                  \
-    X(gnutls_certificate_allocate_credentials)                                                     \
-    X(gnutls_certificate_free_credentials)                                                         \
-    X(gnutls_certificate_server_set_request)                                                       \
-    X(gnutls_certificate_set_retrieve_function2)                                                   \
-    X(gnutls_credentials_set)                                                                      \
-    X(gnutls_deinit)                                                                               \
-    X(gnutls_handshake)                                                                            \
-    X(gnutls_handshake_set_timeout)                                                                \
-    X(gnutls_init)                                                                                 \
-    X(gnutls_memset)                                                                               \
-    X(gnutls_pcert_deinit)                                                                         \
-    X(gnutls_pcert_export_x509)                                                                    \
-    X(gnutls_pcert_list_import_x509_raw)                                                           \
-    X(gnutls_priority_deinit)                                                                      \
-    X(gnutls_priority_init)                                                                        \
-    X(gnutls_priority_set)                                                                         \
-    X(gnutls_privkey_deinit)                                                                       \
-    X(gnutls_privkey_import_x509_raw)                                                              \
-    X(gnutls_privkey_init)                                                                         \
-    X(gnutls_pubkey_deinit)                                                                        \
-    X(gnutls_pubkey_get_key_id)                                                                    \
-    X(gnutls_pubkey_import_privkey)                                                                \
-    X(gnutls_pubkey_init)                                                                          \
-    X(gnutls_record_get_direction)                                                                 \
-    X(gnutls_record_recv)                                                                          \
-    X(gnutls_record_send)                                                                          \
-    X(gnutls_strerror)                                                                             \
-    X(gnutls_transport_set_int2)                                                                   \
-    X(gnutls_x509_crt_deinit)                                                                      \
-    X(gnutls_x509_crt_get_dn3)                                                                     \
-    X(gnutls_x509_crt_get_serial)
+    X(bye)                                                                                         \
+    X(certificate_allocate_credentials)                                                            \
+    X(certificate_free_credentials)                                                                \
+    X(certificate_server_set_request)                                                              \
+    X(certificate_set_retrieve_function2)                                                          \
+    X(credentials_set)                                                                             \
+    X(deinit)                                                                                      \
+    X(handshake)                                                                                   \
+    X(handshake_set_timeout)                                                                       \
+    X(init)                                                                                        \
+    X(memset)                                                                                      \
+    X(pcert_deinit)                                                                                \
+    X(pcert_export_x509)                                                                           \
+    X(pcert_list_import_x509_raw)                                                                  \
+    X(priority_deinit)                                                                             \
+    X(priority_init)                                                                               \
+    X(priority_set)                                                                                \
+    X(privkey_deinit)                                                                              \
+    X(privkey_import_x509_raw)                                                                     \
+    X(privkey_init)                                                                                \
+    X(pubkey_deinit)                                                                               \
+    X(pubkey_get_key_id)                                                                           \
+    X(pubkey_import_privkey)                                                                       \
+    X(pubkey_init)                                                                                 \
+    X(record_get_direction)                                                                        \
+    X(record_recv)                                                                                 \
+    X(record_send)                                                                                 \
+    X(strerror)                                                                                    \
+    X(transport_set_int2)                                                                          \
+    X(x509_crt_deinit)                                                                             \
+    X(x509_crt_get_dn3)                                                                            \
+    X(x509_crt_get_serial)
 
 struct tls_lib {
-#define TLS_LIB_MEMBER(name) __typeof__(name) *name;
+#define TLS_LIB_MEMBER(name) __typeof__(gnutls_##name) *gnutls_##name;
     TLS_LIB_FUNCTIONS(TLS_LIB_MEMBER)
 #undef TLS_LIB_MEMBER
     /* gnutls_free is a variable (the function GnuTLS frees with), read at each call. */

@@ -87,20 +87,23 @@ labelled(struct buf *b, const struct stats *s, const char *name, const char *lab
 }
 
 /* Metrics of one unlabelled sample each, a sum over the workers or the
- * master's value: a row per metric (one loop, not a call pair per metric:
- * the text counts against the binary's budget, doc/footprint.md). */
-struct plain {
-    const char *name, *type, *help;
-    enum stats_id id;
-};
+ * master's value: one X-macro row per metric, walked by one loop (a call
+ * pair per metric took 600 bytes more text), kept as one string of
+ * "name\0type\0help\0" rows and an array of ids: no pointers, so nothing to
+ * relocate (the binary's budget, doc/footprint.md "The last page"). */
+#define PLAIN_TEXT(name, type, help, id) name "\0" type "\0" help "\0"
+#define PLAIN_ID(name, type, help, id) id,
+_Static_assert(STATS_IDS <= 256, "a stats id fits the rows' uint8_t");
 
 static void
-plain_rows(struct buf *b, const struct stats *s, const struct plain *rows, size_t n, uint32_t first,
-           uint32_t end)
+plain_rows(struct buf *b, const struct stats *s, const char *text, const uint8_t *ids, size_t n,
+           uint32_t first, uint32_t end)
 {
     for (size_t i = 0; i < n; i++) {
-        head(b, rows[i].name, rows[i].type, rows[i].help);
-        sample(b, rows[i].name, stats_sum(s, rows[i].id, first, end));
+        const char *name = text, *type = name + strlen(name) + 1, *help = type + strlen(type) + 1;
+        text = help + strlen(help) + 1;
+        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name,
+                   stats_sum(s, (enum stats_id)ids[i], first, end));
     }
 }
 
@@ -242,26 +245,27 @@ metrics_render(const struct metrics_view *v, size_t *len)
         buf_printf(&b, "personad_worker_lag_events{worker=\"%" PRIu32 "\"} %" PRIu64 "\n", i - W,
                    v->ring_head > seen ? v->ring_head - seen : 0);
     }
-    static const struct plain worker_sums[] = {
-        {"personad_worker_events_read_total", "counter",
-         "Ring events read and encoded, summed over the workers.", STATS_EVENTS_READ},
-        {"personad_worker_ring_overruns_total", "counter",
-         "Times a worker was lapped by the ring and skipped events.", STATS_RING_OVERRUNS},
-        {"personad_stream_frames_written_total", "counter",
-         "Event messages written whole to stream connections.", STATS_FRAMES_WRITTEN},
-        {"personad_stream_written_bytes_total", "counter",
-         "Bytes written to stream connections (events and control frames).", STATS_BYTES_WRITTEN},
-        {"personad_stream_writes_total", "counter",
-         "writev calls on stream connections (one may carry several frames).", STATS_WRITES},
-        {"personad_worker_fanout_passes_total", "counter",
-         "Fan-out passes over the connections (--coalesce-delay merges them under load).",
-         STATS_FANOUT_PASSES},
-        {"personad_worker_fanout_behind_total", "counter",
-         "Fan-out passes that ended with new events already waiting: the worker is behind, and "
-         "--coalesce-delay holds the next pass for all of it.",
-         STATS_FANOUT_BEHIND},
-    };
-    plain_rows(&b, s, worker_sums, sizeof(worker_sums) / sizeof(worker_sums[0]), W, END);
+#define WORKER_SUMS(X)                                                                             \
+    X("personad_worker_events_read_total", "counter",                                              \
+      "Ring events read and encoded, summed over the workers.", STATS_EVENTS_READ)                 \
+    X("personad_worker_ring_overruns_total", "counter",                                            \
+      "Times a worker was lapped by the ring and skipped events.", STATS_RING_OVERRUNS)            \
+    X("personad_stream_frames_written_total", "counter",                                           \
+      "Event messages written whole to stream connections.", STATS_FRAMES_WRITTEN)                 \
+    X("personad_stream_written_bytes_total", "counter",                                            \
+      "Bytes written to stream connections (events and control frames).", STATS_BYTES_WRITTEN)     \
+    X("personad_stream_writes_total", "counter",                                                   \
+      "writev calls on stream connections (one may carry several frames).", STATS_WRITES)          \
+    X("personad_worker_fanout_passes_total", "counter",                                            \
+      "Fan-out passes over the connections (--coalesce-delay merges them under load).",            \
+      STATS_FANOUT_PASSES)                                                                         \
+    X("personad_worker_fanout_behind_total", "counter",                                            \
+      "Fan-out passes that ended with new events already waiting: the worker is behind, and "      \
+      "--coalesce-delay holds the next pass for all of it.",                                       \
+      STATS_FANOUT_BEHIND)
+    static const char worker_sums_text[] = WORKER_SUMS(PLAIN_TEXT);
+    static const uint8_t worker_sums_ids[] = {WORKER_SUMS(PLAIN_ID)};
+    plain_rows(&b, s, worker_sums_text, worker_sums_ids, sizeof(worker_sums_ids), W, END);
 
     static const struct row codes[] = {
         {"101", STATS_HTTP_101}, {"200", STATS_HTTP_200}, {"304", STATS_HTTP_304},
@@ -279,16 +283,17 @@ metrics_render(const struct metrics_view *v, size_t *len)
                stats_get(ms, STATS_M_PERSONAS_VALID));
     buf_printf(&b, "personad_personas{state=\"invalid\"} %" PRIu64 "\n",
                stats_get(ms, STATS_M_PERSONAS_INVALID));
-    static const struct plain master_values[] = {
-        {"personad_persona_file_errors_total", "counter",
-         "Persona contents found bad (unreadable, not JSON, not a ClusterPersona).",
-         STATS_M_PERSONA_FILE_ERRORS},
-        {"personad_snapshot_bytes", "gauge", "Size of the snapshot last published.",
-         STATS_M_SNAPSHOT_BYTES},
-        {"personad_snapshot_publishes_total", "counter", "Snapshots the master published.",
-         STATS_M_SNAPSHOT_PUBLISHES},
-    };
-    plain_rows(&b, s, master_values, sizeof(master_values) / sizeof(master_values[0]), M, W);
+#define MASTER_VALUES(X)                                                                           \
+    X("personad_persona_file_errors_total", "counter",                                             \
+      "Persona contents found bad (unreadable, not JSON, not a ClusterPersona).",                  \
+      STATS_M_PERSONA_FILE_ERRORS)                                                                 \
+    X("personad_snapshot_bytes", "gauge", "Size of the snapshot last published.",                  \
+      STATS_M_SNAPSHOT_BYTES)                                                                      \
+    X("personad_snapshot_publishes_total", "counter", "Snapshots the master published.",           \
+      STATS_M_SNAPSHOT_PUBLISHES)
+    static const char master_values_text[] = MASTER_VALUES(PLAIN_TEXT);
+    static const uint8_t master_values_ids[] = {MASTER_VALUES(PLAIN_ID)};
+    plain_rows(&b, s, master_values_text, master_values_ids, sizeof(master_values_ids), M, W);
 
     if (b.failed) {
         free(b.p);
@@ -305,36 +310,23 @@ metrics_count_response(struct worker *w, struct MHD_Connection *conn)
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
     if (ci == NULL)
         return; /* nothing queued (refused: the connection is closed) */
-    enum stats_id id;
-    switch (ci->http_status) {
-    case MHD_HTTP_SWITCHING_PROTOCOLS:
-        id = STATS_HTTP_101;
-        break;
-    case MHD_HTTP_OK:
-        id = STATS_HTTP_200;
-        break;
-    case MHD_HTTP_NOT_MODIFIED:
-        id = STATS_HTTP_304;
-        break;
-    case MHD_HTTP_BAD_REQUEST:
-        id = STATS_HTTP_400;
-        break;
-    case MHD_HTTP_NOT_FOUND:
-        id = STATS_HTTP_404;
-        break;
-    case MHD_HTTP_METHOD_NOT_ALLOWED:
-        id = STATS_HTTP_405;
-        break;
-    case MHD_HTTP_UPGRADE_REQUIRED:
-        id = STATS_HTTP_426;
-        break;
-    case MHD_HTTP_SERVICE_UNAVAILABLE:
-        id = STATS_HTTP_503;
-        break;
-    default:
-        id = STATS_HTTP_OTHER;
-        break;
-    }
+    static const struct {
+        uint16_t status;
+        uint8_t id;
+    } ids[] = {
+        {MHD_HTTP_SWITCHING_PROTOCOLS, STATS_HTTP_101},
+        {MHD_HTTP_OK, STATS_HTTP_200},
+        {MHD_HTTP_NOT_MODIFIED, STATS_HTTP_304},
+        {MHD_HTTP_BAD_REQUEST, STATS_HTTP_400},
+        {MHD_HTTP_NOT_FOUND, STATS_HTTP_404},
+        {MHD_HTTP_METHOD_NOT_ALLOWED, STATS_HTTP_405},
+        {MHD_HTTP_UPGRADE_REQUIRED, STATS_HTTP_426},
+        {MHD_HTTP_SERVICE_UNAVAILABLE, STATS_HTTP_503},
+    };
+    enum stats_id id = STATS_HTTP_OTHER;
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        if (ids[i].status == ci->http_status)
+            id = (enum stats_id)ids[i].id;
     stats_add(w->own_stats, id, 1);
 }
 

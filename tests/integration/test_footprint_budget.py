@@ -4,7 +4,7 @@ with every feature built in (x86-64, default build): 149 768 bytes with TLS,
 the Kubernetes source and the dashboard gzip-compressed (doc/footprint.md,
 "The last page").  The file grows in 4 KB steps (page-aligned segments), so
 one import or a few hundred bytes of code can cross the line: the figure and
-each segment's room to its next page are printed, to say where it went.
+each segment's slack before the next one are printed, to say where it went.
 """
 
 import os
@@ -21,17 +21,26 @@ BUDGET = 150 * 1024
 
 
 def segment_room(path):
-    """Each LOAD segment's file size and the bytes left before it needs one
-    more page, as readelf -lW shows them."""
+    """Each LOAD segment's file size and its slack: the bytes between its end
+    and the next segment's start in the file.  Past that, the next segment
+    moves by a page and the file grows by one.  The data segment's start is
+    set by its relro part (it ends on a page), so data.rel.ro growing eats the
+    slack after .rodata too."""
     out = subprocess.run([os.environ.get("READELF", "readelf"), "-lW", path],
                          capture_output=True, text=True, timeout=60).stdout
-    rows = []
+    loads = []
     for line in out.splitlines():
         f = line.split()
         if f[:1] == ["LOAD"]:
-            offset, filesz = int(f[1], 16), int(f[4], 16)
-            rows.append("LOAD at %#x %s: %d bytes, %d before the next page"
-                        % (offset, " ".join(f[6:-1]), filesz, -(offset + filesz) % 4096))
+            loads.append((int(f[1], 16), int(f[4], 16), " ".join(f[6:-1])))
+    loads.sort()
+    rows = []
+    for i, (offset, filesz, flags) in enumerate(loads):
+        if i + 1 < len(loads):
+            slack = "%d before the next segment" % (loads[i + 1][0] - offset - filesz)
+        else:
+            slack = "the last"
+        rows.append("LOAD at %#x %s: %d bytes, %s" % (offset, flags, filesz, slack))
     return "\n".join(rows)
 
 
