@@ -794,12 +794,15 @@ worker_main(const struct config *cfg, unsigned index, int listen_fd, int doorbel
     w.cfg = cfg = &w.cfg_own;
     w.shm_stats = stats;
     w.own_stats = stats_slot(stats, index + 1);
-    /* Before anything is counted: the predecessor's gauges go, its counters stay. */
-    stats_slot_takeover(w.own_stats, (uint64_t)getpid(), ring_head(ring));
+    /* The predecessor's clients are gone: their places are cleared while the
+     * slot is not live yet (its pid is the predecessor's or 0), so no other
+     * worker counts them once it is. */
     if (cfg->max_connections_per_ip > 0 && peers_capacity(stats->page_bytes) > 0) {
         w.peer_slot_bytes = stats->page_bytes;
-        peers_clear(w.own_stats, w.peer_slot_bytes); /* the predecessor's clients are gone */
+        peers_clear(w.own_stats, w.peer_slot_bytes);
     }
+    /* Before anything is counted: the predecessor's gauges go, its counters stay. */
+    stats_slot_takeover(w.own_stats, (uint64_t)getpid(), ring_head(ring));
     deadline_list_init(&w.head_list, cfg->request_timeout_ms);
     w.index = index;
     w.listen_fd = listen_fd;

@@ -447,13 +447,28 @@ def conn_owner(daemon, client_port, pids=None):
 
 
 def server_side_closed(daemon, client_port):
-    """True once the daemon no longer holds an open server-side socket of
-    this connection: gone, orphaned (inode 0) or past ESTABLISHED."""
+    """True once the daemon has closed or shut down its side of this
+    connection: gone, orphaned (inode 0) or past ESTABLISHED by the daemon's
+    act.  CLOSE_WAIT is the client's close that the daemon has not acted on
+    yet, so it is still open."""
     socks = tcp_sockets(daemon.port)
     if client_port not in socks:
         return True
     st, inode, _ = socks[client_port]
-    return inode == 0 or st != "ESTABLISHED"
+    return inode == 0 or st not in ("ESTABLISHED", "CLOSE_WAIT")
+
+
+def server_side_released(daemon, client_port):
+    """True once the daemon holds no descriptor of this connection's socket
+    (gone or orphaned): whatever the daemon counted for it is gone too."""
+    socks = tcp_sockets(daemon.port)
+    return client_port not in socks or socks[client_port][1] == 0
+
+
+def daemon_holds_no_connection(daemon):
+    """True when the daemon holds no connection's socket at all (the
+    harness's own readiness probes included)."""
+    return all(inode == 0 for _, inode, _ in tcp_sockets(daemon.port).values())
 
 
 def ws_local_port(ws):

@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("TOP_SRCDIR", os.path.dirname(__file__) + "/../.."),
                                 "tests", "integration"))
-from harness import (ConnClosed, Daemon, RawWS, conn_owner, ev, persona_api, run,  # noqa: E402
-                     server_side_closed)
+from harness import (ConnClosed, Daemon, RawWS, conn_owner, daemon_holds_no_connection,  # noqa: E402
+                     ev, persona_api, run, server_side_released, tcp_sockets)
 
 TEXT = 0x1
 
@@ -114,6 +114,8 @@ def test_per_ip_limit():
     with Daemon(workers=2, expect_worker_deaths=True,
                 flags=["--max-connections-per-ip=3"]) as d:
         workers = d.wait_workers(2)
+        # The harness's readiness probe counts until the daemon has seen it go.
+        assert wait_until(lambda: daemon_holds_no_connection(d), 5), tcp_sockets(d.port)
         conns = []
         try:
             # Three WebSockets, on both workers (the kernel spreads them; a
@@ -126,7 +128,7 @@ def test_per_ip_limit():
                     break
                 gone = conns.pop(0)
                 gone.close()
-                assert wait_until(lambda: server_side_closed(d, gone.local_port), 5)
+                assert wait_until(lambda: server_side_released(d, gone.local_port), 5)
             owners = [conn_owner(d, c.local_port) for c in conns]
             assert set(owners) == set(workers), "not spread over both workers: %r" % owners
             assert_refused(d, "4th from 127.0.0.1")
@@ -134,10 +136,10 @@ def test_per_ip_limit():
             d.write("a.json", persona_api("a"))
             for i, c in enumerate(conns):
                 expect_event(c, "added", "a", "client %d after the refusal" % i)
-            # Closing one frees a place (once the daemon has closed its side).
+            # Closing one frees a place (once the daemon has let its socket go).
             gone = conns.pop()
             gone.close()
-            assert wait_until(lambda: server_side_closed(d, gone.local_port), 5)
+            assert wait_until(lambda: server_side_released(d, gone.local_port), 5)
             conns.append(RawWS(d.port))
             assert_refused(d, "4th after the replacement")
             # A worker killed with clients: they are gone, and its respawn
@@ -167,6 +169,7 @@ def test_per_ip_limit():
 def test_sse_counts():
     """An SSE stream (handed off from libmicrohttpd like a WebSocket) counts too."""
     with Daemon(workers=1, flags=["--max-connections-per-ip=2"]) as d:
+        assert wait_until(lambda: daemon_holds_no_connection(d), 5), tcp_sockets(d.port)
         s = connect_from("127.0.0.1", d.port)
         try:
             s.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
